@@ -1,0 +1,415 @@
+/* arith.c - the built-in corpus: arithmetic problems with long, worked, step-by-step solutions.
+ *
+ * The point of this corpus is to be learnable and predictable: a solution is a deterministic
+ * function of its question, written in one fixed layout, with every carry and borrow spelled out.
+ * A model that has learned the layout can predict many tokens ahead, which is what the extra
+ * prediction heads (and speculative decoding with them) exploit.
+ *
+ * Layout rules shared by all kinds:
+ *  - numbers that are combined column by column are first written one under another, right-aligned
+ *    and padded with leading zeros, so a column's digits sit at a fixed distance from each other;
+ *  - every step writes the same fields even when they are zero ("carry 0", "+0=...");
+ *  - the last step of a row writes its whole value ("write 28") instead of a carry.
+ *
+ * All values stay below 10^18 so plain uint64_t arithmetic is exact. Text is produced with tiny
+ * append helpers rather than snprintf: that keeps 8 MiB of examples well under a second. */
+#include <string.h>
+
+#include "datasets/ds.h"
+
+/* Output that counts the bytes it would need even past the end of the buffer (like snprintf). */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} Out;
+
+static void put_c(Out *o, char c) {
+    if (o->len < o->cap) o->buf[o->len] = c;
+    o->len++;
+}
+
+static void put_s(Out *o, const char *s) {
+    while (*s) put_c(o, *s++);
+}
+
+/* v in decimal, padded with leading zeros to at least width digits */
+static void put_u(Out *o, uint64_t v, int width) {
+    char tmp[24]; /* filled from the end; 2^64 has 20 digits */
+    int i = 24;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 0);
+    while (24 - i < width && i > 0) tmp[--i] = '0';
+    for (; i < 24; i++) put_c(o, tmp[i]);
+}
+
+static int n_digits(uint64_t v) {
+    int n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+static uint64_t pow10u(int n) {
+    uint64_t p = 1;
+    while (n-- > 0) p *= 10;
+    return p;
+}
+
+/* digit i (0 = ones) of v */
+static int digit_at(uint64_t v, int i) { return (int)(v / pow10u(i) % 10); }
+
+/* uniform in [lo, hi] */
+static int rand_int(MtpRng *rng, int lo, int hi) { return lo + (int)mtp_rng_below(rng, (uint64_t)(hi - lo + 1)); }
+
+/* a number with exactly n digits (1 <= n <= 18) */
+static uint64_t rand_digits(MtpRng *rng, int n) {
+    uint64_t lo = pow10u(n - 1);
+    if (n == 1) return mtp_rng_below(rng, 10);
+    return lo + mtp_rng_below(rng, 9 * lo);
+}
+
+/* Writes the rows right-aligned with leading zeros, then adds them column by column from the
+   right: "col 3: carry 1, +4=5, +7=12, +2=14, write 4 carry 1". Adding one digit at a time keeps
+   every step a single-digit addition however many rows there are. Returns the sum. */
+static uint64_t add_columns(Out *o, const uint64_t *v, int k) {
+    int width = 1;
+    uint64_t sum = 0;
+    for (int r = 0; r < k; r++) {
+        if (n_digits(v[r]) > width) width = n_digits(v[r]);
+        sum += v[r];
+    }
+    put_s(o, "Align the numbers:\n");
+    for (int r = 0; r < k; r++) {
+        put_u(o, v[r], width);
+        put_c(o, '\n');
+    }
+    put_s(o, "Add column by column from the right:\n");
+    int carry = 0;
+    for (int i = 0; i < width; i++) {
+        int s = carry;
+        put_s(o, "col ");
+        put_u(o, (uint64_t)i + 1, 0);
+        put_s(o, ": carry ");
+        put_u(o, (uint64_t)carry, 0);
+        for (int r = 0; r < k; r++) {
+            int d = digit_at(v[r], i);
+            s += d;
+            put_s(o, ", +");
+            put_u(o, (uint64_t)d, 0);
+            put_c(o, '=');
+            put_u(o, (uint64_t)s, 0);
+        }
+        put_s(o, ", write ");
+        if (i == width - 1) {
+            put_u(o, (uint64_t)s, 0);
+        } else {
+            put_u(o, (uint64_t)(s % 10), 0);
+            put_s(o, " carry ");
+            put_u(o, (uint64_t)(s / 10), 0);
+        }
+        put_c(o, '\n');
+        carry = s / 10;
+    }
+    return sum;
+}
+
+/* a - b (a >= b) column by column with borrows:
+   "col 1: 0-5-0 < 0, borrow: 10-5-0=5, write 5 borrow 1" or "col 2: 8-3-1=4, write 4 borrow 0" */
+static uint64_t sub_columns(Out *o, uint64_t a, uint64_t b) {
+    int width = n_digits(a);
+    put_u(o, a, width);
+    put_c(o, '\n');
+    put_u(o, b, width);
+    put_c(o, '\n');
+    int borrow = 0;
+    for (int i = 0; i < width; i++) {
+        int x = digit_at(a, i), y = digit_at(b, i);
+        put_s(o, "col ");
+        put_u(o, (uint64_t)i + 1, 0);
+        put_s(o, ": ");
+        put_u(o, (uint64_t)x, 0);
+        put_c(o, '-');
+        put_u(o, (uint64_t)y, 0);
+        put_c(o, '-');
+        put_u(o, (uint64_t)borrow, 0);
+        int d = x - y - borrow;
+        if (d < 0) {
+            d += 10;
+            put_s(o, " < 0, borrow: 1");
+            put_u(o, (uint64_t)x, 0);
+            put_c(o, '-');
+            put_u(o, (uint64_t)y, 0);
+            put_c(o, '-');
+            put_u(o, (uint64_t)borrow, 0);
+            put_c(o, '=');
+            put_u(o, (uint64_t)d, 0);
+            put_s(o, ", write ");
+            put_u(o, (uint64_t)d, 0);
+            put_s(o, " borrow 1\n");
+            borrow = 1;
+        } else {
+            put_c(o, '=');
+            put_u(o, (uint64_t)d, 0);
+            put_s(o, ", write ");
+            put_u(o, (uint64_t)d, 0);
+            put_s(o, " borrow 0\n");
+            borrow = 0;
+        }
+    }
+    return a - b;
+}
+
+/* "Compute a + b + c." : several numbers of similar length, summed column by column */
+static uint64_t gen_add(Out *o, MtpRng *rng, int level) {
+    static const int rows_lo[] = {0, 2, 3, 4, 5, 6}, rows_hi[] = {0, 2, 3, 4, 5, 8};
+    static const int dig_lo[] = {0, 2, 3, 4, 6, 10}, dig_hi[] = {0, 3, 4, 6, 9, 13};
+    uint64_t v[8];
+    int k = rand_int(rng, rows_lo[level], rows_hi[level]);
+    for (int r = 0; r < k; r++) v[r] = rand_digits(rng, rand_int(rng, dig_lo[level], dig_hi[level]));
+    put_s(o, "Compute ");
+    for (int r = 0; r < k; r++) {
+        if (r) put_s(o, " + ");
+        put_u(o, v[r], 0);
+    }
+    put_s(o, ".\n");
+    uint64_t sum = add_columns(o, v, k);
+    put_s(o, "Sum = ");
+    put_u(o, sum, 0);
+    put_c(o, '\n');
+    return sum;
+}
+
+/* "Compute a - b - c." : one subtraction at a time, each column by column with borrows */
+static uint64_t gen_sub(Out *o, MtpRng *rng, int level) {
+    static const int terms[] = {0, 1, 1, 2, 2, 3};
+    static const int dig_lo[] = {0, 2, 4, 5, 7, 11}, dig_hi[] = {0, 3, 6, 7, 9, 14};
+    uint64_t a = rand_digits(rng, rand_int(rng, dig_lo[level], dig_hi[level]));
+    uint64_t b[3], rest = a;
+    int k = terms[level];
+    /* each subtrahend at most what is left, so the answer is never negative; the lower bound keeps
+       it from being trivially small */
+    for (int j = 0; j < k; j++) {
+        b[j] = rest / 10 + mtp_rng_below(rng, rest - rest / 10 + 1);
+        if (j < k - 1) b[j] /= (uint64_t)(k - j); /* leave room for the later ones */
+        rest -= b[j];
+    }
+    put_s(o, "Compute ");
+    put_u(o, a, 0);
+    for (int j = 0; j < k; j++) {
+        put_s(o, " - ");
+        put_u(o, b[j], 0);
+    }
+    put_s(o, ".\n");
+    put_s(o, k > 1 ? "Subtract one number at a time, column by column from the right.\n"
+                   : "Subtract column by column from the right:\n");
+    uint64_t cur = a;
+    for (int j = 0; j < k; j++) {
+        if (k > 1) {
+            put_s(o, "Step ");
+            put_u(o, (uint64_t)j + 1, 0);
+            put_s(o, ": ");
+            put_u(o, cur, 0);
+            put_s(o, " - ");
+            put_u(o, b[j], 0);
+            put_c(o, '\n');
+        }
+        uint64_t next = sub_columns(o, cur, b[j]);
+        put_u(o, cur, 0);
+        put_s(o, " - ");
+        put_u(o, b[j], 0);
+        put_s(o, " = ");
+        put_u(o, next, 0);
+        put_c(o, '\n');
+        cur = next;
+    }
+    put_s(o, "Difference = ");
+    put_u(o, cur, 0);
+    put_c(o, '\n');
+    return cur;
+}
+
+/* "Compute a * b." : one partial product per digit of b, each digit by digit with carries
+   ("8*6+0=48, write 8 carry 4"), then the partial products summed column by column */
+static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
+    static const int da_lo[] = {0, 2, 2, 3, 4, 6}, da_hi[] = {0, 2, 3, 4, 5, 8};
+    static const int db_lo[] = {0, 1, 2, 2, 3, 5}, db_hi[] = {0, 1, 2, 3, 4, 6};
+    uint64_t a = rand_digits(rng, rand_int(rng, da_lo[level], da_hi[level]));
+    int nb = rand_int(rng, db_lo[level], db_hi[level]);
+    uint64_t b = nb == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, nb);
+    int na = n_digits(a);
+    uint64_t part[8];
+    put_s(o, "Compute ");
+    put_u(o, a, 0);
+    put_s(o, " * ");
+    put_u(o, b, 0);
+    put_s(o, ".\n");
+    put_s(o, "Multiply ");
+    put_u(o, a, 0);
+    put_s(o, " by each digit of ");
+    put_u(o, b, 0);
+    put_s(o, ", from the right:\n");
+    for (int j = 0; j < nb; j++) {
+        int m = digit_at(b, j);
+        uint64_t p = a * (uint64_t)m;
+        part[j] = p * pow10u(j);
+        put_s(o, "Digit ");
+        put_u(o, (uint64_t)m, 0);
+        put_s(o, " (shift ");
+        put_u(o, (uint64_t)j, 0);
+        put_s(o, "):");
+        if (m == 0) {
+            put_s(o, " ");
+            put_u(o, a, 0);
+            put_s(o, "*0 = 0\n");
+            continue;
+        }
+        put_c(o, '\n');
+        int carry = 0;
+        for (int i = 0; i < na; i++) {
+            int x = digit_at(a, i), s = x * m + carry;
+            put_u(o, (uint64_t)x, 0);
+            put_c(o, '*');
+            put_u(o, (uint64_t)m, 0);
+            put_c(o, '+');
+            put_u(o, (uint64_t)carry, 0);
+            put_c(o, '=');
+            put_u(o, (uint64_t)s, 0);
+            put_s(o, ", write ");
+            if (i == na - 1) {
+                put_u(o, (uint64_t)s, 0);
+            } else {
+                put_u(o, (uint64_t)(s % 10), 0);
+                put_s(o, " carry ");
+                put_u(o, (uint64_t)(s / 10), 0);
+            }
+            put_c(o, '\n');
+            carry = s / 10;
+        }
+        put_u(o, a, 0);
+        put_c(o, '*');
+        put_u(o, (uint64_t)m, 0);
+        put_s(o, " = ");
+        put_u(o, p, 0);
+        if (j > 0) {
+            put_s(o, ", shifted ");
+            put_u(o, (uint64_t)j, 0);
+            put_s(o, ": ");
+            put_u(o, part[j], 0);
+        }
+        put_c(o, '\n');
+    }
+    uint64_t prod = a * b;
+    if (nb > 1) {
+        put_s(o, "Add the partial products.\n");
+        add_columns(o, part, nb);
+    }
+    put_s(o, "Product = ");
+    put_u(o, prod, 0);
+    put_c(o, '\n');
+    return prod;
+}
+
+/* "Compute n / d." with n = q*d exactly: a table of multiples of d, then long division from the
+   left, each quotient digit x read off the table and justified by x*d <= part < (x+1)*d:
+   "Bring down 2: 412, 9*43=387 <= 412 < 10*43=430, digit 9, 412-387=25" */
+static uint64_t gen_div(Out *o, MtpRng *rng, int level) {
+    static const int dq_lo[] = {0, 2, 3, 4, 6, 10}, dq_hi[] = {0, 2, 3, 5, 7, 12};
+    static const int dd_lo[] = {0, 1, 1, 2, 3, 5}, dd_hi[] = {0, 1, 1, 3, 4, 6};
+    int nq = rand_int(rng, dq_lo[level], dq_hi[level]);
+    int nd = rand_int(rng, dd_lo[level], dd_hi[level]);
+    uint64_t d = nd == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, nd);
+    uint64_t q = rand_digits(rng, nq);
+    uint64_t n = q * d;
+    int nn = n_digits(n);
+    put_s(o, "Compute ");
+    put_u(o, n, 0);
+    put_s(o, " / ");
+    put_u(o, d, 0);
+    put_s(o, ".\n");
+    put_s(o, "Multiples of ");
+    put_u(o, d, 0);
+    put_s(o, ":\n");
+    for (uint64_t m = 1; m <= 9; m++) {
+        put_u(o, m, 0);
+        put_c(o, '*');
+        put_u(o, d, 0);
+        put_c(o, '=');
+        put_u(o, m * d, 0);
+        put_c(o, '\n');
+    }
+    put_s(o, "Divide from the left:\n");
+    /* the first partial dividend is the shortest prefix of n that is >= d (n >= d since q >= 1) */
+    int pos = nn - 1;
+    uint64_t cur = 0;
+    while (pos >= 0) {
+        cur = cur * 10 + (uint64_t)digit_at(n, pos--);
+        if (cur >= d) break;
+    }
+    int first = 1;
+    for (;;) {
+        uint64_t x = cur / d, y = x * d;
+        if (first) {
+            put_s(o, "Take ");
+        } else {
+            put_s(o, "Bring down ");
+            put_u(o, cur % 10, 0);
+            put_s(o, ": ");
+        }
+        first = 0;
+        put_u(o, cur, 0);
+        put_s(o, ", ");
+        put_u(o, x, 0);
+        put_c(o, '*');
+        put_u(o, d, 0);
+        put_c(o, '=');
+        put_u(o, y, 0);
+        put_s(o, " <= ");
+        put_u(o, cur, 0);
+        put_s(o, " < ");
+        put_u(o, x + 1, 0);
+        put_c(o, '*');
+        put_u(o, d, 0);
+        put_c(o, '=');
+        put_u(o, y + d, 0);
+        put_s(o, ", digit ");
+        put_u(o, x, 0);
+        put_s(o, ", ");
+        put_u(o, cur, 0);
+        put_c(o, '-');
+        put_u(o, y, 0);
+        put_c(o, '=');
+        put_u(o, cur - y, 0);
+        put_c(o, '\n');
+        if (pos < 0) break;
+        cur = (cur - y) * 10 + (uint64_t)digit_at(n, pos--);
+    }
+    put_s(o, "Quotient = ");
+    put_u(o, q, 0);
+    put_c(o, '\n');
+    return q;
+}
+
+size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty) {
+    Out o = {buf, buf ? cap : 0, 0};
+    if (difficulty < 0 || difficulty > DS_ARITH_MAX_DIFFICULTY) {
+        if (o.cap) buf[0] = '\0';
+        return 0;
+    }
+    int level = difficulty ? difficulty : rand_int(rng, 1, DS_ARITH_MAX_DIFFICULTY);
+    uint64_t answer = 0;
+    switch (mtp_rng_below(rng, 4)) {
+    case 0: answer = gen_add(&o, rng, level); break;
+    case 1: answer = gen_sub(&o, rng, level); break;
+    case 2: answer = gen_mul(&o, rng, level); break;
+    default: answer = gen_div(&o, rng, level); break;
+    }
+    put_s(&o, "#### ");
+    put_u(&o, answer, 0);
+    put_c(&o, '\n');
+    if (o.cap) buf[o.len < o.cap ? o.len : o.cap - 1] = '\0';
+    return o.len;
+}

@@ -1,0 +1,145 @@
+/* heads.c - n output heads on one trunk, trained one head at a time. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heads/heads.h"
+
+const char *heads_type_name(HeadType t) { return t == HEAD_LINEAR ? "linear" : "transformer"; }
+
+int heads_type_parse(const char *s, HeadType *t) {
+    if (strcmp(s, "transformer") == 0) *t = HEAD_TRANSFORMER;
+    else if (strcmp(s, "linear") == 0) *t = HEAD_LINEAR;
+    else return -1;
+    return 0;
+}
+
+int heads_config_check(const HeadsConfig *h, char *err, size_t errlen) {
+    if (h->n < 1 || h->n > HEADS_MAX) {
+        snprintf(err, errlen, "heads must be between 1 and %d (got %d)", HEADS_MAX, h->n);
+        return -1;
+    }
+    if (h->type != HEAD_TRANSFORMER && h->type != HEAD_LINEAR) {
+        snprintf(err, errlen, "unknown head type %d", (int)h->type);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t one_head_params(const TrunkConfig *tc, const HeadsConfig *hc) {
+    return hc->type == HEAD_TRANSFORMER ? block_param_count(tc->dim, tc->ffn) : (size_t)tc->dim * tc->dim;
+}
+
+size_t heads_param_count(const TrunkConfig *tc, const HeadsConfig *hc) {
+    return (size_t)hc->n * one_head_params(tc, hc) + tc->dim + (size_t)tc->vocab * tc->dim;
+}
+
+size_t heads_weights_point(HeadsWeights *w, float *buf, const TrunkConfig *tc, const HeadsConfig *hc) {
+    const int D = tc->dim;
+    float *p = buf;
+    for (int i = 0; i < hc->n; i++) {
+        if (hc->type == HEAD_TRANSFORMER) p += block_weights_point(&w->blocks[i], p, D, tc->ffn);
+        else w->lin[i] = p, p += (size_t)D * D;
+    }
+    w->final_norm = p, p += D;
+    w->unembed = p, p += (size_t)tc->vocab * D;
+    return (size_t)(p - buf);
+}
+
+int heads_acts_build(HeadsActs *a, const TrunkConfig *tc, const HeadsConfig *hc, int B, int T) {
+    memset(a, 0, sizeof *a);
+    const int D = tc->dim, V = tc->vocab;
+    size_t M = (size_t)B * T;
+    size_t block = hc->type == HEAD_TRANSFORMER ? block_acts_count(B, T, D, tc->attn_heads, tc->ffn) : 0;
+    size_t u = hc->type == HEAD_LINEAR ? M * D : 0;
+    size_t n = block + u + M * D /* h */ + M * D + M /* hn, rstd */ + M * V + 2 * M * D /* dh, dhn */ + M /* targets */;
+    a->mem = mtp_calloc(n, sizeof(float));
+    if (!a->mem) return -1;
+    a->B = B, a->T = T;
+    float *p = a->mem;
+    if (block) p += block_acts_point(&a->block, p, B, T, D, tc->attn_heads, tc->ffn);
+    if (u) a->u = p, p += u;
+    a->h = p, p += M * D;
+    a->hn = p, p += M * D;
+    a->hn_rstd = p, p += M;
+    a->logits = p, p += M * V;
+    a->dh = p, p += M * D;
+    a->dhn = p, p += M * D;
+    a->targets = (int32_t *)p, p += M;
+    return 0;
+}
+
+void heads_acts_free(HeadsActs *a) {
+    mtp_free(a->mem);
+    memset(a, 0, sizeof *a);
+}
+
+void heads_targets(int32_t *targets, const int32_t *tokens, int B, int T, int i) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) targets[b * T + t] = t + i <= T ? tokens[(size_t)b * (T + 1) + t + i] : -1;
+}
+
+void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *w, const TrunkConfig *tc,
+                       const HeadsConfig *hc, BlockScratch *s) {
+    const int D = tc->dim, V = tc->vocab, M = a->B * a->T;
+    if (hc->type == HEAD_TRANSFORMER) {
+        block_forward(a->h, &a->block, z, &w->blocks[i], s);
+    } else {
+        mtp_matmul(a->u, z, w->lin[i], M, D, D, 0, 1, 0); // u = z W^T
+        mtp_silu_residual_forward(a->h, z, a->u, (size_t)M * D);
+    }
+    mtp_rmsnorm_forward(a->hn, a->hn_rstd, a->h, w->final_norm, M, D);
+    mtp_matmul(a->logits, a->hn, w->unembed, M, V, D, 0, 1, 0); // logits (M,V)
+}
+
+static void head_stats(HeadStats *st, double loss, long correct, const int32_t *targets, int M) {
+    long count = 0;
+    for (int m = 0; m < M; m++) count += targets[m] >= 0;
+    st->loss = loss, st->count = count, st->correct = correct;
+}
+
+void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tokens, const HeadsWeights *w,
+                 const HeadsWeights *dw, const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a,
+                 BlockScratch *s, float grad_scale) {
+    const int D = tc->dim, V = tc->vocab, B = a->B, T = a->T, M = B * T;
+    memset(dz, 0, (size_t)M * D * sizeof(float));
+    for (int i = 0; i < hc->n; i++) {
+        heads_forward_one(a, i, z, w, tc, hc, s);
+        heads_targets(a->targets, tokens, B, T, i + 1);
+        long count = 0;
+        for (int m = 0; m < M; m++) count += a->targets[m] >= 0;
+        float scale = count ? grad_scale / (float)count : 0.0f;
+        long correct = 0;
+        double loss = mtp_cross_entropy(a->logits, a->targets, M, V, scale, &correct); // logits -> dlogits
+        head_stats(&stats[i], loss, correct, a->targets, M);
+        // back through the unembedding and the shared final norm
+        mtp_matmul(a->dhn, a->logits, w->unembed, M, D, V, 0, 0, 0);     // dhn (M,D)
+        mtp_matmul(dw->unembed, a->logits, a->hn, V, D, M, 1, 0, 1);     // dunembed (V,D)
+        memset(a->dh, 0, (size_t)M * D * sizeof(float));
+        mtp_rmsnorm_backward(a->dh, dw->final_norm, a->dhn, a->h, w->final_norm, a->hn_rstd, M, D);
+        if (hc->type == HEAD_TRANSFORMER) {
+            block_backward(a->dh, &dw->blocks[i], z, &a->block, &w->blocks[i], s); // dh -> dL/dz of this head
+            mtp_add_inplace(dz, a->dh, (size_t)M * D);
+        } else {
+            // h = z + silu(u), u = z W^T: dz += dh + du W, dW += du^T z
+            mtp_silu_backward(a->dhn, a->dh, a->u, (size_t)M * D);      // du, reusing dhn
+            mtp_matmul(dw->lin[i], a->dhn, z, D, D, M, 1, 0, 1);
+            mtp_add_inplace(dz, a->dh, (size_t)M * D);
+            mtp_matmul(dz, a->dhn, w->lin[i], M, D, D, 0, 0, 1);
+        }
+    }
+}
+
+void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t ignore_target, const HeadsWeights *w,
+                const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a, BlockScratch *s) {
+    const int V = tc->vocab, B = a->B, T = a->T, M = B * T;
+    for (int i = 0; i < hc->n; i++) {
+        heads_forward_one(a, i, z, w, tc, hc, s);
+        heads_targets(a->targets, tokens, B, T, i + 1);
+        for (int m = 0; m < M; m++)
+            if (a->targets[m] == ignore_target) a->targets[m] = -1;
+        long correct = 0;
+        double loss = mtp_cross_entropy_loss(a->logits, a->targets, M, V, &correct);
+        head_stats(&stats[i], loss, correct, a->targets, M);
+    }
+}

@@ -1,0 +1,380 @@
+/* cli_train.c - `mtp train`: build or resume a model, train it, show progress, save checkpoints. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mtp/cli.h"
+#include "mtp/mtp.h"
+
+static const char *TRAIN_HELP =
+    "usage: mtp train --data PATH|builtin:arith --out FILE [options]\n"
+    "\n"
+    "Train a transformer with n output heads (head i predicts token t+i). The loss is the sum\n"
+    "over heads of each head's mean cross-entropy over the positions that have a target.\n"
+    "\n"
+    "data:\n"
+    "  --data SPEC          a text file (any bytes) or builtin:arith (generated arithmetic\n"
+    "                       with worked, step-by-step solutions); required unless --resume\n"
+    "  --val-frac F         validation fraction at the end of a file (default 0.1)\n"
+    "  --difficulty N       builtin:arith level 1..5, 0 = mixed (default 0)\n"
+    "  --data-seed S        builtin:arith generator seed (default 1)\n"
+    "model:\n"
+    "  --heads N            output heads (default 4)\n"
+    "  --head-type T        transformer (one block per head, default) or linear (x + silu(Wx))\n"
+    "  --layers L           trunk blocks (default 4)\n"
+    "  --dim D              model width (default 256)\n"
+    "  --attn-heads H       attention heads, must divide dim (default 8)\n"
+    "  --ffn F              SwiGLU hidden width (default 688)\n"
+    "  --ctx T              context length (default 256)\n"
+    "training:\n"
+    "  --batch B            sequences per micro-batch (default 16)\n"
+    "  --accum K            micro-batches per optimizer step (default 1)\n"
+    "  --steps S            total optimizer steps (default 1000); with --resume, train up to S\n"
+    "  --lr LR              peak learning rate (default 1e-3)\n"
+    "  --min-lr LR          learning rate at the end of the cosine decay (default lr/10)\n"
+    "  --warmup W           linear warmup steps (default 100, at most steps)\n"
+    "  --weight-decay WD    AdamW decoupled weight decay on matrices (default 0.1)\n"
+    "  --grad-clip C        clip the global gradient norm to C, 0 = off (default 1.0)\n"
+    "  --seed S             seed of weight init and batch sampling (default 1337)\n"
+    "  --threads P          threads for everything (default: all cores)\n"
+    "  --precision P        fp32 (default) or bf16 matrix products (fp32 accumulation and\n"
+    "                       fp32 master weights)\n"
+    "checkpoints and logs:\n"
+    "  --out FILE           checkpoint to write (required; default with --resume: that file)\n"
+    "  --resume FILE        continue a run from its checkpoint, bit for bit\n"
+    "  --save-every K       also save every K steps (default 0: only at the end)\n"
+    "  --eval-every K       validation loss every K steps (default 100, 0 = only at the end)\n"
+    "  --eval-batches K     validation batches per evaluation (default 8)\n"
+    "  --log FILE.jsonl     append one JSON object per step and per evaluation\n"
+    "\n"
+    "Ctrl-C saves a checkpoint to --out and exits with status 130; --resume continues it.\n";
+
+static volatile sig_atomic_t g_interrupted = 0;
+static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
+
+typedef struct {
+    const char *data, *out, *resume, *log, *head_type, *precision;
+    float val_frac;
+    int difficulty;
+    uint64_t data_seed;
+    MtpConfig cfg;
+    MtpTrainOptions opt;
+    int threads, save_every, eval_every, eval_batches;
+} TrainArgs;
+
+static int parse_precision(const char *s, MtpPrecision *p) {
+    if (strcmp(s, "fp32") == 0) *p = MTP_FP32;
+    else if (strcmp(s, "bf16") == 0) *p = MTP_BF16;
+    else return -1;
+    return 0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void print_losses(FILE *f, const double *loss, int n) {
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.3f", i ? " " : "", loss[i]);
+}
+
+static void log_json_array(FILE *f, const double *v, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.6f", i ? "," : "", v[i]);
+    fputc(']', f);
+}
+
+/* Validation on the trainer's workspace; prints a line and logs it. */
+static void run_eval(MtpTrainer *t, const DsCorpus *data, int batches, FILE *log, int tty) {
+    const int n = t->model->cfg.heads.n;
+    double loss[HEADS_MAX], acc[HEADS_MAX];
+    long tokens = mtp_evaluate(&t->ws, t->model, data->val, data->n_val, batches, loss, acc);
+    if (tty) fputs("\r\033[K", stderr);
+    fprintf(stderr, "step %d: validation loss per head ", t->step);
+    print_losses(stderr, loss, n);
+    fprintf(stderr, " | head-1 accuracy %.1f%% (%ld tokens)\n", 100.0 * acc[0], tokens);
+    if (log) {
+        fprintf(log, "{\"type\":\"eval\",\"step\":%d,\"loss\":", t->step);
+        log_json_array(log, loss, n);
+        fprintf(log, ",\"accuracy\":");
+        log_json_array(log, acc, n);
+        fprintf(log, ",\"tokens\":%ld}\n", tokens);
+        fflush(log);
+    }
+}
+
+static int save(const char *path, MtpTrainer *t, const MtpRunInfo *run, int tty) {
+    char err[512];
+    if (mtp_checkpoint_save(path, t->model, t, run, err, sizeof err)) {
+        if (tty) fputs("\r\033[K", stderr);
+        cli_error("train", "saving checkpoint: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* With --resume, the model's shape comes from the checkpoint: a shape flag that disagrees is an
+ * error rather than silently ignored. */
+static int check_resume_conflicts(const CliOpt *opts, const TrainArgs *a, const MtpConfig *ck) {
+    struct { const char *flag; int given, ck; } f[] = {
+        {"--dim", a->cfg.trunk.dim, ck->trunk.dim},       {"--layers", a->cfg.trunk.layers, ck->trunk.layers},
+        {"--attn-heads", a->cfg.trunk.attn_heads, ck->trunk.attn_heads},
+        {"--ffn", a->cfg.trunk.ffn, ck->trunk.ffn},       {"--ctx", a->cfg.trunk.ctx, ck->trunk.ctx},
+        {"--heads", a->cfg.heads.n, ck->heads.n},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].ck) {
+            cli_error("train", "%s %d conflicts with the checkpoint being resumed (%d)", f[i].flag, f[i].given, f[i].ck);
+            return -1;
+        }
+    if (cli_opt(opts, "--head-type")->given && strcmp(a->head_type, heads_type_name(ck->heads.type)) != 0) {
+        cli_error("train", "--head-type %s conflicts with the checkpoint being resumed (%s)", a->head_type,
+                  heads_type_name(ck->heads.type));
+        return -1;
+    }
+    static const char *fixed[] = {"--batch", "--accum", "--lr", "--min-lr", "--warmup", "--weight-decay",
+                                  "--grad-clip", "--seed", "--difficulty", "--data-seed", "--val-frac"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (cli_opt(opts, fixed[i])->given) {
+            cli_error("train", "%s cannot change when resuming (the run continues with its saved settings)", fixed[i]);
+            return -1;
+        }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a = {.head_type = "transformer", .precision = "fp32", .val_frac = 0.1f, .data_seed = 1,
+                   .cfg = {{DS_BYTE_VOCAB, 256, 4, 8, 688, 256}, {4, HEAD_TRANSFORMER}},
+                   .eval_every = 100, .eval_batches = 8};
+    mtp_train_options_default(&a.opt);
+    float min_lr = -1.0f;
+    int help = 0;
+    CliOpt opts[] = {
+        {"--data", OPT_STR, &a.data, 0, 0, 0},
+        {"--val-frac", OPT_FLOAT, &a.val_frac, 1e-6, 0.999999, 0},
+        {"--difficulty", OPT_INT, &a.difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
+        {"--data-seed", OPT_U64, &a.data_seed, 0, 0, 0},
+        {"--out", OPT_STR, &a.out, 0, 0, 0},
+        {"--heads", OPT_INT, &a.cfg.heads.n, 1, HEADS_MAX, 0},
+        {"--head-type", OPT_STR, &a.head_type, 0, 0, 0},
+        {"--layers", OPT_INT, &a.cfg.trunk.layers, 0, TRUNK_MAX_LAYERS, 0},
+        {"--dim", OPT_INT, &a.cfg.trunk.dim, 2, TRUNK_MAX_DIM, 0},
+        {"--attn-heads", OPT_INT, &a.cfg.trunk.attn_heads, 1, TRUNK_MAX_DIM, 0},
+        {"--ffn", OPT_INT, &a.cfg.trunk.ffn, 1, TRUNK_MAX_FFN, 0},
+        {"--ctx", OPT_INT, &a.cfg.trunk.ctx, 1, TRUNK_MAX_CTX, 0},
+        {"--batch", OPT_INT, &a.opt.batch, 1, 65536, 0},
+        {"--accum", OPT_INT, &a.opt.accum, 1, 65536, 0},
+        {"--steps", OPT_INT, &a.opt.steps, 1, 1e9, 0},
+        {"--lr", OPT_FLOAT, &a.opt.lr, 0, 10, 0},
+        {"--min-lr", OPT_FLOAT, &min_lr, 0, 10, 0},
+        {"--warmup", OPT_INT, &a.opt.warmup, 0, 1e9, 0},
+        {"--weight-decay", OPT_FLOAT, &a.opt.weight_decay, 0, 10, 0},
+        {"--grad-clip", OPT_FLOAT, &a.opt.grad_clip, 0, 1e9, 0},
+        {"--seed", OPT_U64, &a.opt.seed, 0, 0, 0},
+        {"--threads", OPT_INT, &a.threads, 1, 4096, 0},
+        {"--precision", OPT_STR, &a.precision, 0, 0, 0},
+        {"--resume", OPT_STR, &a.resume, 0, 0, 0},
+        {"--eval-every", OPT_INT, &a.eval_every, 0, 1e9, 0},
+        {"--eval-batches", OPT_INT, &a.eval_batches, 1, 1e9, 0},
+        {"--save-every", OPT_INT, &a.save_every, 0, 1e9, 0},
+        {"--log", OPT_STR, &a.log, 0, 0, 0},
+        {0}};
+    if (cli_parse("train", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
+    if (help) return fputs(TRAIN_HELP, stdout), 0;
+
+    MtpPrecision prec;
+    if (parse_precision(a.precision, &prec)) {
+        cli_error("train", "--precision must be fp32 or bf16 (got '%s')", a.precision);
+        return EXIT_USAGE;
+    }
+    if (heads_type_parse(a.head_type, &a.cfg.heads.type)) {
+        cli_error("train", "--head-type must be transformer or linear (got '%s')", a.head_type);
+        return EXIT_USAGE;
+    }
+    if (!a.out) a.out = a.resume;
+    if (!a.out) {
+        cli_error("train", "--out FILE is required (see mtp train --help)");
+        return EXIT_USAGE;
+    }
+    struct stat st;
+    if (stat(a.out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cli_error("train", "--out %s is a directory", a.out);
+        return EXIT_USAGE;
+    }
+    char err[512];
+    MtpModel model = {0};
+    MtpCheckpointExtra ck = {0};
+    MtpRunInfo run = {0};
+    int steps_given = cli_opt(opts, "--steps")->given;
+
+    if (a.resume) {
+        if (mtp_checkpoint_load(a.resume, &model, &ck, err, sizeof err)) {
+            cli_error("train", "%s", err);
+            return EXIT_FAIL;
+        }
+        int rc = 0;
+        if (!ck.has_train) {
+            cli_error("train", "%s has no training state to resume from", a.resume);
+            rc = EXIT_FAIL;
+        } else if (check_resume_conflicts(opts, &a, &model.cfg)) {
+            rc = EXIT_USAGE;
+        }
+        if (rc) {
+            mtp_checkpoint_extra_free(&ck);
+            mtp_model_free(&model);
+            return rc;
+        }
+        run = ck.run;
+        int steps = steps_given ? a.opt.steps : ck.opt.steps;
+        a.opt = ck.opt;
+        a.opt.steps = steps;
+        if (!cli_opt(opts, "--precision")->given) prec = ck.run.precision;
+        if (a.data) snprintf(run.data_spec, sizeof run.data_spec, "%s", a.data);
+    } else {
+        if (!a.data) {
+            cli_error("train", "--data PATH|builtin:arith is required (see mtp train --help)");
+            return EXIT_USAGE;
+        }
+        if (mtp_config_check(&a.cfg, err, sizeof err)) {
+            cli_error("train", "%s", err);
+            return EXIT_USAGE;
+        }
+        a.opt.min_lr = min_lr >= 0 ? min_lr : a.opt.lr / 10;
+        if (a.opt.warmup > a.opt.steps) a.opt.warmup = a.opt.steps;
+        snprintf(run.data_spec, sizeof run.data_spec, "%s", a.data);
+        if (strlen(a.data) >= sizeof run.data_spec) {
+            cli_error("train", "--data path is too long");
+            return EXIT_USAGE;
+        }
+        run.val_frac = a.val_frac;
+        run.data_seed = a.data_seed;
+        run.difficulty = a.difficulty;
+        if (mtp_model_build(&model, &a.cfg, err, sizeof err)) {
+            cli_error("train", "%s", err);
+            return EXIT_FAIL;
+        }
+        mtp_model_init(&model, a.opt.seed);
+    }
+    run.precision = prec;
+
+    int rc = EXIT_FAIL;
+    DsCorpus data = {0};
+    MtpTrainer tr = {0};
+    FILE *log = NULL;
+    const int tty = isatty(STDERR_FILENO);
+    if (mtp_core_init(a.threads, prec, err, sizeof err)) {
+        cli_error("train", "%s", err);
+        goto done;
+    }
+    DsOptions dopt;
+    ds_options_init(&dopt);
+    dopt.spec = run.data_spec;
+    dopt.val_frac = run.val_frac;
+    dopt.seed = run.data_seed;
+    dopt.difficulty = run.difficulty;
+    dopt.min_tokens = (size_t)model.cfg.trunk.ctx + 1;
+    if (ds_load(&data, &dopt, err, sizeof err)) {
+        cli_error("train", "%s", err);
+        goto done;
+    }
+    if (mtp_trainer_build(&tr, &model, &a.opt, err, sizeof err)) {
+        cli_error("train", "%s", err);
+        goto done;
+    }
+    if (a.resume) {
+        memcpy(tr.m, ck.m, model.n_params * sizeof(float));
+        memcpy(tr.v, ck.v, model.n_params * sizeof(float));
+        tr.step = ck.step;
+        tr.data_rng = ck.data_rng;
+        tr.batches_drawn = ck.batches_drawn;
+        mtp_checkpoint_extra_free(&ck);
+    }
+    if (a.log && !(log = fopen(a.log, "a"))) {
+        cli_error("train", "cannot open --log %s: %s", a.log, strerror(errno));
+        goto done;
+    }
+
+    const int n = model.cfg.heads.n;
+    MtpParamCounts pc = mtp_param_counts(&model.cfg);
+    fprintf(stderr, "mtp train: %s | %.2fM parameters, %d %s heads | %d threads, %s\n", data.desc, pc.total / 1e6,
+            n, heads_type_name(model.cfg.heads.type), mtp_core_threads(), mtp_precision_name(prec));
+    if (tr.step >= a.opt.steps)
+        fprintf(stderr, "mtp train: the checkpoint is already at step %d of %d; nothing to train\n", tr.step,
+                a.opt.steps);
+    else if (a.resume)
+        fprintf(stderr, "mtp train: resuming %s at step %d of %d\n", a.resume, tr.step, a.opt.steps);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once; saves are atomic, so nothing is lost */
+    sigaction(SIGINT, &sa, NULL);
+
+    const double t0 = mtp_now();
+    const int first_step = tr.step;
+    double last_print = 0, tok_rate = 0;
+    long tokens_done = 0;
+    while (tr.step < a.opt.steps && !g_interrupted) {
+        double ts = mtp_now();
+        MtpStepStats s;
+        mtp_train_step(&tr, &data, &s);
+        double dt = mtp_now() - ts;
+        tokens_done += s.tokens;
+        double elapsed = mtp_now() - t0;
+        tok_rate = tokens_done / elapsed;
+        if (log) {
+            fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", tr.step);
+            log_json_array(log, s.loss, n);
+            fprintf(log, ",\"total_loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%ld,\"step_s\":%.4f,"
+                         "\"tokens_per_s\":%.1f}\n",
+                    s.total_loss, s.lr, s.grad_norm, s.tokens, dt, s.tokens / dt);
+            fflush(log);
+        }
+        if (!isfinite(s.total_loss)) {
+            if (tty) fputs("\r\033[K", stderr);
+            cli_error("train", "loss is not finite at step %d (try a lower --lr); %s not written", tr.step, a.out);
+            goto done;
+        }
+        /* progress: one live line on a terminal, a line every ~10 s (and the first) otherwise */
+        double now = mtp_now();
+        if (tty || now - last_print >= 10.0 || tr.step == first_step + 1 || tr.step == a.opt.steps) {
+            char eta[32];
+            fmt_duration(eta, sizeof eta, (a.opt.steps - tr.step) * (elapsed / (tr.step - first_step)));
+            fprintf(stderr, "%sstep %d/%d | loss ", tty ? "\r\033[K" : "", tr.step, a.opt.steps);
+            print_losses(stderr, s.loss, n);
+            fprintf(stderr, " | %.0f tok/s | ETA %s%s", tok_rate, eta, tty ? "" : "\n");
+            last_print = now;
+        }
+        if (a.eval_every > 0 && tr.step % a.eval_every == 0 && tr.step < a.opt.steps)
+            run_eval(&tr, &data, a.eval_batches, log, tty);
+        if (a.save_every > 0 && tr.step % a.save_every == 0 && tr.step < a.opt.steps && save(a.out, &tr, &run, tty))
+            goto done;
+    }
+    if (tty) fputc('\n', stderr);
+    if (g_interrupted) {
+        if (save(a.out, &tr, &run, 0)) goto done;
+        fprintf(stderr, "mtp train: interrupted at step %d; saved %s (continue with --resume %s)\n", tr.step, a.out,
+                a.out);
+        rc = EXIT_INTERRUPTED;
+        goto done;
+    }
+    if (tr.step > first_step) run_eval(&tr, &data, a.eval_batches, log, 0);
+    if (save(a.out, &tr, &run, 0)) goto done;
+    double elapsed = mtp_now() - t0;
+    fprintf(stderr, "mtp train: saved %s at step %d (%.1f s, %.0f tok/s)\n", a.out, tr.step, elapsed,
+            elapsed > 0 ? tokens_done / elapsed : 0.0);
+    rc = 0;
+done:
+    if (log) fclose(log);
+    mtp_trainer_free(&tr);
+    ds_free(&data);
+    mtp_checkpoint_extra_free(&ck);
+    mtp_model_free(&model);
+    mtp_core_shutdown();
+    return rc;
+}

@@ -1,0 +1,136 @@
+/* core.h - the core operations every layer is built from.
+ *
+ * Two kinds of work live here:
+ *   - dense matrix products, all through oneDNN (mtp_matmul*): one primitive per distinct shape,
+ *     created on first use and cached for the life of the process;
+ *   - everything else (norms, rotary embedding, attention softmax, SwiGLU, cross-entropy):
+ *     plain loops parallelised with OpenMP, written so their results do not depend on scheduling
+ *     (every reduction has a fixed order for a given thread count).
+ *
+ * Conventions: row-major, outputs first, then inputs, then sizes. "M" is the number of token
+ * rows (batch * sequence). A weight matrix W of a linear layer is stored (out, in), as PyTorch
+ * stores nn.Linear, and y = x W^T. */
+#ifndef MTP_CORE_H
+#define MTP_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mtp/core/rng.h"
+
+typedef enum { MTP_FP32 = 0, MTP_BF16 = 1 } MtpPrecision;
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+/* Sets the OpenMP thread count (oneDNN shares the same OpenMP runtime), creates the oneDNN
+ * engine and stream, and selects the precision of matrix products. threads <= 0 means all cores.
+ * Returns 0, or -1 with a message if oneDNN cannot be initialised. Call once, before any op. */
+int mtp_core_init(int threads, MtpPrecision precision, char *err, size_t errlen);
+void mtp_core_shutdown(void);
+int mtp_core_threads(void);
+MtpPrecision mtp_core_precision(void);
+void mtp_core_set_precision(MtpPrecision precision);
+const char *mtp_precision_name(MtpPrecision p);
+
+/* ---- matrix products (oneDNN) --------------------------------------------------------------- */
+
+/* C (M,N) = op(A) op(B), or C += op(A) op(B) with accumulate.
+ * A is stored (M,K), or (K,M) when trans_a; B is stored (K,N), or (N,K) when trans_b.
+ * In bf16 precision both operands are rounded to bfloat16 and the product accumulates in fp32. */
+void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
+                int accumulate);
+/* The same for `batch` independent products over contiguous (batch, ...) arrays. */
+void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
+                        int trans_b, int accumulate);
+
+/* Floating-point operations issued to oneDNN so far (2*M*N*K per product), for MFU reports. */
+double mtp_matmul_flops(void);
+/* Name of the oneDNN implementation chosen for the most recently created primitive ("brg:avx512_core_bf16"). */
+const char *mtp_matmul_last_impl(void);
+/* Number of primitives created so far (tests check that repeated calls create none). */
+int mtp_matmul_primitive_count(void);
+
+/* ---- bfloat16 ------------------------------------------------------------------------------- */
+
+static inline uint16_t mtp_f32_to_bf16(float f) {
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
+    v.u += 0x7fffu + ((v.u >> 16) & 1u);                                           /* round to nearest even */
+    return (uint16_t)(v.u >> 16);
+}
+static inline float mtp_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n);
+
+/* ---- per-token layers (OpenMP loops) -------------------------------------------------------- */
+
+#define MTP_RMS_EPS 1e-5f
+
+/* out (M,D) = inp / rms(inp) * weight; rstd (M) keeps 1/rms for the backward pass */
+void mtp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int D);
+/* dinp (M,D) += ..., dweight (D) += ...; dinp must not alias dout */
+void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          const float *rstd, int M, int D);
+
+/* out = a + b, n elements (out may alias a or b) */
+void mtp_add(float *out, const float *a, const float *b, size_t n);
+/* out += a */
+void mtp_add_inplace(float *out, const float *a, size_t n);
+
+/* SwiGLU: h13 (M, 2F) holds [h1 | h3] per row; g (M,F) = silu(h1) * h3 */
+void mtp_swiglu_forward(float *g, const float *h13, int M, int F);
+/* dh13 (M, 2F) = d/dh13 given dg (M,F) */
+void mtp_swiglu_backward(float *dh13, const float *dg, const float *h13, int M, int F);
+
+/* SiLU residual of a linear head: out (M,D) = inp + silu(u) */
+void mtp_silu_residual_forward(float *out, const float *inp, const float *u, size_t n);
+/* du = dout * silu'(u) */
+void mtp_silu_backward(float *du, const float *dout, const float *u, size_t n);
+
+/* ---- attention pieces ----------------------------------------------------------------------- */
+
+/* Rotary tables for positions 0..T-1 and head dimension hd (pairs (2i, 2i+1)), base 10000:
+ * cos_tab, sin_tab (T, hd/2). */
+void mtp_rope_tables(float *cos_tab, float *sin_tab, int T, int hd);
+
+/* Split qkv (B*T, 3*D) rows into q, k, v (B, H, T, hd), applying RoPE to q and k. */
+void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const float *cos_tab,
+                        const float *sin_tab, int B, int T, int H, int hd);
+/* Backward of the above: dqkv (B*T, 3*D) from dq, dk, dv (B, H, T, hd) (RoPE undone on dq, dk). */
+void mtp_qkv_merge_unrope(float *dqkv, const float *dq, const float *dk, const float *dv, const float *cos_tab,
+                          const float *sin_tab, int B, int T, int H, int hd);
+
+/* (B, H, T, hd) <-> (B*T, H*hd) */
+void mtp_heads_to_rows(float *rows, const float *bhtd, int B, int T, int H, int hd);
+void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int hd);
+
+/* Causal softmax in place over att (BH, T, T) holding raw scores q.k: row i becomes
+ * softmax_j<=i(scale * s_ij), zeros for j > i. */
+void mtp_causal_softmax_forward(float *att, int BH, int T, float scale);
+/* datt (BH,T,T) holds dP on entry and dS (already times scale) on return. */
+void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale);
+
+/* ---- loss ----------------------------------------------------------------------------------- */
+
+/* Softmax cross-entropy over logits (M, V) for targets (M), in place: logits become dlogits =
+ * (softmax - onehot) * grad_scale. Rows with target < 0 are left out (zero gradient, no loss).
+ * Returns the summed loss over counted rows; *correct gets the number of rows whose argmax equals
+ * the target. The sum is reduced in a fixed order. */
+double mtp_cross_entropy(float *logits, const int32_t *targets, int M, int V, float grad_scale, long *correct);
+/* Loss only (logits untouched). */
+double mtp_cross_entropy_loss(const float *logits, const int32_t *targets, int M, int V, long *correct);
+
+/* ---- small utilities ------------------------------------------------------------------------ */
+
+/* 64-byte aligned, zeroed allocation; NULL on failure or overflow of n*size. */
+void *mtp_calloc(size_t n, size_t size);
+void mtp_free(void *p);
+/* Monotonic wall-clock seconds. */
+double mtp_now(void);
+/* sum of squares of x in double with a fixed reduction order */
+double mtp_sumsq(const float *x, size_t n);
+void mtp_scale(float *x, float s, size_t n);
+
+#endif

@@ -1,0 +1,233 @@
+/* matmul.c - every dense matrix product of mtp, through oneDNN.
+ *
+ * A oneDNN primitive is expensive to create (it picks a kernel and may JIT it), cheap to run.
+ * So each distinct product (shape, transposes, accumulate, precision) gets one primitive the
+ * first time it is asked for, kept in a small table for the life of the process; a call only
+ * points the cached memory objects at its buffers and executes.
+ *
+ * Transposed operands are expressed with strides on the memory descriptors, so no operand is ever
+ * copied in fp32. In bf16 precision the operands are rounded into scratch buffers first (fp32 master
+ * weights stay untouched) and oneDNN accumulates in fp32 into an fp32 destination. */
+#include <assert.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "mtp/core/core.h"
+
+typedef struct {
+    int batch, M, N, K, trans_a, trans_b, accumulate;
+    MtpPrecision precision;
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem_a, mem_b, mem_c;
+} MatmulEntry;
+
+#define MATMUL_TABLE_MAX 256
+
+static struct {
+    int initialised;
+    int threads;
+    MtpPrecision precision;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    MatmulEntry table[MATMUL_TABLE_MAX];
+    int n_entries;
+    double flops;
+    char last_impl[128];
+    uint16_t *bf16_a, *bf16_b; /* scratch for rounded operands */
+    size_t bf16_a_cap, bf16_b_cap;
+} g_mm;
+
+const char *mtp_precision_name(MtpPrecision p) { return p == MTP_BF16 ? "bf16" : "fp32"; }
+
+int mtp_core_init(int threads, MtpPrecision precision, char *err, size_t errlen) {
+    if (g_mm.initialised) {
+        snprintf(err, errlen, "mtp_core_init called twice");
+        return -1;
+    }
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+    omp_set_dynamic(0);
+    g_mm.threads = threads;
+    g_mm.precision = precision;
+    if (dnnl_engine_create(&g_mm.engine, dnnl_cpu, 0) != dnnl_success) {
+        snprintf(err, errlen, "oneDNN: cannot create a CPU engine");
+        return -1;
+    }
+    if (dnnl_stream_create(&g_mm.stream, g_mm.engine, dnnl_stream_default_flags) != dnnl_success) {
+        snprintf(err, errlen, "oneDNN: cannot create a stream");
+        dnnl_engine_destroy(g_mm.engine);
+        return -1;
+    }
+    g_mm.initialised = 1;
+    return 0;
+}
+
+void mtp_core_shutdown(void) {
+    if (!g_mm.initialised) return;
+    for (int i = 0; i < g_mm.n_entries; i++) {
+        MatmulEntry *e = &g_mm.table[i];
+        dnnl_primitive_destroy(e->prim);
+        dnnl_memory_destroy(e->mem_a);
+        dnnl_memory_destroy(e->mem_b);
+        dnnl_memory_destroy(e->mem_c);
+    }
+    dnnl_stream_destroy(g_mm.stream);
+    dnnl_engine_destroy(g_mm.engine);
+    mtp_free(g_mm.bf16_a);
+    mtp_free(g_mm.bf16_b);
+    memset(&g_mm, 0, sizeof g_mm);
+}
+
+int mtp_core_threads(void) { return g_mm.threads; }
+MtpPrecision mtp_core_precision(void) { return g_mm.precision; }
+void mtp_core_set_precision(MtpPrecision precision) { g_mm.precision = precision; }
+double mtp_matmul_flops(void) { return g_mm.flops; }
+const char *mtp_matmul_last_impl(void) { return g_mm.last_impl; }
+int mtp_matmul_primitive_count(void) { return g_mm.n_entries; }
+
+/* A failure here is a programming error or an out-of-memory inside oneDNN: nothing sensible can
+ * continue, and the message says which call failed. */
+static void dnnl_check(dnnl_status_t st, const char *what) {
+    if (st != dnnl_success) {
+        fprintf(stderr, "mtp: fatal: oneDNN %s failed (status %d)\n", what, (int)st);
+        exit(70);
+    }
+}
+
+/* Descriptor of a (batch, rows, cols) operand stored row-major as (rows, cols), or transposed
+ * (stored (cols, rows)) when trans. */
+static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, int trans, dnnl_data_type_t dt) {
+    if (batch == 1) {
+        dnnl_dims_t dims = {rows, cols};
+        dnnl_dims_t strides = {trans ? 1 : cols, trans ? rows : 1};
+        dnnl_check(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides), "memory_desc_init");
+    } else {
+        dnnl_dims_t dims = {batch, rows, cols};
+        dnnl_dims_t strides = {(dnnl_dim_t)rows * cols, trans ? 1 : cols, trans ? rows : 1};
+        dnnl_check(dnnl_memory_desc_init_by_strides(md, 3, dims, dt, strides), "memory_desc_init");
+    }
+}
+
+static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate) {
+    MtpPrecision prec = g_mm.precision;
+    for (int i = 0; i < g_mm.n_entries; i++) {
+        MatmulEntry *e = &g_mm.table[i];
+        if (e->batch == batch && e->M == M && e->N == N && e->K == K && e->trans_a == trans_a &&
+            e->trans_b == trans_b && e->accumulate == accumulate && e->precision == prec)
+            return e;
+    }
+    if (g_mm.n_entries == MATMUL_TABLE_MAX) {
+        fprintf(stderr, "mtp: fatal: more than %d distinct matrix product shapes\n", MATMUL_TABLE_MAX);
+        exit(70);
+    }
+    MatmulEntry *e = &g_mm.table[g_mm.n_entries];
+    *e = (MatmulEntry){batch, M, N, K, trans_a, trans_b, accumulate, prec, NULL, NULL, NULL, NULL};
+
+    dnnl_data_type_t in_dt = prec == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    operand_desc(&a_md, batch, M, K, trans_a, in_dt);
+    operand_desc(&b_md, batch, K, N, trans_b, in_dt);
+    operand_desc(&c_md, batch, M, N, 0, dnnl_f32);
+
+    dnnl_matmul_desc_t desc;
+    dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_attr_t attr;
+    dnnl_check(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
+    dnnl_post_ops_t post_ops = NULL;
+    if (accumulate) {
+        /* C += A B is a "sum" post-op: oneDNN adds the old destination in its epilogue. */
+        dnnl_check(dnnl_post_ops_create(&post_ops), "post_ops_create");
+        dnnl_check(dnnl_post_ops_append_sum(post_ops, 1.0f), "post_ops_append_sum");
+        dnnl_check(dnnl_primitive_attr_set_post_ops(attr, post_ops), "attr_set_post_ops");
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_check(dnnl_primitive_desc_create(&pd, &desc, attr, g_mm.engine, NULL), "matmul primitive_desc_create");
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(g_mm.last_impl, sizeof g_mm.last_impl, "%s", impl);
+    if (getenv("MTP_VERBOSE"))
+        fprintf(stderr, "mtp: matmul %dx[%d,%d]x[%d,%d]%s%s%s %s -> %s\n", batch, M, K, K, N, trans_a ? " tA" : "",
+                trans_b ? " tB" : "", accumulate ? " +=" : "", mtp_precision_name(prec), g_mm.last_impl);
+    dnnl_check(dnnl_primitive_create(&e->prim, pd), "matmul primitive_create");
+    dnnl_check(dnnl_memory_create(&e->mem_a, &a_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
+    dnnl_check(dnnl_memory_create(&e->mem_b, &b_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
+    dnnl_check(dnnl_memory_create(&e->mem_c, &c_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
+    dnnl_primitive_desc_destroy(pd);
+    if (post_ops) dnnl_post_ops_destroy(post_ops);
+    dnnl_primitive_attr_destroy(attr);
+    g_mm.n_entries++;
+    return e;
+}
+
+static uint16_t *bf16_scratch(uint16_t **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        mtp_free(*buf);
+        *buf = mtp_calloc(n, sizeof(uint16_t));
+        if (!*buf) {
+            fprintf(stderr, "mtp: fatal: out of memory (%zu bf16 values)\n", n);
+            exit(71);
+        }
+        *cap = n;
+    }
+    return *buf;
+}
+
+void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = mtp_f32_to_bf16(in[i]);
+}
+
+void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
+                        int trans_b, int accumulate) {
+    assert(g_mm.initialised && "mtp_core_init must be called first");
+    assert(batch > 0 && M > 0 && N > 0 && K > 0);
+    MatmulEntry *e = matmul_entry(batch, M, N, K, trans_a, trans_b, accumulate);
+    const void *a = A, *b = B;
+    if (e->precision == MTP_BF16) {
+        size_t na = (size_t)batch * M * K, nb = (size_t)batch * K * N;
+        uint16_t *a16 = bf16_scratch(&g_mm.bf16_a, &g_mm.bf16_a_cap, na);
+        uint16_t *b16 = bf16_scratch(&g_mm.bf16_b, &g_mm.bf16_b_cap, nb);
+        mtp_round_to_bf16(a16, A, na);
+        mtp_round_to_bf16(b16, B, nb);
+        a = a16;
+        b = b16;
+    }
+    dnnl_check(dnnl_memory_set_data_handle(e->mem_a, (void *)a), "set_data_handle");
+    dnnl_check(dnnl_memory_set_data_handle(e->mem_b, (void *)b), "set_data_handle");
+    dnnl_check(dnnl_memory_set_data_handle(e->mem_c, C), "set_data_handle");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c}};
+    dnnl_check(dnnl_primitive_execute(e->prim, g_mm.stream, 3, args), "matmul execute");
+    dnnl_check(dnnl_stream_wait(g_mm.stream), "stream_wait");
+    g_mm.flops += 2.0 * batch * (double)M * N * K;
+}
+
+void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
+                int accumulate) {
+    mtp_matmul_batched(C, A, B, 1, M, N, K, trans_a, trans_b, accumulate);
+}
+
+/* ---- small utilities ------------------------------------------------------------------------ */
+
+void *mtp_calloc(size_t n, size_t size) {
+    if (size && n > ((size_t)-1 - 64) / size) return NULL;
+    size_t bytes = n * size;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) bytes = 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void mtp_free(void *p) { free(p); }
+
+double mtp_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

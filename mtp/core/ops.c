@@ -1,0 +1,312 @@
+/* ops.c - the per-token layers: norms, rotary embedding, attention softmax, SwiGLU, loss.
+ *
+ * Each is a plain loop over rows, parallelised with OpenMP. Reductions across rows (a norm's
+ * weight gradient, the summed loss) are done column-wise or into per-row arrays summed serially,
+ * so results are identical whatever the thread count and schedule. */
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mtp/core/core.h"
+
+/* ---- RMSNorm -------------------------------------------------------------------------------- */
+
+void mtp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int D) {
+    // out (M,D), rstd (M), inp (M,D), weight (D)
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *x = inp + (size_t)m * D;
+        float *o = out + (size_t)m * D;
+        float ss = 0.0f;
+        for (int d = 0; d < D; d++) ss += x[d] * x[d];
+        float r = 1.0f / sqrtf(ss / D + MTP_RMS_EPS);
+        for (int d = 0; d < D; d++) o[d] = x[d] * r * weight[d];
+        rstd[m] = r;
+    }
+}
+
+void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          const float *rstd, int M, int D) {
+    // y = x * r * w, r = (mean(x^2) + eps)^-1/2
+    // dx = r * (dy*w) - x * r^3 / D * sum(dy*w*x)
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *x = inp + (size_t)m * D, *dy = dout + (size_t)m * D;
+        float *dx = dinp + (size_t)m * D;
+        float r = rstd[m];
+        float dot = 0.0f;
+        for (int d = 0; d < D; d++) dot += dy[d] * weight[d] * x[d];
+        float c = dot * r * r * r / D;
+        for (int d = 0; d < D; d++) dx[d] += r * dy[d] * weight[d] - c * x[d];
+    }
+    /* the weight gradient sums over rows: split by columns so each sum runs in row order */
+    enum { COLS = 16 };
+    int nblocks = (D + COLS - 1) / COLS;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < nblocks; b++) {
+        int d0 = b * COLS, d1 = d0 + COLS < D ? d0 + COLS : D;
+        float acc[COLS] = {0};
+        for (int m = 0; m < M; m++) {
+            const float *x = inp + (size_t)m * D, *dy = dout + (size_t)m * D;
+            float r = rstd[m];
+            for (int d = d0; d < d1; d++) acc[d - d0] += dy[d] * x[d] * r;
+        }
+        for (int d = d0; d < d1; d++) dweight[d] += acc[d - d0];
+    }
+}
+
+/* ---- elementwise ---------------------------------------------------------------------------- */
+
+void mtp_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void mtp_add_inplace(float *out, const float *a, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] += a[i];
+}
+
+void mtp_scale(float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+void mtp_swiglu_forward(float *g, const float *h13, int M, int F) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *h1 = h13 + (size_t)m * 2 * F, *h3 = h1 + F;
+        float *o = g + (size_t)m * F;
+        for (int f = 0; f < F; f++) o[f] = silu(h1[f]) * h3[f];
+    }
+}
+
+void mtp_swiglu_backward(float *dh13, const float *dg, const float *h13, int M, int F) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *h1 = h13 + (size_t)m * 2 * F, *h3 = h1 + F, *dgm = dg + (size_t)m * F;
+        float *d1 = dh13 + (size_t)m * 2 * F, *d3 = d1 + F;
+        for (int f = 0; f < F; f++) {
+            float s = 1.0f / (1.0f + expf(-h1[f]));
+            float si = h1[f] * s;
+            d3[f] = dgm[f] * si;
+            d1[f] = dgm[f] * h3[f] * s * (1.0f + h1[f] * (1.0f - s));
+        }
+    }
+}
+
+void mtp_silu_residual_forward(float *out, const float *inp, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] + silu(u[i]);
+}
+
+void mtp_silu_backward(float *du, const float *dout, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-u[i]));
+        du[i] = dout[i] * s * (1.0f + u[i] * (1.0f - s));
+    }
+}
+
+/* ---- rotary embedding and head layout ------------------------------------------------------- */
+
+void mtp_rope_tables(float *cos_tab, float *sin_tab, int T, int hd) {
+    int half = hd / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double freq = pow(10000.0, -2.0 * i / hd);
+            cos_tab[t * half + i] = (float)cos(t * freq);
+            sin_tab[t * half + i] = (float)sin(t * freq);
+        }
+}
+
+static inline void rope_rotate(float *dst, const float *src, const float *c, const float *s, int half) {
+    for (int i = 0; i < half; i++) {
+        float x0 = src[2 * i], x1 = src[2 * i + 1];
+        dst[2 * i] = x0 * c[i] - x1 * s[i];
+        dst[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+}
+
+static inline void rope_unrotate(float *dst, const float *src, const float *c, const float *s, int half) {
+    for (int i = 0; i < half; i++) {
+        float y0 = src[2 * i], y1 = src[2 * i + 1];
+        dst[2 * i] = y0 * c[i] + y1 * s[i];
+        dst[2 * i + 1] = -y0 * s[i] + y1 * c[i];
+    }
+}
+
+void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const float *cos_tab,
+                        const float *sin_tab, int B, int T, int H, int hd) {
+    // qkv (B*T, 3*D) -> q, k, v (B, H, T, hd)
+    int D = H * hd, half = hd / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = qkv + ((size_t)b * T + t) * 3 * D;
+            const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
+            for (int h = 0; h < H; h++) {
+                size_t o = (((size_t)b * H + h) * T + t) * hd;
+                rope_rotate(q + o, row + h * hd, c, s, half);
+                rope_rotate(k + o, row + D + h * hd, c, s, half);
+                memcpy(v + o, row + 2 * D + h * hd, hd * sizeof(float));
+            }
+        }
+}
+
+void mtp_qkv_merge_unrope(float *dqkv, const float *dq, const float *dk, const float *dv, const float *cos_tab,
+                          const float *sin_tab, int B, int T, int H, int hd) {
+    int D = H * hd, half = hd / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = dqkv + ((size_t)b * T + t) * 3 * D;
+            const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
+            for (int h = 0; h < H; h++) {
+                size_t o = (((size_t)b * H + h) * T + t) * hd;
+                rope_unrotate(row + h * hd, dq + o, c, s, half);
+                rope_unrotate(row + D + h * hd, dk + o, c, s, half);
+                memcpy(row + 2 * D + h * hd, dv + o, hd * sizeof(float));
+            }
+        }
+}
+
+void mtp_heads_to_rows(float *rows, const float *bhtd, int B, int T, int H, int hd) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++)
+                memcpy(rows + ((size_t)b * T + t) * H * hd + h * hd, bhtd + (((size_t)b * H + h) * T + t) * hd,
+                       hd * sizeof(float));
+}
+
+void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int hd) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++)
+                memcpy(bhtd + (((size_t)b * H + h) * T + t) * hd, rows + ((size_t)b * T + t) * H * hd + h * hd,
+                       hd * sizeof(float));
+}
+
+/* ---- causal softmax ------------------------------------------------------------------------- */
+
+void mtp_causal_softmax_forward(float *att, int BH, int T, float scale) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int bh = 0; bh < BH; bh++)
+        for (int i = 0; i < T; i++) {
+            float *row = att + ((size_t)bh * T + i) * T;
+            float mx = -FLT_MAX;
+            for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j] * scale);
+            float sum = 0.0f;
+            for (int j = 0; j <= i; j++) {
+                float e = expf(row[j] * scale - mx);
+                row[j] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= i; j++) row[j] *= inv;
+            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+        }
+}
+
+void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int bh = 0; bh < BH; bh++)
+        for (int i = 0; i < T; i++) {
+            float *d = datt + ((size_t)bh * T + i) * T;
+            const float *p = att + ((size_t)bh * T + i) * T;
+            float dot = 0.0f;
+            for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+            for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
+            for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+        }
+}
+
+/* ---- cross-entropy -------------------------------------------------------------------------- */
+
+/* One row: returns the loss, writes the gradient in place when grad_scale != 0 (or leaves logits
+ * untouched when grad == 0), and whether argmax == target. */
+static double ce_row(float *logits, int32_t target, int V, float grad_scale, int write_grad, int *correct) {
+    float mx = -FLT_MAX;
+    int arg = 0;
+    for (int v = 0; v < V; v++)
+        if (logits[v] > mx) {
+            mx = logits[v];
+            arg = v;
+        }
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += expf(logits[v] - mx);
+    double loss = log(sum) + mx - logits[target];
+    *correct = arg == target;
+    if (write_grad) {
+        float inv = (float)(1.0 / sum);
+        for (int v = 0; v < V; v++) logits[v] = expf(logits[v] - mx) * inv * grad_scale;
+        logits[target] -= grad_scale;
+    }
+    return loss;
+}
+
+static double ce_rows(float *logits, const int32_t *targets, int M, int V, float grad_scale, int write_grad,
+                      long *correct) {
+    double *row_loss = malloc((size_t)M * sizeof(double));
+    char *row_ok = malloc((size_t)M);
+    assert(row_loss && row_ok);
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float *row = logits + (size_t)m * V;
+        int ok = 0;
+        if (targets[m] < 0) {
+            row_loss[m] = 0.0;
+            if (write_grad) memset(row, 0, (size_t)V * sizeof(float));
+        } else {
+            assert(targets[m] < V);
+            row_loss[m] = ce_row(row, targets[m], V, grad_scale, write_grad, &ok);
+        }
+        row_ok[m] = (char)ok;
+    }
+    double total = 0.0;
+    long n_ok = 0;
+    for (int m = 0; m < M; m++) {
+        total += row_loss[m];
+        n_ok += row_ok[m];
+    }
+    free(row_loss);
+    free(row_ok);
+    if (correct) *correct = n_ok;
+    return total;
+}
+
+double mtp_cross_entropy(float *logits, const int32_t *targets, int M, int V, float grad_scale, long *correct) {
+    return ce_rows(logits, targets, M, V, grad_scale, 1, correct);
+}
+
+double mtp_cross_entropy_loss(const float *logits, const int32_t *targets, int M, int V, long *correct) {
+    return ce_rows((float *)logits, targets, M, V, 0.0f, 0, correct);
+}
+
+/* ---- reductions ----------------------------------------------------------------------------- */
+
+double mtp_sumsq(const float *x, size_t n) {
+    /* fixed-size chunks summed in order: the same result for any thread count */
+    enum { CHUNK = 1 << 14 };
+    size_t nchunks = (n + CHUNK - 1) / CHUNK;
+    double *part = malloc((nchunks ? nchunks : 1) * sizeof(double));
+    assert(part);
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < nchunks; c++) total += part[c];
+    free(part);
+    return total;
+}

@@ -1,0 +1,176 @@
+/* model.c - trunk + heads as one model: parameters, their names, and a forward/backward pass. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mtp/mtp.h"
+
+int mtp_config_check(const MtpConfig *c, char *err, size_t errlen) {
+    if (trunk_config_check(&c->trunk, err, errlen) || heads_config_check(&c->heads, err, errlen)) return -1;
+    return 0;
+}
+
+MtpParamCounts mtp_param_counts(const MtpConfig *c) {
+    const TrunkConfig *t = &c->trunk;
+    MtpParamCounts p;
+    p.embedding = (size_t)t->vocab * t->dim;
+    p.trunk = (size_t)t->layers * block_param_count(t->dim, t->ffn);
+    p.final_norm = t->dim;
+    p.unembedding = (size_t)t->vocab * t->dim;
+    p.heads = heads_param_count(t, &c->heads) - p.final_norm - p.unembedding;
+    p.total = p.embedding + p.trunk + p.heads + p.final_norm + p.unembedding;
+    return p;
+}
+
+void mtp_model_views(const MtpModel *m, float *buf, TrunkWeights *tw, BlockWeights *blocks, HeadsWeights *hw) {
+    tw->blocks = blocks;
+    size_t used = trunk_weights_point(tw, buf, &m->cfg.trunk);
+    heads_weights_point(hw, buf + used, &m->cfg.trunk, &m->cfg.heads);
+}
+
+/* ---- the tensor table: names and shapes as the checkpoint stores them ------------------------- */
+
+static void add_tensor(MtpModel *m, const float *base, const float *p, int decay, int d0, int d1, const char *fmt,
+                       ...) {
+    MtpTensor *t = &m->tensors[m->n_tensors++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = d1 ? 2 : 1;
+    t->shape[0] = d0, t->shape[1] = d1;
+    t->offset = (size_t)(p - base);
+    t->size = (size_t)d0 * (d1 ? d1 : 1);
+    t->decay = decay;
+}
+
+static void add_block_tensors(MtpModel *m, const BlockWeights *b, const char *prefix, int idx) {
+    const int D = m->cfg.trunk.dim, F = m->cfg.trunk.ffn;
+    const float *base = m->params;
+    add_tensor(m, base, b->attn_norm, 0, D, 0, "%s.%d.attn_norm", prefix, idx);
+    add_tensor(m, base, b->wqkv, 1, D, D, "%s.%d.wq", prefix, idx);
+    add_tensor(m, base, b->wqkv + (size_t)D * D, 1, D, D, "%s.%d.wk", prefix, idx);
+    add_tensor(m, base, b->wqkv + 2 * (size_t)D * D, 1, D, D, "%s.%d.wv", prefix, idx);
+    add_tensor(m, base, b->wo, 1, D, D, "%s.%d.wo", prefix, idx);
+    add_tensor(m, base, b->mlp_norm, 0, D, 0, "%s.%d.mlp_norm", prefix, idx);
+    add_tensor(m, base, b->w13, 1, F, D, "%s.%d.w1", prefix, idx);
+    add_tensor(m, base, b->w13 + (size_t)F * D, 1, F, D, "%s.%d.w3", prefix, idx);
+    add_tensor(m, base, b->w2, 1, D, F, "%s.%d.w2", prefix, idx);
+}
+
+int mtp_model_build(MtpModel *m, const MtpConfig *cfg, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    if (mtp_config_check(cfg, err, errlen)) return -1;
+    m->cfg = *cfg;
+    const TrunkConfig *tc = &cfg->trunk;
+    m->n_params = mtp_param_counts(cfg).total;
+    int max_tensors = 1 + 9 * tc->layers + 9 * cfg->heads.n + 2;
+    m->params = mtp_calloc(m->n_params, sizeof(float));
+    m->trunk_blocks = calloc(tc->layers ? tc->layers : 1, sizeof(BlockWeights));
+    m->tensors = calloc(max_tensors, sizeof(MtpTensor));
+    if (!m->params || !m->trunk_blocks || !m->tensors) {
+        snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
+        mtp_model_free(m);
+        return -1;
+    }
+    mtp_model_views(m, m->params, &m->trunk, m->trunk_blocks, &m->heads);
+
+    add_tensor(m, m->params, m->trunk.tok_emb, 0, tc->vocab, tc->dim, "tok_emb");
+    for (int l = 0; l < tc->layers; l++) add_block_tensors(m, &m->trunk.blocks[l], "trunk", l);
+    for (int i = 0; i < cfg->heads.n; i++) {
+        if (cfg->heads.type == HEAD_TRANSFORMER) add_block_tensors(m, &m->heads.blocks[i], "heads", i + 1);
+        else add_tensor(m, m->params, m->heads.lin[i], 1, tc->dim, tc->dim, "heads.%d.w", i + 1);
+    }
+    add_tensor(m, m->params, m->heads.final_norm, 0, tc->dim, 0, "final_norm");
+    add_tensor(m, m->params, m->heads.unembed, 1, tc->vocab, tc->dim, "unembed");
+    return 0;
+}
+
+void mtp_model_free(MtpModel *m) {
+    mtp_free(m->params);
+    free(m->trunk_blocks);
+    free(m->tensors);
+    memset(m, 0, sizeof *m);
+}
+
+const MtpTensor *mtp_model_tensor(const MtpModel *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+void mtp_model_init(MtpModel *m, uint64_t seed) {
+    MtpRng rng;
+    mtp_rng_seed(&rng, seed);
+    /* residual-stream writers (wo, w2, linear heads) are scaled down by the number of blocks a
+     * path through the model crosses, as in GPT-2, so the stream's variance stays put at init */
+    int depth = m->cfg.trunk.layers + 1;
+    float std = 0.02f, out_std = 0.02f / sqrtf(2.0f * depth);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const MtpTensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (t->ndim == 1) {
+            for (size_t j = 0; j < t->size; j++) p[j] = 1.0f;
+            continue;
+        }
+        const char *dot = strrchr(t->name, '.');
+        const char *leaf = dot ? dot + 1 : t->name;
+        float s = (strcmp(leaf, "wo") == 0 || strcmp(leaf, "w2") == 0 || strcmp(leaf, "w") == 0) ? out_std : std;
+        for (size_t j = 0; j < t->size; j++) p[j] = (float)(s * mtp_rng_normal(&rng));
+    }
+}
+
+/* ---- workspace and passes ------------------------------------------------------------------- */
+
+int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T) {
+    memset(w, 0, sizeof *w);
+    const TrunkConfig *tc = &m->cfg.trunk;
+    w->B = B, w->T = T;
+    if (trunk_acts_build(&w->trunk, tc, B, T) || heads_acts_build(&w->heads, tc, &m->cfg.heads, B, T) ||
+        block_scratch_build(&w->scratch, B, T, tc->dim, tc->attn_heads, tc->ffn))
+        goto fail;
+    w->dz = mtp_calloc((size_t)B * T * tc->dim, sizeof(float));
+    w->inputs = mtp_calloc((size_t)B * T, sizeof(int32_t));
+    if (!w->dz || !w->inputs) goto fail;
+    return 0;
+fail:
+    mtp_workspace_free(w);
+    return -1;
+}
+
+void mtp_workspace_free(MtpWorkspace *w) {
+    trunk_acts_free(&w->trunk);
+    heads_acts_free(&w->heads);
+    block_scratch_free(&w->scratch);
+    mtp_free(w->dz);
+    mtp_free(w->inputs);
+    memset(w, 0, sizeof *w);
+}
+
+static void take_inputs(int32_t *inputs, const int32_t *tokens, int B, int T) {
+    for (int b = 0; b < B; b++) memcpy(inputs + (size_t)b * T, tokens + (size_t)b * (T + 1), T * sizeof(int32_t));
+}
+
+void mtp_forward_backward(MtpWorkspace *ws, const MtpModel *m, float *grads, const int32_t *tokens,
+                          float grad_scale, HeadStats *stats) {
+    const TrunkConfig *tc = &m->cfg.trunk;
+    TrunkWeights tg;
+    HeadsWeights hg;
+    BlockWeights gblocks[TRUNK_MAX_LAYERS];
+    mtp_model_views(m, grads, &tg, gblocks, &hg);
+
+    take_inputs(ws->inputs, tokens, ws->B, ws->T);
+    trunk_forward(&ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
+    const float *z = trunk_output(&ws->trunk, tc);
+    heads_train(ws->dz, stats, z, tokens, &m->heads, &hg, tc, &m->cfg.heads, &ws->heads, &ws->scratch, grad_scale);
+    trunk_backward(&tg, ws->dz, &ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
+}
+
+void mtp_forward_eval(MtpWorkspace *ws, const MtpModel *m, const int32_t *tokens, int32_t ignore_target, HeadStats *stats) {
+    const TrunkConfig *tc = &m->cfg.trunk;
+    take_inputs(ws->inputs, tokens, ws->B, ws->T);
+    trunk_forward(&ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
+    heads_eval(stats, trunk_output(&ws->trunk, tc), tokens, ignore_target, &m->heads, tc, &m->cfg.heads, &ws->heads, &ws->scratch);
+}

@@ -1,0 +1,160 @@
+/* mtp.h - the whole model (trunk + heads), its training, and its checkpoint file.
+ *
+ * Layers sit below (mtp/core, trunk/, heads/, datasets/); the command line (main.c) sits on top
+ * and talks to this header only. */
+#ifndef MTP_MTP_H
+#define MTP_MTP_H
+
+#include <stdint.h>
+
+#include "datasets/ds.h"
+#include "heads/heads.h"
+#include "trunk/trunk.h"
+
+#define MTP_FORMAT_NAME "mtp-checkpoint"
+#define MTP_FORMAT_VERSION 1
+
+typedef struct {
+    TrunkConfig trunk;
+    HeadsConfig heads;
+} MtpConfig;
+
+int mtp_config_check(const MtpConfig *c, char *err, size_t errlen);
+
+/* One named parameter tensor: a view of the parameter buffer. */
+typedef struct {
+    char name[48];
+    int ndim;
+    int shape[2];
+    size_t offset; /* in floats, into params (and into grads / optimizer moments alike) */
+    size_t size;   /* in floats */
+    int decay;     /* AdamW weight decay applies: matrices yes; norms and the token embedding no */
+} MtpTensor;
+
+typedef struct {
+    MtpConfig cfg;
+    size_t n_params;
+    float *params;                /* every parameter, one allocation */
+    TrunkWeights trunk;           /* views into params */
+    BlockWeights *trunk_blocks;
+    HeadsWeights heads;
+    MtpTensor *tensors;
+    int n_tensors;
+} MtpModel;
+
+/* Parameter counts by part, for `mtp info`. */
+typedef struct {
+    size_t embedding, trunk, heads, final_norm, unembedding, total;
+} MtpParamCounts;
+
+MtpParamCounts mtp_param_counts(const MtpConfig *c);
+/* Allocates zeroed parameters and the tensor table; -1 with a message on bad config or no memory. */
+int mtp_model_build(MtpModel *m, const MtpConfig *cfg, char *err, size_t errlen);
+void mtp_model_free(MtpModel *m);
+/* Normal(0, 0.02) matrices, output projections scaled by 1/sqrt(2 * blocks), norms = 1. */
+void mtp_model_init(MtpModel *m, uint64_t seed);
+/* Points trunk/heads weight views into any buffer laid out like params (the gradients). */
+void mtp_model_views(const MtpModel *m, float *buf, TrunkWeights *tw, BlockWeights *blocks, HeadsWeights *hw);
+const MtpTensor *mtp_model_tensor(const MtpModel *m, const char *name);
+
+/* ---- forward / backward on batches ---------------------------------------------------------- */
+
+/* Activations and working memory for batches of B rows of T tokens. */
+typedef struct {
+    int B, T;
+    TrunkActs trunk;
+    HeadsActs heads;
+    BlockScratch scratch;
+    float *dz;       /* (M, D) */
+    int32_t *inputs; /* (B, T) */
+} MtpWorkspace;
+
+int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T);
+void mtp_workspace_free(MtpWorkspace *w);
+
+/* tokens (B, T+1). Gradients are added into grads (laid out like params); stats (n heads). */
+void mtp_forward_backward(MtpWorkspace *ws, const MtpModel *m, float *grads, const int32_t *tokens,
+                          float grad_scale, HeadStats *stats);
+/* Loss and accuracy only; positions whose target is ignore_target (padding) are left out. */
+void mtp_forward_eval(MtpWorkspace *ws, const MtpModel *m, const int32_t *tokens, int32_t ignore_target,
+                      HeadStats *stats);
+
+/* ---- training ------------------------------------------------------------------------------- */
+
+typedef struct {
+    int steps;          /* total optimizer steps */
+    int batch;          /* rows per micro-batch */
+    int accum;          /* micro-batches per optimizer step */
+    int warmup;         /* linear warmup steps */
+    float lr, min_lr;   /* peak and final learning rate (cosine decay) */
+    float beta1, beta2, eps, weight_decay, grad_clip;
+    uint64_t seed;      /* weight init and batch sampling */
+} MtpTrainOptions;
+
+void mtp_train_options_default(MtpTrainOptions *o);
+float mtp_lr_at(const MtpTrainOptions *o, int step);
+
+typedef struct {
+    MtpModel *model;
+    MtpTrainOptions opt;
+    float *grads, *m, *v; /* laid out like params */
+    MtpWorkspace ws;
+    int32_t *batch;       /* (B, T+1) */
+    int step;             /* optimizer steps completed */
+    MtpRng data_rng;      /* batch sampling: its state is the data position */
+    uint64_t batches_drawn;
+} MtpTrainer;
+
+typedef struct {
+    double loss[HEADS_MAX];     /* mean cross-entropy per head over the step */
+    double accuracy[HEADS_MAX];
+    double total_loss;          /* sum over heads of their mean */
+    double grad_norm;           /* before clipping */
+    float lr;
+    long tokens;                /* input tokens processed */
+} MtpStepStats;
+
+int mtp_trainer_build(MtpTrainer *t, MtpModel *m, const MtpTrainOptions *o, char *err, size_t errlen);
+void mtp_trainer_free(MtpTrainer *t);
+/* One optimizer step (accum micro-batches) on batches sampled from the training split. */
+void mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st);
+
+/* Mean loss and accuracy per head over up to max_batches sequential validation batches
+ * (0 = the whole split). Returns the number of target tokens of head 1 evaluated. */
+long mtp_evaluate(MtpWorkspace *ws, const MtpModel *m, const int32_t *tok, size_t n, int max_batches,
+                  double *loss, double *accuracy);
+
+/* ---- checkpoint ----------------------------------------------------------------------------- */
+
+/* What a checkpoint records about the training run besides the weights. */
+typedef struct {
+    char data_spec[512];
+    double val_frac;
+    uint64_t data_seed;
+    int difficulty;
+    MtpPrecision precision;
+} MtpRunInfo;
+
+/* Writes the model (and, when t != NULL, the optimizer state, step and data position)
+ * atomically: a temp file beside path, fsync, rename. */
+int mtp_checkpoint_save(const char *path, const MtpModel *m, const MtpTrainer *t, const MtpRunInfo *run,
+                        char *err, size_t errlen);
+
+/* A loaded checkpoint: the model, and the training state when the file has one. */
+typedef struct {
+    int has_train;
+    MtpTrainOptions opt;
+    int step;
+    MtpRng data_rng;
+    uint64_t batches_drawn;
+    float *m, *v;        /* optimizer moments (n_params each), owned; NULL without train state */
+    MtpRunInfo run;
+    size_t file_size;
+} MtpCheckpointExtra;
+
+/* Validates everything (format, version, config, every tensor's name, dtype, shape and checksum)
+ * and builds the model. -1 with a one-line message (with the byte offset) on any problem. */
+int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *extra, char *err, size_t errlen);
+void mtp_checkpoint_extra_free(MtpCheckpointExtra *x);
+
+#endif

@@ -1,0 +1,126 @@
+/* trunk.h - the shared transformer trunk: token embedding and L Llama-style decoder blocks.
+ *
+ * A block is pre-norm: x = x + Wo attn(rmsnorm(x)); x = x + W2 (silu(W1 n) * W3 n), n = rmsnorm(x),
+ * causal multi-head attention with rotary position embedding, no biases. The block is also the
+ * body of a `transformer` output head (heads/), so its forward/backward pair is public here.
+ *
+ * Memory follows llm.c: the caller owns one parameter buffer and one gradient buffer; the structs
+ * below only point into them. Activations saved for the backward pass live in one allocation per
+ * trunk (TrunkActs), scratch shared by every block in one more (BlockScratch). */
+#ifndef MTP_TRUNK_H
+#define MTP_TRUNK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mtp/core/core.h"
+
+typedef struct {
+    int vocab;      /* V: token ids 0..V-1 */
+    int dim;        /* D: model width */
+    int layers;     /* L: trunk blocks */
+    int attn_heads; /* H: attention heads; D % H == 0 and the head dim D/H is even */
+    int ffn;        /* F: hidden width of the SwiGLU MLP */
+    int ctx;        /* T: context length */
+} TrunkConfig;
+
+/* Limits keep every size product far from overflow: a crafted checkpoint header or a typo on the
+ * command line gets an error, not a 100 GB allocation. */
+#define TRUNK_MAX_VOCAB (1 << 20)
+#define TRUNK_MAX_DIM 16384
+#define TRUNK_MAX_LAYERS 256
+#define TRUNK_MAX_FFN 65536
+#define TRUNK_MAX_CTX 65536
+
+/* Checks sizes and relations; writes a one-line message naming the offending field. */
+int trunk_config_check(const TrunkConfig *c, char *err, size_t errlen);
+
+/* ---- one block ------------------------------------------------------------------------------ */
+
+/* Parameters of one block, in this order inside the caller's buffer. wq, wk, wv are adjacent and
+ * so form wqkv (3D, D) for one product; w1, w3 likewise form w13 (2F, D). */
+typedef struct {
+    float *attn_norm; /* (D) */
+    float *wqkv;      /* (3D, D): wq, wk, wv */
+    float *wo;        /* (D, D) */
+    float *mlp_norm;  /* (D) */
+    float *w13;       /* (2F, D): w1 (gate), w3 (up) */
+    float *w2;        /* (D, F) */
+} BlockWeights;
+
+size_t block_param_count(int D, int F);
+/* Points w into buf (which must hold block_param_count floats); returns the floats consumed. */
+size_t block_weights_point(BlockWeights *w, float *buf, int D, int F);
+
+/* Activations one block saves for its backward pass. */
+typedef struct {
+    float *ln1, *ln1_rstd; /* (M, D), (M) */
+    float *q, *k, *v;      /* (B, H, T, hd) each, q and k after RoPE */
+    float *att;            /* (B, H, T, T) attention probabilities */
+    float *atty;           /* (M, D) attention output, heads concatenated */
+    float *x_mid;          /* (M, D) residual stream after attention */
+    float *ln2, *ln2_rstd; /* (M, D), (M) */
+    float *h13;            /* (M, 2F) [gate | up] before the SwiGLU */
+    float *g;              /* (M, F) SwiGLU output */
+} BlockActs;
+
+size_t block_acts_count(int B, int T, int D, int H, int F);
+size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F);
+
+/* Working memory shared by all blocks of a model (forward and backward), sized for (B, T). */
+typedef struct {
+    int B, T, D, H, F;
+    float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
+    float *qkv;               /* (M, 3D) */
+    float *dqkv;              /* (M, 3D) */
+    float *dq, *dk, *dv;      /* (B, H, T, hd) */
+    float *o;                 /* (B, H, T, hd) attention output / its gradient */
+    float *datt;              /* (B, H, T, T) */
+    float *dx;                /* (M, D) */
+    float *dh13;              /* (M, 2F) */
+    float *dg;                /* (M, F) */
+    float *mem;
+} BlockScratch;
+
+int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F);
+void block_scratch_free(BlockScratch *s);
+
+/* out (M, D) = block(inp (M, D)); saves into a. out must not alias inp. */
+void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeights *w, BlockScratch *s);
+/* Backward through the block, in place on the residual gradient: dres (M, D) holds d loss / d out
+ * on entry and d loss / d inp on return. Parameter gradients are added into dw. */
+void block_backward(float *dres, const BlockWeights *dw, const float *inp, const BlockActs *a,
+                    const BlockWeights *w, BlockScratch *s);
+
+/* ---- the trunk ------------------------------------------------------------------------------ */
+
+typedef struct {
+    float *tok_emb;         /* (V, D) */
+    BlockWeights *blocks;   /* L of them */
+} TrunkWeights;
+
+size_t trunk_param_count(const TrunkConfig *c);
+/* Points w into buf; w->blocks must have room for c->layers entries. Returns floats consumed. */
+size_t trunk_weights_point(TrunkWeights *w, float *buf, const TrunkConfig *c);
+
+/* Residual stream and saved activations of the trunk for batches of B rows of T tokens. */
+typedef struct {
+    int B, T;
+    float *res;        /* (L+1, M, D): res[0] embeddings, res[l+1] output of block l; res[L] is z */
+    BlockActs *blocks; /* L of them */
+    float *mem;
+} TrunkActs;
+
+int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T);
+void trunk_acts_free(TrunkActs *a);
+/* The trunk output z (M, D) of the last forward pass. */
+float *trunk_output(const TrunkActs *a, const TrunkConfig *c);
+
+/* Embeds tokens (B, T) and runs all blocks; z = trunk_output(). */
+void trunk_forward(TrunkActs *a, const TrunkWeights *w, const int32_t *tokens, const TrunkConfig *c,
+                   BlockScratch *s);
+/* Backward from dz (M, D), which is consumed (used as working memory); adds into dw. */
+void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const TrunkWeights *w,
+                    const int32_t *tokens, const TrunkConfig *c, BlockScratch *s);
+
+#endif
