@@ -1,0 +1,94 @@
+/* test_matmul.c - oneDNN products against naive loops, every transpose/batch/accumulate form,
+ * fp32 (tight) and bf16 (within bf16 rounding), and primitives created once per shape. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mtp/core/core.h"
+#include "tests/test.h"
+
+/* C = op(A) op(B) (+ C) in double, A/B optionally rounded to bf16 first */
+static void naive(double *C, const float *A, const float *B, int batch, int M, int N, int K, int ta, int tb,
+                  int bf16) {
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = 0;
+                for (int k = 0; k < K; k++) {
+                    float a = ta ? A[(size_t)b * M * K + (size_t)k * M + i] : A[(size_t)b * M * K + (size_t)i * K + k];
+                    float w = tb ? B[(size_t)b * K * N + (size_t)j * K + k] : B[(size_t)b * K * N + (size_t)k * N + j];
+                    if (bf16) a = mtp_bf16_to_f32(mtp_f32_to_bf16(a)), w = mtp_bf16_to_f32(mtp_f32_to_bf16(w));
+                    s += (double)a * w;
+                }
+                C[((size_t)b * M + i) * N + j] += s;
+            }
+}
+
+static void fill(float *x, size_t n, MtpRng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(mtp_rng_uniform(r) * 2 - 1);
+}
+
+static void check_case(int batch, int M, int N, int K, int ta, int tb, int acc, MtpPrecision prec, MtpRng *r) {
+    size_t na = (size_t)batch * M * K, nb = (size_t)batch * K * N, nc = (size_t)batch * M * N;
+    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(nc * 4);
+    double *ref = calloc(nc, 8), *ref32 = calloc(nc, 8);
+    fill(A, na, r), fill(B, nb, r), fill(C, nc, r);
+    if (acc)
+        for (size_t i = 0; i < nc; i++) ref[i] = ref32[i] = C[i];
+    naive(ref, A, B, batch, M, N, K, ta, tb, prec == MTP_BF16);
+    naive(ref32, A, B, batch, M, N, K, ta, tb, 0);
+    mtp_core_set_precision(prec);
+    if (batch == 1) mtp_matmul(C, A, B, M, N, K, ta, tb, acc);
+    else mtp_matmul_batched(C, A, B, batch, M, N, K, ta, tb, acc);
+    double worst = 0, worst32 = 0;
+    for (size_t i = 0; i < nc; i++) {
+        /* fp32 accumulation of K products of magnitude <= 1: error grows like sqrt(K) * 2^-24 */
+        double e = fabs(C[i] - ref[i]) / (1.0 + fabs(ref[i]));
+        double e32 = fabs(C[i] - ref32[i]) / (1.0 + fabs(ref32[i]));
+        if (e > worst) worst = e;
+        if (e32 > worst32) worst32 = e32;
+    }
+    /* against the same (rounded) inputs both precisions are fp32-accurate. Against the fp32 inputs
+     * each bf16 product is off by up to 2^-8 relative (2^-9 per operand); for K products of rms 1/3
+     * with independent errors the sum is off by about sqrt(K) * 2^-8 / 3: allow 5 of those. */
+    CHECK_MSG(worst < 1e-5 * sqrt(K), "batch %d M %d N %d K %d ta %d tb %d acc %d %s: err %g", batch, M, N, K, ta,
+              tb, acc, mtp_precision_name(prec), worst);
+    if (prec == MTP_BF16)
+        CHECK_MSG(worst32 < 5 * sqrt(K) * 0x1p-8 / 3, "bf16 vs fp32 inputs: err %g (M %d N %d K %d)", worst32, M, N, K);
+    free(A), free(B), free(C), free(ref), free(ref32);
+}
+
+int main(void) {
+    char err[256];
+    CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
+    MtpRng r;
+    mtp_rng_seed(&r, 7);
+    static const int shapes[][4] = {{1, 1, 1, 1}, {1, 7, 5, 3}, {1, 33, 17, 64}, {1, 128, 96, 80},
+                                    {4, 16, 16, 8}, {6, 9, 13, 11}, {1, 1, 259, 64}, {1, 300, 3, 257}};
+    for (int p = 0; p < 2; p++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (int acc = 0; acc < 2; acc++)
+                        check_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], ta, tb, acc,
+                                   p ? MTP_BF16 : MTP_FP32, &r);
+
+    /* primitives are created once per distinct product and reused */
+    int before = mtp_matmul_primitive_count();
+    for (int i = 0; i < 3; i++) check_case(1, 33, 17, 64, 1, 0, 1, MTP_FP32, &r);
+    CHECK(mtp_matmul_primitive_count() == before);
+    check_case(1, 34, 17, 64, 1, 0, 1, MTP_FP32, &r);
+    CHECK(mtp_matmul_primitive_count() == before + 1);
+    /* the FLOP counter counts 2*M*N*K per product */
+    double f0 = mtp_matmul_flops();
+    check_case(2, 3, 4, 5, 0, 0, 0, MTP_FP32, &r);
+    CHECK(mtp_matmul_flops() - f0 == 2.0 * 2 * 3 * 4 * 5);
+
+    /* bf16 rounding: nearest even, NaN stays NaN, exact values survive */
+    CHECK(mtp_bf16_to_f32(mtp_f32_to_bf16(1.0f)) == 1.0f);
+    CHECK(mtp_bf16_to_f32(mtp_f32_to_bf16(-3.5f)) == -3.5f);
+    CHECK(mtp_f32_to_bf16(1.0f + 0x1p-8f) == mtp_f32_to_bf16(1.0f));          /* tie -> even */
+    CHECK(mtp_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-12f) == mtp_f32_to_bf16(1.0f) + 1); /* above tie -> up */
+    CHECK(isnan(mtp_bf16_to_f32(mtp_f32_to_bf16(NAN))));
+    mtp_core_shutdown();
+    TEST_DONE();
+}
