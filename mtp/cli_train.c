@@ -320,10 +320,10 @@ int cmd_train(int argc, char **argv) {
     double last_print = 0, tok_rate = 0;
     long tokens_done = 0;
     while (tr.step < a.opt.steps && !g_interrupted) {
-        double ts = mtp_now();
+        double ts = mtp_now(), flops0 = mtp_matmul_flops();
         MtpStepStats s;
         mtp_train_step(&tr, &data, &s);
-        double dt = mtp_now() - ts;
+        double dt = mtp_now() - ts, step_flops = mtp_matmul_flops() - flops0;
         tokens_done += s.tokens;
         double elapsed = mtp_now() - t0;
         tok_rate = tokens_done / elapsed;
@@ -331,8 +331,8 @@ int cmd_train(int argc, char **argv) {
             fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", tr.step);
             log_json_array(log, s.loss, n);
             fprintf(log, ",\"total_loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%ld,\"step_s\":%.4f,"
-                         "\"tokens_per_s\":%.1f}\n",
-                    s.total_loss, s.lr, s.grad_norm, s.tokens, dt, s.tokens / dt);
+                         "\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n",
+                    s.total_loss, s.lr, s.grad_norm, s.tokens, dt, s.tokens / dt, step_flops);
             fflush(log);
         }
         if (!isfinite(s.total_loss)) {

@@ -39,7 +39,9 @@ const char *mtp_precision_name(MtpPrecision p);
  * In bf16 precision both operands are rounded to bfloat16 and the product accumulates in fp32. */
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
                 int accumulate);
-/* The same for `batch` independent products over contiguous (batch, ...) arrays. */
+/* The same for `batch` independent products over contiguous (batch, ...) arrays, always in fp32:
+ * these are attention's products, whose operands are as large as their FLOPs are few, so rounding
+ * them to bf16 would cost more time than it saves (and fp32 keeps the scores accurate). */
 void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
                         int trans_b, int accumulate);
 
@@ -63,6 +65,22 @@ static inline float mtp_bf16_to_f32(uint16_t h) {
     return v.f;
 }
 void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n);
+
+/* ---- fast exp ------------------------------------------------------------------------------- */
+
+/* e^x to within about 2 ulp for x in [-87, 88] (clamped outside), in straight-line arithmetic
+ * that the compiler vectorizes, unlike libm's expf: softmax, SiLU and the loss spend most of
+ * their time here. */
+static inline float mtp_expf(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    /* x = n ln2 + r with |r| <= ln2/2; the magic constant rounds n to nearest */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f +
+              r * (8.33333333e-3f + r * 1.38888889e-3f)))));
+    union { uint32_t u; float f; } scale = {(uint32_t)((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
 
 /* ---- per-token layers (OpenMP loops) -------------------------------------------------------- */
 

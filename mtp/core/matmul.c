@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
 
 #include <oneapi/dnnl/dnnl.h>
 
@@ -23,7 +26,8 @@ typedef struct {
     int batch, M, N, K, trans_a, trans_b, accumulate;
     MtpPrecision precision;
     dnnl_primitive_t prim;
-    dnnl_memory_t mem_a, mem_b, mem_c;
+    dnnl_memory_t mem_a, mem_b, mem_c, mem_scratch;
+    size_t scratch_bytes;
 } MatmulEntry;
 
 #define MATMUL_TABLE_MAX 256
@@ -40,6 +44,8 @@ static struct {
     char last_impl[128];
     uint16_t *bf16_a, *bf16_b; /* scratch for rounded operands */
     size_t bf16_a_cap, bf16_b_cap;
+    void *scratchpad;          /* oneDNN's working memory, shared by all primitives (one runs at a time) */
+    size_t scratchpad_cap;
 } g_mm;
 
 const char *mtp_precision_name(MtpPrecision p) { return p == MTP_BF16 ? "bf16" : "fp32"; }
@@ -75,11 +81,13 @@ void mtp_core_shutdown(void) {
         dnnl_memory_destroy(e->mem_a);
         dnnl_memory_destroy(e->mem_b);
         dnnl_memory_destroy(e->mem_c);
+        dnnl_memory_destroy(e->mem_scratch);
     }
     dnnl_stream_destroy(g_mm.stream);
     dnnl_engine_destroy(g_mm.engine);
     mtp_free(g_mm.bf16_a);
     mtp_free(g_mm.bf16_b);
+    mtp_free(g_mm.scratchpad);
     memset(&g_mm, 0, sizeof g_mm);
 }
 
@@ -113,8 +121,8 @@ static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, 
     }
 }
 
-static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate) {
-    MtpPrecision prec = g_mm.precision;
+static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate,
+                                 MtpPrecision prec) {
     for (int i = 0; i < g_mm.n_entries; i++) {
         MatmulEntry *e = &g_mm.table[i];
         if (e->batch == batch && e->M == M && e->N == N && e->K == K && e->trans_a == trans_a &&
@@ -126,7 +134,7 @@ static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, in
         exit(70);
     }
     MatmulEntry *e = &g_mm.table[g_mm.n_entries];
-    *e = (MatmulEntry){batch, M, N, K, trans_a, trans_b, accumulate, prec, NULL, NULL, NULL, NULL};
+    *e = (MatmulEntry){batch, M, N, K, trans_a, trans_b, accumulate, prec, NULL, NULL, NULL, NULL, NULL, 0};
 
     dnnl_data_type_t in_dt = prec == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md;
@@ -138,6 +146,9 @@ static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, in
     dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
     dnnl_primitive_attr_t attr;
     dnnl_check(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
+    /* we hand oneDNN its working memory: otherwise it allocates (and the kernel faults in) fresh
+     * pages for every execution of a product with a transposed operand */
+    dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
     dnnl_post_ops_t post_ops = NULL;
     if (accumulate) {
         /* C += A B is a "sum" post-op: oneDNN adds the old destination in its epilogue. */
@@ -157,6 +168,10 @@ static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, in
     dnnl_check(dnnl_memory_create(&e->mem_a, &a_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
     dnnl_check(dnnl_memory_create(&e->mem_b, &b_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
     dnnl_check(dnnl_memory_create(&e->mem_c, &c_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
+    const dnnl_memory_desc_t *s_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes = s_md ? dnnl_memory_desc_get_size(s_md) : 0;
+    if (e->scratch_bytes)
+        dnnl_check(dnnl_memory_create(&e->mem_scratch, s_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
     dnnl_primitive_desc_destroy(pd);
     if (post_ops) dnnl_post_ops_destroy(post_ops);
     dnnl_primitive_attr_destroy(attr);
@@ -178,17 +193,28 @@ static uint16_t *bf16_scratch(uint16_t **buf, size_t *cap, size_t n) {
 }
 
 void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
+#ifdef __AVX512BF16__
+    /* one instruction rounds 32 floats (nearest even, as mtp_f32_to_bf16) */
+    size_t n32 = n / 32 * 32;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n32; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(in + i + 16), _mm512_loadu_ps(in + i));
+        _mm512_storeu_si512((void *)(out + i), (__m512i)v);
+    }
+    for (size_t i = n32; i < n; i++) out[i] = mtp_f32_to_bf16(in[i]);
+#else
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = mtp_f32_to_bf16(in[i]);
+#endif
 }
 
-void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
-                        int trans_b, int accumulate) {
+static void matmul_run(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
+                       int trans_b, int accumulate, MtpPrecision prec) {
     assert(g_mm.initialised && "mtp_core_init must be called first");
     assert(batch > 0 && M > 0 && N > 0 && K > 0);
-    MatmulEntry *e = matmul_entry(batch, M, N, K, trans_a, trans_b, accumulate);
+    MatmulEntry *e = matmul_entry(batch, M, N, K, trans_a, trans_b, accumulate, prec);
     const void *a = A, *b = B;
-    if (e->precision == MTP_BF16) {
+    if (prec == MTP_BF16) {
         size_t na = (size_t)batch * M * K, nb = (size_t)batch * K * N;
         uint16_t *a16 = bf16_scratch(&g_mm.bf16_a, &g_mm.bf16_a_cap, na);
         uint16_t *b16 = bf16_scratch(&g_mm.bf16_b, &g_mm.bf16_b_cap, nb);
@@ -200,15 +226,33 @@ void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int
     dnnl_check(dnnl_memory_set_data_handle(e->mem_a, (void *)a), "set_data_handle");
     dnnl_check(dnnl_memory_set_data_handle(e->mem_b, (void *)b), "set_data_handle");
     dnnl_check(dnnl_memory_set_data_handle(e->mem_c, C), "set_data_handle");
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c}};
-    dnnl_check(dnnl_primitive_execute(e->prim, g_mm.stream, 3, args), "matmul execute");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c},
+                               {DNNL_ARG_SCRATCHPAD, e->mem_scratch}};
+    if (e->scratch_bytes) {
+        if (e->scratch_bytes > g_mm.scratchpad_cap) {
+            mtp_free(g_mm.scratchpad);
+            g_mm.scratchpad = mtp_calloc(e->scratch_bytes, 1);
+            if (!g_mm.scratchpad) {
+                fprintf(stderr, "mtp: fatal: out of memory (%zu bytes of oneDNN scratchpad)\n", e->scratch_bytes);
+                exit(71);
+            }
+            g_mm.scratchpad_cap = e->scratch_bytes;
+        }
+        dnnl_check(dnnl_memory_set_data_handle(e->mem_scratch, g_mm.scratchpad), "set_data_handle");
+    }
+    dnnl_check(dnnl_primitive_execute(e->prim, g_mm.stream, e->scratch_bytes ? 4 : 3, args), "matmul execute");
     dnnl_check(dnnl_stream_wait(g_mm.stream), "stream_wait");
     g_mm.flops += 2.0 * batch * (double)M * N * K;
 }
 
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
                 int accumulate) {
-    mtp_matmul_batched(C, A, B, 1, M, N, K, trans_a, trans_b, accumulate);
+    matmul_run(C, A, B, 1, M, N, K, trans_a, trans_b, accumulate, g_mm.precision);
+}
+
+void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
+                        int trans_b, int accumulate) {
+    matmul_run(C, A, B, batch, M, N, K, trans_a, trans_b, accumulate, MTP_FP32);
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */

@@ -21,6 +21,7 @@ void mtp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float 
         const float *x = inp + (size_t)m * D;
         float *o = out + (size_t)m * D;
         float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
         for (int d = 0; d < D; d++) ss += x[d] * x[d];
         float r = 1.0f / sqrtf(ss / D + MTP_RMS_EPS);
         for (int d = 0; d < D; d++) o[d] = x[d] * r * weight[d];
@@ -38,6 +39,7 @@ void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
         float *dx = dinp + (size_t)m * D;
         float r = rstd[m];
         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
         for (int d = 0; d < D; d++) dot += dy[d] * weight[d] * x[d];
         float c = dot * r * r * r / D;
         for (int d = 0; d < D; d++) dx[d] += r * dy[d] * weight[d] - c * x[d];
@@ -75,13 +77,14 @@ void mtp_scale(float *x, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float silu(float x) { return x / (1.0f + mtp_expf(-x)); }
 
 void mtp_swiglu_forward(float *g, const float *h13, int M, int F) {
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *h1 = h13 + (size_t)m * 2 * F, *h3 = h1 + F;
         float *o = g + (size_t)m * F;
+#pragma omp simd
         for (int f = 0; f < F; f++) o[f] = silu(h1[f]) * h3[f];
     }
 }
@@ -91,8 +94,9 @@ void mtp_swiglu_backward(float *dh13, const float *dg, const float *h13, int M, 
     for (int m = 0; m < M; m++) {
         const float *h1 = h13 + (size_t)m * 2 * F, *h3 = h1 + F, *dgm = dg + (size_t)m * F;
         float *d1 = dh13 + (size_t)m * 2 * F, *d3 = d1 + F;
+#pragma omp simd
         for (int f = 0; f < F; f++) {
-            float s = 1.0f / (1.0f + expf(-h1[f]));
+            float s = 1.0f / (1.0f + mtp_expf(-h1[f]));
             float si = h1[f] * s;
             d3[f] = dgm[f] * si;
             d1[f] = dgm[f] * h3[f] * s * (1.0f + h1[f] * (1.0f - s));
@@ -101,14 +105,14 @@ void mtp_swiglu_backward(float *dh13, const float *dg, const float *h13, int M, 
 }
 
 void mtp_silu_residual_forward(float *out, const float *inp, const float *u, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] + silu(u[i]);
 }
 
 void mtp_silu_backward(float *du, const float *dout, const float *u, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-u[i]));
+        float s = 1.0f / (1.0f + mtp_expf(-u[i]));
         du[i] = dout[i] * s * (1.0f + u[i] * (1.0f - s));
     }
 }
@@ -202,14 +206,17 @@ void mtp_causal_softmax_forward(float *att, int BH, int T, float scale) {
         for (int i = 0; i < T; i++) {
             float *row = att + ((size_t)bh * T + i) * T;
             float mx = -FLT_MAX;
-            for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j] * scale);
+#pragma omp simd reduction(max : mx)
+            for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
             float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
             for (int j = 0; j <= i; j++) {
-                float e = expf(row[j] * scale - mx);
+                float e = mtp_expf(row[j] * scale - mx);
                 row[j] = e;
                 sum += e;
             }
             float inv = 1.0f / sum;
+#pragma omp simd
             for (int j = 0; j <= i; j++) row[j] *= inv;
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
         }
@@ -222,7 +229,9 @@ void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, f
             float *d = datt + ((size_t)bh * T + i) * T;
             const float *p = att + ((size_t)bh * T + i) * T;
             float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
             for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+#pragma omp simd
             for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
             for (int j = i + 1; j < T; j++) d[j] = 0.0f;
         }
@@ -240,13 +249,15 @@ static double ce_row(float *logits, int32_t target, int V, float grad_scale, int
             mx = logits[v];
             arg = v;
         }
-    double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += expf(logits[v] - mx);
-    double loss = log(sum) + mx - logits[target];
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < V; v++) sum += mtp_expf(logits[v] - mx);
+    double loss = log((double)sum) + mx - logits[target];
     *correct = arg == target;
     if (write_grad) {
-        float inv = (float)(1.0 / sum);
-        for (int v = 0; v < V; v++) logits[v] = expf(logits[v] - mx) * inv * grad_scale;
+        float inv = 1.0f / sum * grad_scale;
+#pragma omp simd
+        for (int v = 0; v < V; v++) logits[v] = mtp_expf(logits[v] - mx) * inv;
         logits[target] -= grad_scale;
     }
     return loss;

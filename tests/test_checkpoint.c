@@ -1,0 +1,1126 @@
+/* test_checkpoint.c - the checkpoint file through the C API (mtp_checkpoint_save / _load).
+ *
+ *  - round trip: config, every parameter, Adam moments, step, rng, batches drawn, options and run
+ *    info come back bit for bit (both head types); a save without a trainer loads with no train
+ *    state; saving the same state twice gives the same bytes; no temp file is left behind;
+ *  - resume: 3 steps + save + load into a fresh model and trainer + 3 steps == 6 steps straight
+ *    (per-step losses and final parameters bitwise equal);
+ *  - interoperability: msgpack-c's own unpacker reads the whole file, the documented keys are
+ *    there, each tensor's bytes are the model's floats and its crc32 is the standard CRC-32;
+ *  - damage: every truncation in the first 2 KB and a few hundred more, a few hundred single-byte
+ *    flips (every flip inside tensor data must be caught by the checksum; any flip that loads
+ *    must give back the exact same weights), crafted headers declaring huge counts, configs that
+ *    imply billions of parameters in a small file, hand-written checkpoints with tensors that do not
+ *    match the config, and files that are not checkpoints at all. Every failure must be -1 with a
+ *    one-line message naming the path, and the outputs must be left empty. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mkdtemp */
+#endif
+
+#include "mtp/mpk.h"
+#include "mtp/mtp.h"
+#include "tests/test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+static char g_dir[512];
+
+static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", g_dir, name); }
+
+static uint8_t *read_all(const char *path, size_t *n) {
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
+    if (b && sz > 0 && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) *n = (size_t)sz;
+    return b;
+}
+
+static void write_all(const char *path, const void *data, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
+        exit(99);
+    }
+    const uint8_t *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0) {
+            fprintf(stderr, "write %s failed\n", path);
+            exit(99);
+        }
+        p += w, n -= (size_t)w;
+    }
+    close(fd);
+}
+
+static int count_tmp_files(void) {
+    DIR *d = opendir(g_dir);
+    int n = 0;
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) n++;
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(void) {
+    DIR *d = opendir(g_dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rmdir(p);
+        else unlink(p);
+    }
+    closedir(d);
+    rmdir(g_dir);
+}
+
+/* ---- model, data, trainer ------------------------------------------------------------------- */
+
+static MtpConfig small_cfg(HeadType ht) {
+    MtpConfig c;
+    memset(&c, 0, sizeof c);
+    c.trunk.vocab = DS_BYTE_VOCAB;
+    c.trunk.dim = 32;
+    c.trunk.layers = ht == HEAD_TRANSFORMER ? 2 : 1;
+    c.trunk.attn_heads = ht == HEAD_TRANSFORMER ? 4 : 2;
+    c.trunk.ffn = 64;
+    c.trunk.ctx = 16;
+    c.heads.n = ht == HEAD_TRANSFORMER ? 2 : 3;
+    c.heads.type = ht;
+    return c;
+}
+
+static MtpTrainOptions small_opt(void) {
+    MtpTrainOptions o;
+    mtp_train_options_default(&o);
+    o.steps = 6;
+    o.batch = 2;
+    o.accum = 2;
+    o.warmup = 2;
+    o.lr = 3e-3f;
+    o.min_lr = 3e-4f;
+    o.beta1 = 0.85f;
+    o.beta2 = 0.97f;
+    o.eps = 1e-7f;
+    o.weight_decay = 0.05f;
+    o.grad_clip = 0.5f;
+    o.seed = 4242;
+    return o;
+}
+
+static MtpRunInfo small_run(void) {
+    MtpRunInfo r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.data_spec, sizeof r.data_spec, "%s", "some/corpus file.txt");
+    r.val_frac = 0.125;
+    r.data_seed = 0xFEDCBA9876543210ull;
+    r.difficulty = 3;
+    r.precision = MTP_BF16;
+    return r;
+}
+
+/* A corpus of generated arithmetic text, built in memory. */
+static DsCorpus g_corpus;
+
+static void make_corpus(void) {
+    size_t cap = 24000, n = 0;
+    uint8_t *text = malloc(cap);
+    char ex[4096];
+    MtpRng rng;
+    mtp_rng_seed(&rng, 77);
+    while (n < cap - sizeof ex) {
+        size_t len = ds_arith_example(ex, sizeof ex, &rng, 2);
+        if (len >= sizeof ex) continue;
+        memcpy(text + n, ex, len);
+        n += len;
+    }
+    size_t n_val = n / 8, n_train = n - n_val;
+    g_corpus.train = malloc(n_train * sizeof(int32_t));
+    g_corpus.val = malloc(n_val * sizeof(int32_t));
+    g_corpus.n_train = ds_encode_bytes(g_corpus.train, text, n_train);
+    g_corpus.n_val = ds_encode_bytes(g_corpus.val, text + n_train, n_val);
+    free(text);
+}
+
+static int build_trained(MtpModel *m, MtpTrainer *t, HeadType ht, int steps, MtpStepStats *stats) {
+    char err[256];
+    MtpConfig c = small_cfg(ht);
+    if (mtp_model_build(m, &c, err, sizeof err)) {
+        fprintf(stderr, "model build: %s\n", err);
+        return -1;
+    }
+    mtp_model_init(m, 1234);
+    MtpTrainOptions o = small_opt();
+    if (mtp_trainer_build(t, m, &o, err, sizeof err)) {
+        fprintf(stderr, "trainer build: %s\n", err);
+        mtp_model_free(m);
+        return -1;
+    }
+    for (int i = 0; i < steps; i++) {
+        MtpStepStats s;
+        mtp_train_step(t, &g_corpus, &s);
+        if (stats) stats[i] = s;
+    }
+    return 0;
+}
+
+/* ---- checks shared by every failing load ---------------------------------------------------- */
+
+/* One line, not empty, names the path; the outputs are left empty. */
+static int good_failure(int rc, const char *err, const char *path, const MtpModel *m, const MtpCheckpointExtra *x) {
+    return rc == -1 && err[0] != 0 && strchr(err, '\n') == NULL && strstr(err, path) != NULL && m->params == NULL &&
+           m->tensors == NULL && x->m == NULL && x->v == NULL && x->has_train == 0;
+}
+
+/* Loads path expecting failure with a message containing want (and want2 if not NULL). */
+static void expect_load_fail(const char *path, const char *want, const char *want2, const char *what) {
+    MtpModel m;
+    MtpCheckpointExtra x;
+    char err[512];
+    memset(err, 0, sizeof err);
+    int rc = mtp_checkpoint_load(path, &m, &x, err, sizeof err);
+    CHECK_MSG(good_failure(rc, err, path, &m, &x), "%s: rc %d, message '%s'", what, rc, err);
+    if (getenv("TEST_VERBOSE")) fprintf(stderr, "%-32s -> %s\n", what, err);
+    if (want) CHECK_MSG(strstr(err, want) != NULL, "%s: message '%s' lacks '%s'", what, err, want);
+    if (want2) CHECK_MSG(strstr(err, want2) != NULL, "%s: message '%s' lacks '%s'", what, err, want2);
+    if (rc == 0) {
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&m);
+    }
+}
+
+static int same_config(const MtpConfig *a, const MtpConfig *b) {
+    return a->trunk.vocab == b->trunk.vocab && a->trunk.dim == b->trunk.dim && a->trunk.layers == b->trunk.layers &&
+           a->trunk.attn_heads == b->trunk.attn_heads && a->trunk.ffn == b->trunk.ffn && a->trunk.ctx == b->trunk.ctx &&
+           a->heads.n == b->heads.n && a->heads.type == b->heads.type;
+}
+
+static int same_options(const MtpTrainOptions *a, const MtpTrainOptions *b) {
+    return a->steps == b->steps && a->batch == b->batch && a->accum == b->accum && a->warmup == b->warmup &&
+           a->lr == b->lr && a->min_lr == b->min_lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 &&
+           a->eps == b->eps && a->weight_decay == b->weight_decay && a->grad_clip == b->grad_clip &&
+           a->seed == b->seed;
+}
+
+static int same_run(const MtpRunInfo *a, const MtpRunInfo *b) {
+    return strcmp(a->data_spec, b->data_spec) == 0 && a->val_frac == b->val_frac && a->data_seed == b->data_seed &&
+           a->difficulty == b->difficulty && a->precision == b->precision;
+}
+
+static int any_nonzero(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0.0f) return 1;
+    return 0;
+}
+
+/* ---- round trip ----------------------------------------------------------------------------- */
+
+static void test_round_trip(HeadType ht) {
+    const char *tn = heads_type_name(ht);
+    MtpModel m;
+    MtpTrainer t;
+    if (build_trained(&m, &t, ht, 2, NULL)) {
+        CHECK(0);
+        return;
+    }
+    CHECK(any_nonzero(t.m, m.n_params) && any_nonzero(t.v, m.n_params));
+    MtpRunInfo run = small_run();
+    if (ht == HEAD_LINEAR) run.precision = MTP_FP32, run.difficulty = 0;
+    char p1[600], p2[600], p3[600], err[512];
+    path_in(p1, sizeof p1, "rt_full.ckpt");
+    path_in(p2, sizeof p2, "rt_weights.ckpt");
+    path_in(p3, sizeof p3, "rt_full_again.ckpt");
+    CHECK_MSG(mtp_checkpoint_save(p1, &m, &t, &run, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(mtp_checkpoint_save(p2, &m, NULL, &run, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(mtp_checkpoint_save(p3, &m, &t, &run, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(count_tmp_files() == 0, "%s: temp files left behind", tn);
+
+    /* full checkpoint */
+    MtpModel l;
+    MtpCheckpointExtra x;
+    int rc = mtp_checkpoint_load(p1, &l, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: load: %s", tn, err);
+    if (rc == 0) {
+        CHECK(same_config(&l.cfg, &m.cfg));
+        CHECK(l.n_params == m.n_params && l.n_tensors == m.n_tensors);
+        CHECK(memcmp(l.params, m.params, m.n_params * sizeof(float)) == 0);
+        int tensors_same = 1;
+        for (int i = 0; i < m.n_tensors && i < l.n_tensors; i++)
+            if (strcmp(l.tensors[i].name, m.tensors[i].name) || l.tensors[i].offset != m.tensors[i].offset)
+                tensors_same = 0;
+        CHECK(tensors_same);
+        CHECK(x.has_train == 1);
+        CHECK(x.m && memcmp(x.m, t.m, m.n_params * sizeof(float)) == 0);
+        CHECK(x.v && memcmp(x.v, t.v, m.n_params * sizeof(float)) == 0);
+        CHECK(x.step == 2 && t.step == 2);
+        CHECK(memcmp(&x.data_rng, &t.data_rng, sizeof x.data_rng) == 0);
+        CHECK(x.batches_drawn == 4 && t.batches_drawn == 4);
+        CHECK(same_options(&x.opt, &t.opt));
+        CHECK_MSG(same_run(&x.run, &run), "%s: run info '%s' %g %llu %d %d", tn, x.run.data_spec, x.run.val_frac,
+                  (unsigned long long)x.run.data_seed, x.run.difficulty, (int)x.run.precision);
+        size_t sz;
+        uint8_t *b = read_all(p1, &sz);
+        CHECK(b && x.file_size == sz);
+        free(b);
+        mtp_checkpoint_extra_free(&x);
+        CHECK(x.m == NULL && x.v == NULL && x.has_train == 0);
+        mtp_model_free(&l);
+    }
+
+    /* weights only */
+    rc = mtp_checkpoint_load(p2, &l, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: load: %s", tn, err);
+    if (rc == 0) {
+        CHECK(same_config(&l.cfg, &m.cfg));
+        CHECK(memcmp(l.params, m.params, m.n_params * sizeof(float)) == 0);
+        CHECK(x.has_train == 0 && x.m == NULL && x.v == NULL);
+        CHECK(same_run(&x.run, &run));
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&l);
+    }
+
+    /* saving the same state twice gives the same bytes (no timestamps, no uninitialised padding) */
+    size_t n1, n3;
+    uint8_t *b1 = read_all(p1, &n1), *b3 = read_all(p3, &n3);
+    CHECK(b1 && b3 && n1 == n3 && memcmp(b1, b3, n1) == 0);
+    free(b1);
+    free(b3);
+
+    /* saving over an existing file replaces it (atomically) and leaves nothing else behind */
+    MtpStepStats s;
+    mtp_train_step(&t, &g_corpus, &s);
+    CHECK(mtp_checkpoint_save(p1, &m, &t, &run, err, sizeof err) == 0);
+    CHECK(count_tmp_files() == 0);
+    rc = mtp_checkpoint_load(p1, &l, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        CHECK(x.step == 3 && memcmp(l.params, m.params, m.n_params * sizeof(float)) == 0);
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&l);
+    }
+
+    /* a save that cannot happen fails with a message and creates nothing */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/no-such-dir/x.ckpt", g_dir);
+    err[0] = 0;
+    CHECK(mtp_checkpoint_save(bad, &m, &t, &run, err, sizeof err) == -1);
+    CHECK(err[0] != 0 && strchr(err, '\n') == NULL);
+    CHECK(access(bad, F_OK) != 0);
+
+    unlink(p1);
+    unlink(p2);
+    unlink(p3);
+    mtp_trainer_free(&t);
+    mtp_model_free(&m);
+}
+
+/* ---- resume == uninterrupted ---------------------------------------------------------------- */
+
+static void test_resume(HeadType ht) {
+    const char *tn = heads_type_name(ht);
+    MtpModel ma, mb;
+    MtpTrainer ta, tb;
+    MtpStepStats sa[6], sb[6];
+    memset(sa, 0, sizeof sa);
+    memset(sb, 0, sizeof sb);
+    if (build_trained(&ma, &ta, ht, 6, sa)) {
+        CHECK(0);
+        return;
+    }
+    if (build_trained(&mb, &tb, ht, 3, sb)) {
+        CHECK(0);
+        return;
+    }
+    char p[600], err[512];
+    path_in(p, sizeof p, "resume.ckpt");
+    MtpRunInfo run = small_run();
+    CHECK_MSG(mtp_checkpoint_save(p, &mb, &tb, &run, err, sizeof err) == 0, "%s", err);
+    mtp_trainer_free(&tb);
+    mtp_model_free(&mb);
+
+    /* a fresh model and trainer from the file, as cli_train.c does */
+    MtpModel mc;
+    MtpCheckpointExtra x;
+    int rc = mtp_checkpoint_load(p, &mc, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: %s", tn, err);
+    if (rc) {
+        mtp_trainer_free(&ta);
+        mtp_model_free(&ma);
+        return;
+    }
+    MtpTrainer tc;
+    CHECK(x.has_train);
+    CHECK(mtp_trainer_build(&tc, &mc, &x.opt, err, sizeof err) == 0);
+    memcpy(tc.m, x.m, mc.n_params * sizeof(float));
+    memcpy(tc.v, x.v, mc.n_params * sizeof(float));
+    tc.step = x.step;
+    tc.data_rng = x.data_rng;
+    tc.batches_drawn = x.batches_drawn;
+    mtp_checkpoint_extra_free(&x);
+    for (int i = 3; i < 6; i++) mtp_train_step(&tc, &g_corpus, &sb[i]);
+
+    for (int i = 0; i < 6; i++) {
+        int same = memcmp(sa[i].loss, sb[i].loss, sizeof sa[i].loss) == 0 && sa[i].total_loss == sb[i].total_loss &&
+                   sa[i].grad_norm == sb[i].grad_norm && sa[i].lr == sb[i].lr;
+        CHECK_MSG(same, "%s: step %d: loss %.9g vs %.9g, grad norm %.9g vs %.9g", tn, i + 1, sa[i].total_loss,
+                  sb[i].total_loss, sa[i].grad_norm, sb[i].grad_norm);
+    }
+    /* the run is not trivially constant: losses move */
+    CHECK(sa[5].total_loss != sa[0].total_loss);
+    CHECK(tc.step == 6 && ta.step == 6 && tc.batches_drawn == ta.batches_drawn);
+    CHECK(memcmp(&tc.data_rng, &ta.data_rng, sizeof ta.data_rng) == 0);
+    CHECK_MSG(memcmp(mc.params, ma.params, ma.n_params * sizeof(float)) == 0, "%s: final parameters differ", tn);
+    CHECK(memcmp(tc.m, ta.m, ma.n_params * sizeof(float)) == 0);
+    CHECK(memcmp(tc.v, ta.v, ma.n_params * sizeof(float)) == 0);
+
+    unlink(p);
+    mtp_trainer_free(&tc);
+    mtp_model_free(&mc);
+    mtp_trainer_free(&ta);
+    mtp_model_free(&ma);
+}
+
+/* ---- msgpack-c reads the file ---------------------------------------------------------------- */
+
+static uint32_t ref_crc32(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static const msgpack_object *map_get(const msgpack_object *o, const char *key) {
+    if (!o || o->type != MSGPACK_OBJECT_MAP) return NULL;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
+            return &o->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static int obj_str_eq(const msgpack_object *o, const char *s) {
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) && memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+static int obj_int(const msgpack_object *o, int64_t *v) {
+    if (!o) return 0;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) *v = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *v = o->via.i64;
+    else return 0;
+    return 1;
+}
+
+/* byte ranges of tensor data in the file, for the flip test */
+typedef struct {
+    size_t start, end;
+} Range;
+static Range g_data[1024];
+static int g_n_data;
+
+/* Checks a tensors array read by msgpack-c against the model (and moments buffer), and records
+ * where each tensor's data lies in the file. */
+static void check_tensor_array(const msgpack_object *arr, const MtpModel *m, const float *buf, const uint8_t *file,
+                               size_t file_n, const char *what) {
+    CHECK_MSG(arr && arr->type == MSGPACK_OBJECT_ARRAY && arr->via.array.size == (uint32_t)m->n_tensors, "%s", what);
+    if (!arr || arr->type != MSGPACK_OBJECT_ARRAY) return;
+    int ok_names = 1, ok_data = 1, ok_crc = 1, ok_shape = 1, ok_ref = 1;
+    for (uint32_t i = 0; i < arr->via.array.size && i < (uint32_t)m->n_tensors; i++) {
+        const msgpack_object *t = &arr->via.array.ptr[i];
+        const MtpTensor *mt = &m->tensors[i];
+        if (!obj_str_eq(map_get(t, "name"), mt->name) || !obj_str_eq(map_get(t, "dtype"), "f32")) ok_names = 0;
+        const msgpack_object *sh = map_get(t, "shape");
+        if (!sh || sh->type != MSGPACK_OBJECT_ARRAY || sh->via.array.size != (uint32_t)mt->ndim) ok_shape = 0;
+        else
+            for (int d = 0; d < mt->ndim; d++) {
+                int64_t v;
+                if (!obj_int(&sh->via.array.ptr[d], &v) || v != mt->shape[d]) ok_shape = 0;
+            }
+        const msgpack_object *data = map_get(t, "data");
+        int64_t crc;
+        if (!data || data->type != MSGPACK_OBJECT_BIN || data->via.bin.size != mt->size * sizeof(float)) {
+            ok_data = 0;
+            continue;
+        }
+        const uint8_t *dp = (const uint8_t *)data->via.bin.ptr;
+        /* little-endian f32, row-major: the same bytes as the floats in memory on this machine */
+        if (memcmp(dp, buf + mt->offset, data->via.bin.size) != 0) ok_data = 0;
+        if (!obj_int(map_get(t, "crc32"), &crc) || (uint64_t)crc != ref_crc32(dp, data->via.bin.size)) ok_crc = 0;
+        if (dp >= file && dp + data->via.bin.size <= file + file_n) {
+            if (g_n_data < (int)(sizeof g_data / sizeof g_data[0]))
+                g_data[g_n_data++] = (Range){(size_t)(dp - file), (size_t)(dp - file) + data->via.bin.size};
+        } else ok_ref = 0;
+    }
+    CHECK_MSG(ok_names, "%s: names or dtypes differ", what);
+    CHECK_MSG(ok_shape, "%s: shapes differ", what);
+    CHECK_MSG(ok_data, "%s: data differs", what);
+    CHECK_MSG(ok_crc, "%s: crc32 is not the standard CRC-32 of the data", what);
+    CHECK_MSG(ok_ref, "%s: msgpack-c did not reference the file for bin data", what);
+}
+
+static void test_msgpack_c_reads(const char *path, const MtpModel *m, const MtpTrainer *t) {
+    size_t n;
+    uint8_t *buf = read_all(path, &n);
+    CHECK(buf != NULL);
+    if (!buf) return;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    msgpack_unpack_return ret = msgpack_unpack_next(&u, (const char *)buf, n, &off);
+    CHECK_MSG(ret == MSGPACK_UNPACK_SUCCESS, "msgpack_unpack_next returned %d", (int)ret);
+    CHECK(off == n);
+    if (ret == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *root = &u.data;
+        CHECK(root->type == MSGPACK_OBJECT_MAP);
+        CHECK(obj_str_eq(map_get(root, "format"), "mtp-checkpoint"));
+        int64_t v = 0;
+        CHECK(obj_int(map_get(root, "version"), &v) && v == 1);
+        const msgpack_object *cfg = map_get(root, "config");
+        CHECK(cfg && cfg->type == MSGPACK_OBJECT_MAP);
+        int64_t dim = 0, vocab = 0, heads = 0;
+        CHECK(obj_int(map_get(cfg, "dim"), &dim) && dim == m->cfg.trunk.dim);
+        CHECK(obj_int(map_get(cfg, "vocab"), &vocab) && vocab == DS_BYTE_VOCAB);
+        CHECK(obj_int(map_get(cfg, "heads"), &heads) && heads == m->cfg.heads.n);
+        CHECK(obj_str_eq(map_get(cfg, "head_type"), heads_type_name(m->cfg.heads.type)));
+        const msgpack_object *tok = map_get(root, "tokenizer");
+        CHECK(tok && obj_str_eq(map_get(tok, "type"), "bytes"));
+        CHECK(map_get(root, "tensors") != NULL);
+        g_n_data = 0;
+        check_tensor_array(map_get(root, "tensors"), m, m->params, buf, n, "tensors");
+        const msgpack_object *tr = map_get(root, "train");
+        CHECK(tr && tr->type == MSGPACK_OBJECT_MAP);
+        int64_t step = -1;
+        CHECK(obj_int(map_get(tr, "step"), &step) && step == t->step);
+        check_tensor_array(map_get(tr, "adam_m"), m, t->m, buf, n, "adam_m");
+        check_tensor_array(map_get(tr, "adam_v"), m, t->v, buf, n, "adam_v");
+        CHECK(g_n_data == 3 * m->n_tensors);
+    }
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+}
+
+/* ---- truncation and flipped bytes ----------------------------------------------------------- */
+
+static void test_truncated(const char *good, const uint8_t *buf, size_t n) {
+    char p[600], err[512];
+    path_in(p, sizeof p, "truncated.ckpt");
+    size_t offs[8192];
+    int k = 0;
+    for (size_t i = 0; i < 2048 && i < n; i++) offs[k++] = i;
+    for (int i = 0; i < 300; i++) offs[k++] = 2048 + (n - 2048) * (size_t)i / 300;
+    for (size_t i = 1; i <= 16 && i < n; i++) offs[k++] = n - i;
+    /* at multiples of the page size a read past the end of the mapping faults, even without ASan */
+    for (size_t i = 4096; i < n && k < (int)(sizeof offs / sizeof offs[0]); i += 4096) offs[k++] = i;
+    int bad = 0, tested = 0;
+    for (int i = 0; i < k; i++) {
+        if (offs[i] >= n) continue;
+        write_all(p, buf, offs[i]);
+        MtpModel m;
+        MtpCheckpointExtra x;
+        memset(err, 0, sizeof err);
+        int rc = mtp_checkpoint_load(p, &m, &x, err, sizeof err);
+        tested++;
+        if (!good_failure(rc, err, p, &m, &x)) {
+            if (bad++ < 10) CHECK_MSG(0, "truncated at %zu of %zu: rc %d, '%s'", offs[i], n, rc, err);
+            if (rc == 0) mtp_checkpoint_extra_free(&x), mtp_model_free(&m);
+        }
+    }
+    CHECK_MSG(bad == 0, "%d of %d truncations not rejected cleanly", bad, tested);
+    CHECK(tested > 2300);
+    unlink(p);
+    (void)good;
+}
+
+static int in_data(size_t pos) {
+    for (int i = 0; i < g_n_data; i++)
+        if (pos >= g_data[i].start && pos < g_data[i].end) return 1;
+    return 0;
+}
+
+static void test_flipped(const uint8_t *buf, size_t n, const MtpModel *ref, const MtpTrainer *tref) {
+    char p[600], err[512];
+    path_in(p, sizeof p, "flipped.ckpt");
+    uint8_t *copy = malloc(n);
+    MtpRng rng;
+    mtp_rng_seed(&rng, 2024);
+    int n_data = 0, n_other = 0, n_loaded = 0, bad = 0;
+    for (int it = 0; it < 500; it++) {
+        size_t pos;
+        if (it < 200 && g_n_data > 0) { /* forced into tensor data */
+            const Range *r = &g_data[mtp_rng_below(&rng, (uint64_t)g_n_data)];
+            pos = r->start + (size_t)mtp_rng_below(&rng, r->end - r->start);
+        } else { /* outside tensor data: anywhere, or in the structured head of the file */
+            do pos = (size_t)mtp_rng_below(&rng, it < 350 ? n : (n < 4096 ? n : 4096));
+            while (in_data(pos));
+        }
+        uint8_t x = (uint8_t)(1 + mtp_rng_below(&rng, 255));
+        memcpy(copy, buf, n);
+        copy[pos] ^= x;
+        write_all(p, copy, n);
+        MtpModel m;
+        MtpCheckpointExtra ex;
+        memset(err, 0, sizeof err);
+        int rc = mtp_checkpoint_load(p, &m, &ex, err, sizeof err);
+        int data = in_data(pos), ok;
+        if (data) {
+            n_data++;
+            ok = good_failure(rc, err, p, &m, &ex) && strstr(err, "checksum") != NULL;
+        } else {
+            n_other++;
+            if (rc == 0) {
+                /* harmless (say an option value or the run info): the weights and moments must be exact */
+                n_loaded++;
+                ok = m.n_params == ref->n_params && memcmp(m.params, ref->params, ref->n_params * sizeof(float)) == 0 &&
+                     (!ex.has_train || (memcmp(ex.m, tref->m, ref->n_params * sizeof(float)) == 0 &&
+                                        memcmp(ex.v, tref->v, ref->n_params * sizeof(float)) == 0));
+            } else ok = good_failure(rc, err, p, &m, &ex);
+        }
+        if (!ok && bad++ < 10)
+            CHECK_MSG(0, "flip 0x%02x at %zu (%s tensor data): rc %d, '%s'", x, pos, data ? "in" : "outside", rc, err);
+        if (rc == 0) mtp_checkpoint_extra_free(&ex), mtp_model_free(&m);
+    }
+    CHECK_MSG(bad == 0, "%d of 500 flips mishandled", bad);
+    CHECK(n_data >= 200 && n_other >= 100);
+    fprintf(stderr, "flips: %d in tensor data, %d elsewhere (%d of those loaded)\n", n_data, n_other, n_loaded);
+    free(copy);
+    unlink(p);
+}
+
+/* ---- hand-written checkpoints --------------------------------------------------------------- */
+
+static void pk_str(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
+static void pk_kv_int(msgpack_packer *pk, const char *k, int64_t v) {
+    pk_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+static void pk_kv_str(msgpack_packer *pk, const char *k, const char *v) {
+    pk_str(pk, k);
+    pk_str(pk, v);
+}
+static void raw(msgpack_sbuffer *sb, const void *p, size_t n) { msgpack_sbuffer_write(sb, (const char *)p, n); }
+
+static void pack_config(msgpack_packer *pk, int vocab, int dim, int layers, int attn, int ffn, int ctx, int heads,
+                        const char *head_type) {
+    msgpack_pack_map(pk, 8);
+    pk_kv_int(pk, "vocab", vocab);
+    pk_kv_int(pk, "dim", dim);
+    pk_kv_int(pk, "layers", layers);
+    pk_kv_int(pk, "attn_heads", attn);
+    pk_kv_int(pk, "ffn", ffn);
+    pk_kv_int(pk, "ctx", ctx);
+    pk_kv_int(pk, "heads", heads);
+    pk_kv_str(pk, "head_type", head_type);
+}
+
+static void pack_tokenizer(msgpack_packer *pk, const char *type, int vocab) {
+    msgpack_pack_map(pk, 5);
+    pk_kv_str(pk, "type", type);
+    pk_kv_int(pk, "vocab", vocab);
+    pk_kv_int(pk, "bos", DS_BOS);
+    pk_kv_int(pk, "eos", DS_EOS);
+    pk_kv_int(pk, "pad", DS_PAD);
+}
+
+/* what to do to one tensor (the target) */
+typedef enum {
+    TM_NONE,
+    TM_SHAPE,      /* shape [dim, dim-1] */
+    TM_DTYPE,      /* "f16" */
+    TM_RENAME,     /* name + "x" */
+    TM_OMIT,       /* left out (one tensor fewer) */
+    TM_DUP,        /* written twice, the next tensor left out */
+    TM_SHORT_DATA, /* data one float short */
+    TM_BAD_CRC,    /* crc32 + 1 */
+    TM_NO_DATA,
+    TM_NO_SHAPE,
+    TM_NO_CRC,
+    TM_SHAPE3,     /* three dimensions */
+    TM_EXTRA_KEY,  /* an unknown key in the tensor's map: fine */
+    TM_REORDER,    /* keys in reverse order: fine */
+    TM_HUGE_BIN,   /* data is bin32 declaring 0xFFFFFFFF bytes */
+} TensorMut;
+
+/* what to do to the whole file */
+typedef enum {
+    FM_NONE,
+    FM_REVERSED,    /* top-level keys in reverse order: fine */
+    FM_EXTRA_KEY,   /* an unknown top-level key (with nested values): fine */
+    FM_DUP_KEY,     /* "config" twice */
+    FM_FORMAT,      /* format "mtp-checkpoint-x" */
+    FM_FORMAT_INT,  /* format 7 */
+    FM_VERSION2,
+    FM_NO_VERSION,
+    FM_NO_TOKENIZER,
+    FM_NO_FORMAT,
+    FM_TRAILING,    /* a byte after the map */
+    FM_TOK_TYPE,    /* tokenizer "bpe" */
+    FM_TOK_VOCAB,   /* tokenizer vocab 300 */
+    FM_HEAD_TYPE,   /* head_type "conv" */
+    FM_CFG_DIV,     /* dim 32, attn_heads 5 */
+    FM_CFG_NEG,     /* layers -1 */
+    FM_CFG_NO_DIM,
+    FM_HUGE_CFG,    /* dims implying billions of parameters */
+    FM_TENSORS_HUGE,/* tensors: array32 declaring 0xFFFFFFFF */
+    FM_DEEP,        /* an unknown key holding 100000 nested arrays */
+    FM_TRAIN_SMALL, /* train section without moments in a file too small for them */
+    FM_TRAIN_NO_RNG,
+    FM_TRAIN_RNG3,
+    FM_TRAIN_LR_NAN,
+    FM_TRAIN_ADAM_SHAPE, /* adam_m's target tensor has the wrong shape */
+    FM_TRAIN_OK,    /* a complete train section: fine */
+} FileMut;
+
+static void pack_tensor(msgpack_packer *pk, const MtpTensor *t, const float *buf, TensorMut mut, msgpack_sbuffer *sb) {
+    size_t bytes = t->size * sizeof(float);
+    const float *data = buf + t->offset;
+    uint32_t crc = mpk_crc32(0, data, bytes);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", t->name, mut == TM_RENAME ? "x" : "");
+    int nk = 5 - (mut == TM_NO_DATA) - (mut == TM_NO_SHAPE) - (mut == TM_NO_CRC) + (mut == TM_EXTRA_KEY);
+    msgpack_pack_map(pk, (size_t)nk);
+    for (int pass = 0; pass < 6; pass++) {
+        int f = mut == TM_REORDER ? 5 - pass : pass;
+        switch (f) {
+        case 0: pk_kv_str(pk, "name", name); break;
+        case 1: pk_kv_str(pk, "dtype", mut == TM_DTYPE ? "f16" : "f32"); break;
+        case 2:
+            if (mut == TM_NO_SHAPE) break;
+            pk_str(pk, "shape");
+            if (mut == TM_SHAPE3) {
+                msgpack_pack_array(pk, 3);
+                for (int d = 0; d < 3; d++) msgpack_pack_uint32(pk, 1);
+            } else {
+                msgpack_pack_array(pk, (size_t)t->ndim);
+                for (int d = 0; d < t->ndim; d++)
+                    msgpack_pack_uint32(pk, (uint32_t)(t->shape[d] - (mut == TM_SHAPE && d == t->ndim - 1)));
+            }
+            break;
+        case 3:
+            if (mut == TM_NO_CRC) break;
+            pk_kv_int(pk, "crc32", (int64_t)crc + (mut == TM_BAD_CRC));
+            break;
+        case 4:
+            if (mut == TM_NO_DATA) break;
+            pk_str(pk, "data");
+            if (mut == TM_HUGE_BIN) {
+                static const uint8_t h[] = {0xc6, 0xff, 0xff, 0xff, 0xff};
+                raw(sb, h, sizeof h);
+                raw(sb, data, 64);
+            } else {
+                size_t nb = mut == TM_SHORT_DATA ? bytes - 4 : bytes;
+                msgpack_pack_bin(pk, nb);
+                msgpack_pack_bin_body(pk, data, nb);
+            }
+            break;
+        case 5:
+            if (mut != TM_EXTRA_KEY) break;
+            pk_str(pk, "comment");
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_nil(pk);
+            pk_str(pk, "unknown keys are skipped");
+            break;
+        }
+    }
+}
+
+static void pack_tensor_list(msgpack_packer *pk, msgpack_sbuffer *sb, const MtpModel *m, const float *buf, int target,
+                             TensorMut mut) {
+    msgpack_pack_array(pk, (size_t)(m->n_tensors - (mut == TM_OMIT)));
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (i == target && mut == TM_OMIT) continue;
+        if (mut == TM_DUP && i == target + 1) {
+            pack_tensor(pk, &m->tensors[target], buf, TM_NONE, sb);
+            continue;
+        }
+        pack_tensor(pk, &m->tensors[i], buf, i == target ? mut : TM_NONE, sb);
+    }
+}
+
+/* Writes a checkpoint of model m (and fake moments: m's own parameters) with one defect. */
+static void craft(const char *path, const MtpModel *m, FileMut fm, int target, TensorMut tm) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    const TrunkConfig *c = &m->cfg.trunk;
+    int with_train = fm >= FM_TRAIN_SMALL;
+    enum { K_FORMAT, K_VERSION, K_CONFIG, K_TOKENIZER, K_RUN, K_TENSORS, K_TRAIN, K_EXTRA, K_DUP, K_PAD, K_N };
+    int order[K_N], n = 0;
+    for (int k = 0; k < K_N; k++) {
+        if (k == K_VERSION && fm == FM_NO_VERSION) continue;
+        if (k == K_TOKENIZER && fm == FM_NO_TOKENIZER) continue;
+        if (k == K_FORMAT && fm == FM_NO_FORMAT) continue;
+        if (k == K_TRAIN && !with_train) continue;
+        if (k == K_EXTRA && fm != FM_EXTRA_KEY && fm != FM_DEEP) continue;
+        if (k == K_DUP && fm != FM_DUP_KEY) continue;
+        order[n++] = k;
+    }
+    if (fm == FM_REVERSED)
+        for (int i = 0; i < n / 2; i++) {
+            int tmp = order[i];
+            order[i] = order[n - 1 - i];
+            order[n - 1 - i] = tmp;
+        }
+    msgpack_pack_map(&pk, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        switch (order[i]) {
+        case K_FORMAT:
+            pk_str(&pk, "format");
+            if (fm == FM_FORMAT_INT) msgpack_pack_int(&pk, 7);
+            else pk_str(&pk, fm == FM_FORMAT ? "mtp-checkpoint-x" : "mtp-checkpoint");
+            break;
+        case K_VERSION: pk_kv_int(&pk, "version", fm == FM_VERSION2 ? 2 : 1); break;
+        case K_CONFIG:
+        case K_DUP:
+            pk_str(&pk, "config");
+            if (fm == FM_HUGE_CFG) pack_config(&pk, DS_BYTE_VOCAB, 16384, 256, 128, 65536, 16, 4, "transformer");
+            else if (fm == FM_CFG_DIV) pack_config(&pk, c->vocab, c->dim, c->layers, 5, c->ffn, c->ctx, m->cfg.heads.n,
+                                                  heads_type_name(m->cfg.heads.type));
+            else if (fm == FM_CFG_NO_DIM) {
+                msgpack_pack_map(&pk, 7);
+                pk_kv_int(&pk, "vocab", c->vocab);
+                pk_kv_int(&pk, "layers", c->layers);
+                pk_kv_int(&pk, "attn_heads", c->attn_heads);
+                pk_kv_int(&pk, "ffn", c->ffn);
+                pk_kv_int(&pk, "ctx", c->ctx);
+                pk_kv_int(&pk, "heads", m->cfg.heads.n);
+                pk_kv_str(&pk, "head_type", heads_type_name(m->cfg.heads.type));
+            } else
+                pack_config(&pk, c->vocab, c->dim, fm == FM_CFG_NEG ? -1 : c->layers, c->attn_heads, c->ffn, c->ctx,
+                            m->cfg.heads.n, fm == FM_HEAD_TYPE ? "conv" : heads_type_name(m->cfg.heads.type));
+            break;
+        case K_TOKENIZER:
+            pk_str(&pk, "tokenizer");
+            pack_tokenizer(&pk, fm == FM_TOK_TYPE ? "bpe" : "bytes", fm == FM_TOK_VOCAB ? 300 : DS_BYTE_VOCAB);
+            break;
+        case K_RUN:
+            pk_str(&pk, "run");
+            msgpack_pack_map(&pk, 2);
+            pk_kv_str(&pk, "data", "builtin:arith");
+            pk_kv_int(&pk, "difficulty", 2);
+            break;
+        case K_TENSORS:
+            pk_str(&pk, "tensors");
+            if (fm == FM_TENSORS_HUGE) {
+                static const uint8_t h[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+                raw(&sb, h, sizeof h);
+            } else if (fm == FM_HUGE_CFG) msgpack_pack_array(&pk, 0);
+            else pack_tensor_list(&pk, &sb, m, m->params, target, tm);
+            break;
+        case K_TRAIN:
+            pk_str(&pk, "train");
+            if (fm == FM_TRAIN_SMALL) {
+                msgpack_pack_map(&pk, 1);
+                pk_kv_int(&pk, "step", 5);
+                break;
+            }
+            msgpack_pack_map(&pk, fm == FM_TRAIN_NO_RNG ? 5 : 6);
+            pk_kv_int(&pk, "step", 5);
+            pk_kv_int(&pk, "batches_drawn", 10);
+            if (fm != FM_TRAIN_NO_RNG) {
+                pk_str(&pk, "rng");
+                int words = fm == FM_TRAIN_RNG3 ? 3 : 4;
+                msgpack_pack_array(&pk, (size_t)words);
+                for (int w = 0; w < words; w++) msgpack_pack_uint64(&pk, 0x1111111111111111ull * (uint64_t)(w + 1));
+            }
+            pk_str(&pk, "options");
+            msgpack_pack_map(&pk, 2);
+            pk_kv_int(&pk, "batch", 3);
+            pk_str(&pk, "lr");
+            msgpack_pack_double(&pk, fm == FM_TRAIN_LR_NAN ? NAN : 0.5);
+            pk_str(&pk, "adam_m");
+            pack_tensor_list(&pk, &sb, m, m->params, target, fm == FM_TRAIN_ADAM_SHAPE ? TM_SHAPE : TM_NONE);
+            pk_str(&pk, "adam_v");
+            pack_tensor_list(&pk, &sb, m, m->params, -1, TM_NONE);
+            break;
+        case K_PAD: {
+            /* an unknown key holding 32 KB, so that a file with a tensor missing or short still
+             * passes the "parameters fit in the file" check and reaches the tensor checks */
+            static uint8_t zeros[32768];
+            pk_str(&pk, "padding");
+            msgpack_pack_bin_with_body(&pk, zeros, sizeof zeros);
+            break;
+        }
+        case K_EXTRA:
+            pk_str(&pk, "notes");
+            if (fm == FM_DEEP) {
+                uint8_t *deep = malloc(100000);
+                memset(deep, 0x91, 100000);
+                raw(&sb, deep, 100000);
+                free(deep);
+                msgpack_pack_nil(&pk);
+            } else {
+                msgpack_pack_map(&pk, 2);
+                pk_kv_str(&pk, "author", "test");
+                pk_str(&pk, "list");
+                msgpack_pack_array(&pk, 3);
+                msgpack_pack_double(&pk, 1.5);
+                msgpack_pack_bin_with_body(&pk, "xyz", 3);
+                msgpack_pack_map(&pk, 0);
+            }
+            break;
+        }
+    }
+    if (fm == FM_TRAILING) raw(&sb, "\0", 1);
+    write_all(path, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void expect_load_ok(const char *path, const MtpModel *ref, const char *what, int want_train) {
+    MtpModel m;
+    MtpCheckpointExtra x;
+    char err[512];
+    int rc = mtp_checkpoint_load(path, &m, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: %s", what, err);
+    if (rc) return;
+    CHECK_MSG(same_config(&m.cfg, &ref->cfg) && memcmp(m.params, ref->params, ref->n_params * sizeof(float)) == 0,
+              "%s: weights differ", what);
+    CHECK_MSG(x.has_train == want_train, "%s: has_train %d", what, x.has_train);
+    if (want_train && x.has_train) {
+        CHECK(x.step == 5 && x.batches_drawn == 10 && x.data_rng.s[3] == 0x4444444444444444ull);
+        CHECK(x.opt.batch == 3 && x.opt.lr == 0.5f && x.opt.accum == 1); /* unset options take defaults */
+        CHECK(memcmp(x.m, ref->params, ref->n_params * sizeof(float)) == 0);
+    }
+    CHECK(strcmp(x.run.data_spec, "builtin:arith") == 0 && x.run.difficulty == 2 && x.run.val_frac == 0.1);
+    mtp_checkpoint_extra_free(&x);
+    mtp_model_free(&m);
+}
+
+static void test_crafted(void) {
+    char err[256];
+    MtpConfig c = small_cfg(HEAD_TRANSFORMER);
+    MtpModel m;
+    if (mtp_model_build(&m, &c, err, sizeof err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    mtp_model_init(&m, 99);
+    char p[600];
+    path_in(p, sizeof p, "crafted.ckpt");
+    const MtpTensor *wq = mtp_model_tensor(&m, "trunk.0.wq");
+    CHECK(wq != NULL);
+    if (!wq) return;
+    int ti = (int)(wq - m.tensors);
+
+    /* the writer itself is right: an unmodified crafted file loads */
+    craft(p, &m, FM_NONE, -1, TM_NONE);
+    expect_load_ok(p, &m, "crafted baseline", 0);
+    craft(p, &m, FM_REVERSED, -1, TM_NONE);
+    expect_load_ok(p, &m, "top-level keys reversed", 0);
+    craft(p, &m, FM_EXTRA_KEY, -1, TM_NONE);
+    expect_load_ok(p, &m, "unknown top-level key", 0);
+    craft(p, &m, FM_NONE, ti, TM_EXTRA_KEY);
+    expect_load_ok(p, &m, "unknown key in a tensor", 0);
+    craft(p, &m, FM_NONE, ti, TM_REORDER);
+    expect_load_ok(p, &m, "tensor keys reversed", 0);
+    craft(p, &m, FM_TRAIN_OK, -1, TM_NONE);
+    expect_load_ok(p, &m, "complete train section", 1);
+
+    /* tensors that do not match the config: the message names the tensor */
+    static const struct {
+        TensorMut mut;
+        const char *want, *want2;
+    } tcases[] = {
+        {TM_SHAPE, "trunk.0.wq", "shape [32, 31]"},
+        {TM_DTYPE, "trunk.0.wq", "f16"},
+        {TM_RENAME, "trunk.0.wqx", "unknown tensor"},
+        {TM_OMIT, "tensors", "the config needs"},
+        {TM_DUP, "trunk.0.wq", "twice"},
+        {TM_SHORT_DATA, "trunk.0.wq", "data bytes"},
+        {TM_BAD_CRC, "trunk.0.wq", "checksum"},
+        {TM_NO_DATA, "trunk.0.wq", "data"},
+        {TM_NO_SHAPE, "trunk.0.wq", "shape"},
+        {TM_NO_CRC, "trunk.0.wq", "checksum"},
+        {TM_SHAPE3, "trunk.0.wq", "dimensions"},
+        {TM_HUGE_BIN, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof tcases / sizeof tcases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "tensor defect %d", (int)tcases[i].mut);
+        craft(p, &m, FM_NONE, ti, tcases[i].mut);
+        expect_load_fail(p, tcases[i].want, tcases[i].want2, what);
+    }
+    /* a wrong tensor in the first and in the last position too */
+    craft(p, &m, FM_NONE, 0, TM_SHAPE);
+    expect_load_fail(p, "tok_emb", "shape", "tok_emb shape");
+    craft(p, &m, FM_NONE, m.n_tensors - 1, TM_DTYPE);
+    expect_load_fail(p, "unembed", "f16", "unembed dtype");
+    craft(p, &m, FM_NONE, m.n_tensors - 1, TM_OMIT);
+    expect_load_fail(p, "tensors", NULL, "last tensor missing");
+
+    /* the whole file */
+    static const struct {
+        FileMut mut;
+        const char *want, *want2;
+    } fcases[] = {
+        {FM_DUP_KEY, "config", "twice"},
+        {FM_FORMAT, "not an mtp checkpoint", "mtp-checkpoint-x"},
+        {FM_FORMAT_INT, "expected str", NULL},
+        {FM_VERSION2, "version 2", NULL},
+        {FM_NO_VERSION, "version", NULL},
+        {FM_NO_TOKENIZER, "tokenizer", NULL},
+        {FM_NO_FORMAT, "format", NULL},
+        {FM_TRAILING, "trailing", NULL},
+        {FM_TOK_TYPE, "bpe", NULL},
+        {FM_TOK_VOCAB, "300", NULL},
+        {FM_HEAD_TYPE, "conv", NULL},
+        {FM_CFG_DIV, "divisible", NULL},
+        {FM_CFG_NEG, "layers", NULL},
+        {FM_CFG_NO_DIM, "dim", NULL},
+        {FM_HUGE_CFG, "parameters", NULL},
+        {FM_TENSORS_HUGE, NULL, NULL},
+        {FM_DEEP, NULL, NULL},
+        {FM_TRAIN_SMALL, "optimizer moments", NULL},
+        {FM_TRAIN_NO_RNG, "incomplete", NULL},
+        {FM_TRAIN_RNG3, "3 words", NULL},
+        {FM_TRAIN_LR_NAN, "lr", "not finite"},
+        {FM_TRAIN_ADAM_SHAPE, "trunk.0.wq", "shape"},
+    };
+    for (size_t i = 0; i < sizeof fcases / sizeof fcases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "file defect %d", (int)fcases[i].mut);
+        craft(p, &m, fcases[i].mut, ti, TM_NONE);
+        expect_load_fail(p, fcases[i].want, fcases[i].want2, what);
+    }
+    unlink(p);
+    mtp_model_free(&m);
+}
+
+/* Tiny files with huge declared counts, written byte by byte. */
+static void test_tiny_huge(void) {
+    char p[600];
+    path_in(p, sizeof p, "tiny.ckpt");
+    static const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa6, 'f', 'o', 'r', 'm', 'a', 't'};
+    write_all(p, map32, sizeof map32);
+    expect_load_fail(p, NULL, NULL, "map32 0xFFFFFFFF");
+    write_all(p, map32, 5);
+    expect_load_fail(p, NULL, NULL, "map32 0xFFFFFFFF alone");
+    static const uint8_t bin32[] = {0x81, 0xa6, 'f', 'o', 'r', 'm', 'a', 't', 0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2, 3};
+    write_all(p, bin32, sizeof bin32);
+    expect_load_fail(p, NULL, NULL, "bin32 0xFFFFFFFF");
+    static const uint8_t str32[] = {0x81, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a', 'b'};
+    write_all(p, str32, sizeof str32);
+    expect_load_fail(p, NULL, NULL, "str32 key 0xFFFFFFFF");
+    static const uint8_t arr32[] = {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0};
+    write_all(p, arr32, sizeof arr32);
+    expect_load_fail(p, NULL, NULL, "array32 0xFFFFFFFF");
+    static const uint8_t emptymap[] = {0x80};
+    write_all(p, emptymap, 1);
+    expect_load_fail(p, "format", NULL, "empty map");
+    static const uint8_t bad[] = {0xc1};
+    write_all(p, bad, 1);
+    expect_load_fail(p, NULL, NULL, "0xc1");
+    unlink(p);
+}
+
+/* Files that are not checkpoints. */
+static void test_not_checkpoints(const uint8_t *good, size_t n) {
+    char p[600];
+    path_in(p, sizeof p, "text.ckpt");
+    const char *text = "this is a text file, not a checkpoint\n";
+    write_all(p, text, strlen(text));
+    expect_load_fail(p, "not an mtp checkpoint", NULL, "text file");
+    const char *json = "{\"format\": \"mtp-checkpoint\"}\n";
+    write_all(p, json, strlen(json));
+    expect_load_fail(p, "not an mtp checkpoint", NULL, "json file");
+    write_all(p, "", 0);
+    expect_load_fail(p, "empty", NULL, "empty file");
+    path_in(p, sizeof p, "missing.ckpt");
+    expect_load_fail(p, NULL, NULL, "missing file");
+    path_in(p, sizeof p, "a-directory.ckpt");
+    mkdir(p, 0755);
+    expect_load_fail(p, "directory", NULL, "directory");
+    rmdir(p);
+    /* a good checkpoint with a byte appended, and two checkpoints back to back */
+    path_in(p, sizeof p, "double.ckpt");
+    uint8_t *b = malloc(2 * n);
+    memcpy(b, good, n);
+    memcpy(b + n, good, n);
+    write_all(p, b, n + 1);
+    expect_load_fail(p, "trailing", NULL, "one byte appended");
+    write_all(p, b, 2 * n);
+    expect_load_fail(p, "trailing", NULL, "two checkpoints concatenated");
+    free(b);
+    unlink(p);
+}
+
+int main(void) {
+    char tmpl[] = "/tmp/mtp_test_checkpoint.XXXXXX";
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        return 99;
+    }
+    snprintf(g_dir, sizeof g_dir, "%s", tmpl);
+    const char *env = getenv("OMP_NUM_THREADS");
+    int threads = env && atoi(env) > 0 ? atoi(env) : 2;
+    char err[256];
+    if (mtp_core_init(threads, MTP_FP32, err, sizeof err)) {
+        fprintf(stderr, "mtp_core_init: %s\n", err);
+        return 99;
+    }
+    make_corpus();
+
+    test_round_trip(HEAD_TRANSFORMER);
+    test_round_trip(HEAD_LINEAR);
+    test_resume(HEAD_TRANSFORMER);
+    test_resume(HEAD_LINEAR);
+
+    /* one good checkpoint with a train state, for the tests that damage it */
+    MtpModel m;
+    MtpTrainer t;
+    if (build_trained(&m, &t, HEAD_LINEAR, 2, NULL) == 0) {
+        char good[600];
+        path_in(good, sizeof good, "good.ckpt");
+        MtpRunInfo run = small_run();
+        CHECK_MSG(mtp_checkpoint_save(good, &m, &t, &run, err, sizeof err) == 0, "%s", err);
+        test_msgpack_c_reads(good, &m, &t);
+        size_t n;
+        uint8_t *buf = read_all(good, &n);
+        CHECK(buf && n > 4096);
+        if (buf && n > 4096) {
+            test_truncated(good, buf, n);
+            test_flipped(buf, n, &m, &t);
+            test_not_checkpoints(buf, n);
+        }
+        free(buf);
+        unlink(good);
+        mtp_trainer_free(&t);
+        mtp_model_free(&m);
+    } else CHECK(0);
+
+    test_tiny_huge();
+    test_crafted();
+
+    free(g_corpus.train);
+    free(g_corpus.val);
+    mtp_core_shutdown();
+    remove_dir();
+    TEST_DONE();
+}
