@@ -339,8 +339,14 @@ static int read_options(MpkReader *r, MtpTrainOptions *o) {
                      : strcmp(key, "eps") == 0 ? &o->eps : strcmp(key, "weight_decay") == 0 ? &o->weight_decay
                      : strcmp(key, "grad_clip") == 0 ? &o->grad_clip : NULL;
             if (f) {
+                /* ranges as the command line accepts them; the float must be finite too */
+                double lo = 0, hi = 10;
+                if (f == &o->beta1 || f == &o->beta2) hi = 0.999999;
+                if (f == &o->grad_clip) hi = 1e9;
                 rc = mpk_read_double(r, &d);
-                if (!rc && !isfinite(d)) rc = mpk_fail(r, "train option %s is not finite", key);
+                if (!rc && !isfinite((float)d)) rc = mpk_fail(r, "train option %s = %g is not finite", key, d);
+                else if (!rc && !(d >= lo && d <= hi))
+                    rc = mpk_fail(r, "train option %s = %g is out of range [%g, %g]", key, d, lo, hi);
                 *f = (float)d;
             } else rc = mpk_skip(r);
         }

@@ -51,7 +51,7 @@ static const char *TRAIN_HELP =
     "  --eval-batches K     validation batches per evaluation (default 8)\n"
     "  --log FILE.jsonl     append one JSON object per step and per evaluation\n"
     "\n"
-    "Ctrl-C saves a checkpoint to --out and exits with status 130; --resume continues it.\n";
+    "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint to --out and exits with status 130;\n--resume continues it.\n";
 
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
@@ -84,9 +84,18 @@ static void print_losses(FILE *f, const double *loss, int n) {
     for (int i = 0; i < n; i++) fprintf(f, "%s%.3f", i ? " " : "", loss[i]);
 }
 
+/* JSON has no NaN or infinity: a diverged value is logged as null */
+static void log_json_number(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.6f", v);
+    else fputs("null", f);
+}
+
 static void log_json_array(FILE *f, const double *v, int n) {
     fputc('[', f);
-    for (int i = 0; i < n; i++) fprintf(f, "%s%.6f", i ? "," : "", v[i]);
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        log_json_number(f, v[i]);
+    }
     fputc(']', f);
 }
 
@@ -207,6 +216,16 @@ int cmd_train(int argc, char **argv) {
         cli_error("train", "--out %s is a directory", a.out);
         return EXIT_USAGE;
     }
+    /* find out now, not after an hour of training, that the checkpoint cannot be written */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", a.out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK | X_OK) != 0) {
+        cli_error("train", "--out %s: cannot write to directory %s: %s", a.out, dir, strerror(errno));
+        return EXIT_USAGE;
+    }
     char err[512];
     MtpModel model = {0};
     MtpCheckpointExtra ck = {0};
@@ -314,6 +333,7 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once; saves are atomic, so nothing is lost */
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     const double t0 = mtp_now();
     const int first_step = tr.step;
@@ -322,22 +342,26 @@ int cmd_train(int argc, char **argv) {
     while (tr.step < a.opt.steps && !g_interrupted) {
         double ts = mtp_now(), flops0 = mtp_matmul_flops();
         MtpStepStats s;
-        mtp_train_step(&tr, &data, &s);
+        int diverged = mtp_train_step(&tr, &data, &s) != 0;
         double dt = mtp_now() - ts, step_flops = mtp_matmul_flops() - flops0;
         tokens_done += s.tokens;
         double elapsed = mtp_now() - t0;
         tok_rate = tokens_done / elapsed;
         if (log) {
-            fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", tr.step);
+            fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", tr.step + diverged);
             log_json_array(log, s.loss, n);
-            fprintf(log, ",\"total_loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%ld,\"step_s\":%.4f,"
-                         "\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n",
-                    s.total_loss, s.lr, s.grad_norm, s.tokens, dt, s.tokens / dt, step_flops);
+            fprintf(log, ",\"total_loss\":");
+            log_json_number(log, s.total_loss);
+            fprintf(log, ",\"lr\":%.6g,\"grad_norm\":", s.lr);
+            log_json_number(log, s.grad_norm);
+            fprintf(log, ",\"tokens\":%ld,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n", s.tokens,
+                    dt, s.tokens / dt, step_flops);
             fflush(log);
         }
-        if (!isfinite(s.total_loss)) {
+        if (diverged) {
             if (tty) fputs("\r\033[K", stderr);
-            cli_error("train", "loss is not finite at step %d (try a lower --lr); %s not written", tr.step, a.out);
+            cli_error("train", "training diverged at step %d (loss or gradient not finite; try a lower --lr): "
+                      "stopped without saving, %s keeps its previous contents", tr.step + 1, a.out);
             goto done;
         }
         /* progress: one live line on a terminal, a line every ~10 s (and the first) otherwise */

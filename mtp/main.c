@@ -275,8 +275,13 @@ int cmd_eval(int argc, char **argv) {
     const int n = m.cfg.heads.n;
     if (json) {
         printf("{\"heads\":[");
-        for (int i = 0; i < n; i++)
-            printf("%s{\"head\":%d,\"loss\":%.6f,\"accuracy\":%.6f}", i ? "," : "", i + 1, loss[i], acc[i]);
+        for (int i = 0; i < n; i++) {
+            /* JSON has no NaN: a model with non-finite weights reports null */
+            printf("%s{\"head\":%d,\"loss\":", i ? "," : "", i + 1);
+            if (isfinite(loss[i])) printf("%.6f", loss[i]);
+            else printf("null");
+            printf(",\"accuracy\":%.6f}", acc[i]);
+        }
         printf("],\"tokens\":%ld}\n", tokens);
     } else {
         printf("%s on %s (validation split, %ld tokens)\n", model_path, corpus.desc, tokens);

@@ -116,8 +116,10 @@ typedef struct {
 
 int mtp_trainer_build(MtpTrainer *t, MtpModel *m, const MtpTrainOptions *o, char *err, size_t errlen);
 void mtp_trainer_free(MtpTrainer *t);
-/* One optimizer step (accum micro-batches) on batches sampled from the training split. */
-void mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st);
+/* One optimizer step (accum micro-batches) on batches sampled from the training split.
+ * Returns -1, leaving the weights and optimizer state untouched, when the loss or the gradient is
+ * not finite (the run has diverged). */
+int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st);
 
 /* Mean loss and accuracy per head over up to max_batches sequential validation batches
  * (0 = the whole split). Returns the number of target tokens of head 1 evaluated. */

@@ -84,7 +84,7 @@ static void adamw_update(MtpTrainer *t, float lr, float grad_scale) {
     }
 }
 
-void mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
+int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
     const MtpModel *m = t->model;
     const int B = t->opt.batch, T = m->cfg.trunk.ctx, n = m->cfg.heads.n;
     memset(st, 0, sizeof *st);
@@ -108,11 +108,13 @@ void mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
         st->total_loss += st->loss[i];
     }
     st->grad_norm = sqrt(mtp_sumsq(t->grads, m->n_params));
+    st->lr = mtp_lr_at(&t->opt, t->step);
+    if (!isfinite(st->grad_norm) || !isfinite(st->total_loss)) return -1;
     float clip = 1.0f;
     if (t->opt.grad_clip > 0 && st->grad_norm > t->opt.grad_clip) clip = (float)(t->opt.grad_clip / st->grad_norm);
-    st->lr = mtp_lr_at(&t->opt, t->step);
     adamw_update(t, st->lr, clip);
     t->step++;
+    return 0;
 }
 
 long mtp_evaluate(MtpWorkspace *ws, const MtpModel *m, const int32_t *tok, size_t n, int max_batches,

@@ -222,7 +222,7 @@ static void test_block(void) {
     BlockScratch s;
     CHECK(block_scratch_build(&s, B, T, D, H, F) == 0);
     size_t np = block_param_count(D, F);
-    BlockCtx c = {randn(M * D, 1), mtp_calloc(M * D, 4), randn(M * D, 1), randn(np, 0.3f)};
+    BlockCtx c = {randn(M * D, 1), mtp_calloc(M * D, 4), randn(M * D, 1), randn(np, 0.3f), {0}, {0}, NULL};
     c.s = &s;
     block_weights_point(&c.w, c.params, D, F);
     for (int d = 0; d < D; d++) c.w.attn_norm[d] = 1 + 0.1f * c.w.attn_norm[d], c.w.mlp_norm[d] = 1 + 0.1f * c.w.mlp_norm[d];

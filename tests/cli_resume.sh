@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# cli_resume.sh MTP_EXE SCRATCH_DIR - resuming through the mtp command is bit for bit:
+#  - 8 steps straight == 4 steps, then --resume to 8 (per-step losses of steps 5..8 identical in the
+#    logs, final checkpoints byte-identical), with 1 and with 2 threads. The learning rate is held
+#    constant after a short warmup (--min-lr = --lr, --warmup 2) because the schedule is a function
+#    of --steps: a run created with --steps 4 decays (and clamps its warmup) over 4 steps;
+#  - Ctrl-C (SIGINT) saves and exits 130; the checkpoint resumes with a larger --steps, and resumed
+#    without --steps it finishes the original run exactly like an uninterrupted one (default
+#    cosine schedule);
+#  - --save-every: the final checkpoint is the same as without it; killed (SIGKILL) mid-run, the
+#    last periodic save is there and is at a multiple of the period.
+set -u
+MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+DIR=$2
+rm -rf "${DIR:?}"
+mkdir -p "$DIR"
+cd "$DIR" || exit 2
+# Threads that wait sleep instead of spinning: the results are the same (static schedules), and on
+# a machine shared with other work spinning threads make a multi-threaded run many times slower.
+export OMP_WAIT_POLICY=passive
+# python3 for JSON; resolved once (a version-manager shim can take half a second per start)
+PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
+if [[ -z $PYTHON ]]; then
+    echo "python3 is required"
+    exit 2
+fi
+python3() { "$PYTHON" "$@"; }
+
+PASS=0
+FAIL=0
+pass() { PASS=$((PASS + 1)); }
+no_temp_files() { ! compgen -G '*.tmp.*' >/dev/null; } # atomic saves leave none behind
+fail() {
+    FAIL=$((FAIL + 1))
+    echo "FAIL: $*"
+}
+check() { # check DESCRIPTION CMD...
+    local what=$1
+    shift
+    if "$@"; then pass; else fail "$what"; fi
+}
+# run_ok LOGNAME CMD...: runs, stderr to LOGNAME.err; fails the test unless status 0
+run_ok() {
+    local name=$1
+    shift
+    "$@" >"$name.out" 2>"$name.err"
+    local rc=$?
+    if [[ $rc -ne 0 ]]; then
+        fail "status $rc: $*"
+        sed 's/^/      | /' "$name.err" | tail -5
+        return 1
+    fi
+    pass
+}
+
+# step -> loss array of every "step" line of a --log file, as the exact strings printed
+losses() { # losses LOG FIRST LAST
+    python3 - "$@" <<'EOF'
+import json, re, sys
+path, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seen = {}
+for line in open(path):
+    j = json.loads(line)
+    if j.get('type') != 'step': continue
+    m = re.search(r'"loss":(\[[^\]]*\])', line)
+    if j['step'] in seen: sys.exit('step %d logged twice' % j['step'])
+    seen[j['step']] = m.group(1)
+for s in range(first, last + 1):
+    print(s, seen.get(s, 'missing'))
+EOF
+}
+info_step() { # info_step FILE: the saved step, from mtp info --json
+    "$MTP" info "$1" --json | python3 -c 'import json,sys; t=json.load(sys.stdin)["train"]; print(t["step"] if t else "none")'
+}
+
+MODEL=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 16 --batch 2 --heads 2 --eval-every 0
+    --eval-batches 2)
+CONST=(--lr 3e-3 --min-lr 3e-3 --warmup 2)
+
+# ---- 8 straight == 4 + resume to 8 ---------------------------------------------------------------
+
+for threads in 1 2; do
+    t=t$threads
+    run_ok "$t-a" "$MTP" train "${MODEL[@]}" "${CONST[@]}" --threads "$threads" --steps 8 --out "$t-a.ckpt" --log "$t-a.jsonl" || continue
+    run_ok "$t-b1" "$MTP" train "${MODEL[@]}" "${CONST[@]}" --threads "$threads" --steps 4 --out "$t-b.ckpt" --log "$t-b.jsonl" || continue
+    check "$t: info shows step 4 after the first half" test "$(info_step "$t-b.ckpt")" = 4
+    run_ok "$t-b2" "$MTP" train --resume "$t-b.ckpt" --threads "$threads" --eval-every 0 --steps 8 --log "$t-b.jsonl" || continue
+    check "$t: resuming says so" grep -q 'resuming' "$t-b2.err"
+    losses "$t-a.jsonl" 1 8 >"$t-a.losses"
+    losses "$t-b.jsonl" 1 8 >"$t-b.losses"
+    if ! grep -q missing "$t-a.losses" && cmp -s "$t-a.losses" "$t-b.losses"; then pass; else
+        fail "$t: per-step losses differ between 8 straight and 4 + resume to 8"
+        diff "$t-a.losses" "$t-b.losses" | head -10 | sed 's/^/      | /'
+    fi
+    check "$t: the losses change from step to step" test "$(sed -n 5p "$t-a.losses")" != "$(sed -n 8p "$t-a.losses")"
+    check "$t: final checkpoints byte-identical (8 straight vs 4 + resume)" cmp "$t-a.ckpt" "$t-b.ckpt"
+    check "$t: info shows step 8" test "$(info_step "$t-b.ckpt")" = 8
+    # resuming a finished run with the same --steps trains nothing and leaves the weights as they are
+    cp "$t-a.ckpt" "$t-c.ckpt"
+    run_ok "$t-c" "$MTP" train --resume "$t-c.ckpt" --threads "$threads"
+    check "$t: resuming a finished run says there is nothing to train" grep -q 'nothing to train' "$t-c.err"
+    check "$t: ... and leaves the checkpoint identical" cmp "$t-a.ckpt" "$t-c.ckpt"
+done
+
+# ---- Ctrl-C ----------------------------------------------------------------------------------------
+
+# A bigger batch, so a step takes about a millisecond; the default learning-rate schedule.
+LONG=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 32 --batch 4 --heads 2 --eval-every 0
+    --eval-batches 2 --threads 1)
+rm -f int.jsonl
+"$MTP" train "${LONG[@]}" --steps 1500 --out int.ckpt --log int.jsonl >int.out 2>int.err &
+PID=$!
+for ((i = 0; i < 1200; i++)); do # up to 60 s for the first steps
+    if [[ -f int.jsonl ]] && [[ $(grep -c '"type":"step"' int.jsonl) -ge 5 ]]; then break; fi
+    kill -0 $PID 2>/dev/null || break
+    sleep 0.05
+done
+kill -INT $PID 2>/dev/null
+wait $PID
+RC=$?
+if [[ $RC -eq 130 ]]; then pass; else
+    fail "SIGINT: status $RC, expected 130"
+    tail -3 int.err | sed 's/^/      | /'
+fi
+check "SIGINT: the checkpoint exists" test -f int.ckpt
+check "SIGINT: stderr says it saved" grep -q 'interrupted at step' int.err
+check "SIGINT: no error message" test "$(grep -c 'error:' int.err)" = 0
+K=$(info_step int.ckpt 2>/dev/null)
+LAST=$(grep '"type":"step"' int.jsonl | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])')
+if [[ $K =~ ^[0-9]+$ ]] && ((K > 0 && K < 1500)); then pass; else fail "SIGINT: saved step '$K' not in 1..1499"; K=0; fi
+check "SIGINT: the saved step ($K) is the last step logged ($LAST)" test "$K" = "$LAST"
+check "SIGINT: no temp file left behind" no_temp_files
+
+if ((K > 0)); then
+    # resume with a couple more steps
+    cp int.ckpt int2.ckpt
+    run_ok int2 "$MTP" train --resume int2.ckpt --threads 1 --eval-every 0 --steps $((K + 2))
+    check "SIGINT: resumed to step K+2" test "$(info_step int2.ckpt)" = $((K + 2))
+    # resume to the end of the original run: the same as never interrupted
+    run_ok int3 "$MTP" train --resume int.ckpt --threads 1 --eval-every 0 --log int.jsonl
+    check "SIGINT: the resumed run reaches step 1500" test "$(info_step int.ckpt)" = 1500
+    run_ok straight "$MTP" train "${LONG[@]}" --steps 1500 --out straight.ckpt --log straight.jsonl
+    losses straight.jsonl 1 1500 >straight.losses
+    losses int.jsonl 1 1500 >int.losses
+    if ! grep -q missing int.losses && cmp -s straight.losses int.losses; then pass; else
+        fail "SIGINT: per-step losses of the interrupted + resumed run differ from the straight run"
+        diff straight.losses int.losses | head -6 | sed 's/^/      | /'
+    fi
+    check "SIGINT: interrupted + resumed checkpoint byte-identical to the uninterrupted one" cmp straight.ckpt int.ckpt
+fi
+
+# ---- --save-every --------------------------------------------------------------------------------
+
+run_ok se "$MTP" train "${MODEL[@]}" --threads 1 --steps 7 --save-every 3 --out se.ckpt
+check "--save-every 3 --steps 7: info shows step 7" test "$(info_step se.ckpt)" = 7
+run_ok nose "$MTP" train "${MODEL[@]}" --threads 1 --steps 7 --out nose.ckpt
+check "--save-every does not change the result" cmp se.ckpt nose.ckpt
+check "--save-every: no temp file left behind" no_temp_files
+
+# killed without a chance to save: the last periodic checkpoint is on disk, whole
+rm -f kill.jsonl
+"$MTP" train "${LONG[@]}" --steps 100000 --save-every 50 --out kill.ckpt --log kill.jsonl >kill.out 2>kill.err &
+PID=$!
+for ((i = 0; i < 1200; i++)); do
+    if [[ -f kill.jsonl ]] && [[ $(grep -c '"type":"step"' kill.jsonl) -ge 120 ]]; then break; fi
+    kill -0 $PID 2>/dev/null || break
+    sleep 0.05
+done
+kill -KILL $PID 2>/dev/null
+wait $PID 2>/dev/null
+S=$(info_step kill.ckpt 2>/dev/null)
+if [[ $S =~ ^[0-9]+$ ]] && ((S >= 100 && S % 50 == 0)); then pass; else
+    fail "--save-every 50, killed after step 120: saved step '$S' is not a multiple of 50 >= 100"
+fi
+
+echo "cli_resume: $PASS passed, $FAIL failed"
+[[ $FAIL -eq 0 ]]
