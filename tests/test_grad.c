@@ -135,7 +135,7 @@ typedef struct {
 static double softmax_loss(void *p) {
     SoftCtx *c = p;
     memcpy(c->att, c->s, (size_t)B * H * T * T * 4);
-    mtp_causal_softmax_forward(c->att, B * H, T, c->scale);
+    mtp_causal_softmax_forward(c->att, B * H, T, c->scale, T);
     return dot(c->att, c->R, (size_t)B * H * T * T);
 }
 
@@ -145,7 +145,7 @@ static void test_softmax(void) {
     softmax_loss(&c);
     float *d = mtp_calloc(n, 4);
     memcpy(d, c.R, n * 4);
-    mtp_causal_softmax_backward(d, c.att, B * H, T, c.scale);
+    mtp_causal_softmax_backward(d, c.att, B * H, T, c.scale, T);
     fd_check("causal softmax d scores", c.s, d, n, softmax_loss, &c, 1e-2, 1e-2, 1e-4);
     /* the masked (future) part of a row gets exactly zero gradient and probability */
     CHECK(c.att[1] == 0.0f && d[1] == 0.0f);
@@ -218,9 +218,10 @@ static double block_loss(void *p) {
     return dot(c->out, c->R, (size_t)M * D);
 }
 
-static void test_block(void) {
+static void test_block(int attn_chunk) {
     BlockScratch s;
     CHECK(block_scratch_build(&s, B, T, D, H, F) == 0);
+    s.attn_chunk = attn_chunk;
     size_t np = block_param_count(D, F);
     BlockCtx c = {randn(M * D, 1), mtp_calloc(M * D, 4), randn(M * D, 1), randn(np, 0.3f), {0}, {0}, NULL};
     c.s = &s;
@@ -231,6 +232,18 @@ static void test_block(void) {
     float *grads = mtp_calloc(np, 4), *dres = mtp_calloc(M * D, 4);
     BlockWeights dw;
     block_weights_point(&dw, grads, D, F);
+    if (attn_chunk != T) { /* chunked attention computes the same function as whole rows */
+        float *whole = mtp_calloc(M * D, 4);
+        s.attn_chunk = T;
+        block_loss(&c);
+        memcpy(whole, c.out, M * D * 4);
+        s.attn_chunk = attn_chunk;
+        block_loss(&c);
+        double worst = 0;
+        for (int i = 0; i < M * D; i++) worst = fmax(worst, fabs(c.out[i] - whole[i]));
+        CHECK_MSG(worst < 1e-5, "chunks of %d vs whole rows: max difference %g", attn_chunk, worst);
+        mtp_free(whole);
+    }
     block_loss(&c);
     memcpy(dres, c.R, M * D * 4);
     block_backward(dres, &dw, c.inp, &c.a, &c.w, &s);
@@ -261,7 +274,7 @@ static double model_loss(void *p) {
     return l;
 }
 
-static void test_model(int n_heads, HeadType type) {
+static void test_model(int n_heads, HeadType type, int attn_chunk) {
     enum { MV = 23 };
     MtpConfig cfg = {{MV, D, 2, H, F, T}, {n_heads, type}};
     MtpModel m;
@@ -272,6 +285,7 @@ static void test_model(int n_heads, HeadType type) {
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * mtp_rng_normal(&g_rng));
     MtpWorkspace ws;
     CHECK(mtp_workspace_build(&ws, &m, B, T) == 0);
+    ws.scratch.attn_chunk = attn_chunk;
     int32_t tokens[B * (T + 1)];
     for (int i = 0; i < B * (T + 1); i++) tokens[i] = (int32_t)mtp_rng_below(&g_rng, MV);
     float *grads = mtp_calloc(m.n_params, 4);
@@ -304,11 +318,12 @@ int main(void) {
     test_softmax();
     test_rope();
     test_cross_entropy();
-    test_block();
-    test_model(1, HEAD_TRANSFORMER);
-    test_model(3, HEAD_TRANSFORMER);
-    test_model(1, HEAD_LINEAR);
-    test_model(3, HEAD_LINEAR);
+    test_block(T);
+    test_block(3); /* attention in chunks of 3 query rows: 3 + 3 + 2 */
+    test_model(1, HEAD_TRANSFORMER, T);
+    test_model(3, HEAD_TRANSFORMER, 5);
+    test_model(1, HEAD_LINEAR, 4);
+    test_model(3, HEAD_LINEAR, T);
     mtp_core_shutdown();
     TEST_DONE();
 }

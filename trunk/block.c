@@ -10,6 +10,28 @@
 
 #include "trunk/trunk.h"
 
+
+/* S (or dP) rows r0..r0+rows, keys 0..keys: out (BH, T, T) block = a (BH, T, hd) rows  b (BH, T, hd)^T */
+static void attn_rows_times_keys_t(float *out, const float *a, const float *b, int BH, int T, int hd, int r0,
+                                   int rows, int keys) {
+    MtpGemm g = {BH, rows, keys, hd, 0, 1, 0, hd, hd, T, (long)T * hd, (long)T * hd, (long)T * T};
+    mtp_matmul_strided(out + (size_t)r0 * T, a + (size_t)r0 * hd, b, &g);
+}
+
+/* out rows r0..r0+rows (BH, T, hd) = P block (BH, rows, keys) @ b (BH, keys, hd) */
+static void attn_block_times(float *out, const float *p, const float *b, int BH, int T, int hd, int r0, int rows,
+                             int keys) {
+    MtpGemm g = {BH, rows, hd, keys, 0, 0, 0, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd};
+    mtp_matmul_strided(out + (size_t)r0 * hd, p + (size_t)r0 * T, b, &g);
+}
+
+/* out rows 0..keys (BH, T, hd) (+)= P block^T (BH, keys, rows) @ b rows r0..r0+rows */
+static void attn_block_t_times(float *out, const float *p, const float *b, int BH, int T, int hd, int r0, int rows,
+                               int keys, int accumulate) {
+    MtpGemm g = {BH, keys, hd, rows, 1, 0, accumulate, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd};
+    mtp_matmul_strided(out, p + (size_t)r0 * T, b + (size_t)r0 * hd, &g);
+}
+
 size_t block_param_count(int D, int F) { return (size_t)D + 3 * (size_t)D * D + (size_t)D * D + D + 2 * (size_t)F * D + (size_t)D * F; }
 
 size_t block_weights_point(BlockWeights *w, float *buf, int D, int F) {
@@ -63,6 +85,7 @@ int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F) {
     s->mem = mtp_calloc(n, sizeof(float));
     if (!s->mem) return -1;
     s->B = B, s->T = T, s->D = D, s->H = H, s->F = F;
+    s->attn_chunk = BLOCK_ATTN_CHUNK;
     float *p = s->mem;
     s->cos_tab = p, p += T * (hd / 2);
     s->sin_tab = p, p += T * (hd / 2);
@@ -91,9 +114,16 @@ void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeight
     mtp_rmsnorm_forward(a->ln1, a->ln1_rstd, inp, w->attn_norm, M, D);
     mtp_matmul(s->qkv, a->ln1, w->wqkv, M, 3 * D, D, 0, 1, 0);
     mtp_qkv_split_rope(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
-    mtp_matmul_batched(a->att, a->q, a->k, BH, T, T, hd, 0, 1, 0);
-    mtp_causal_softmax_forward(a->att, BH, T, 1.0f / sqrtf((float)hd));
-    mtp_matmul_batched(s->o, a->att, a->v, BH, T, hd, T, 0, 0, 0);
+    const int C = s->attn_chunk;
+    for (int r0 = 0; r0 < T; r0 += C) {
+        int rows = T - r0 < C ? T - r0 : C;
+        attn_rows_times_keys_t(a->att, a->q, a->k, BH, T, hd, r0, rows, r0 + rows);
+    }
+    mtp_causal_softmax_forward(a->att, BH, T, 1.0f / sqrtf((float)hd), C);
+    for (int r0 = 0; r0 < T; r0 += C) {
+        int rows = T - r0 < C ? T - r0 : C;
+        attn_block_times(s->o, a->att, a->v, BH, T, hd, r0, rows, r0 + rows);
+    }
     mtp_heads_to_rows(a->atty, s->o, B, T, H, hd);
     // x_mid = inp + atty Wo^T
     memcpy(a->x_mid, inp, (size_t)M * D * sizeof(float));
@@ -120,11 +150,20 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
     mtp_matmul(s->dx, dres, w->wo, M, D, D, 0, 0, 0);             // datty (M,D)
     mtp_matmul(dw->wo, dres, a->atty, D, D, M, 1, 0, 1);          // dWo (D,D)
     mtp_rows_to_heads(s->o, s->dx, B, T, H, hd);                  // do (BH,T,hd)
-    mtp_matmul_batched(s->datt, s->o, a->v, BH, T, T, hd, 0, 1, 0); // dP = do v^T
-    mtp_matmul_batched(s->dv, a->att, s->o, BH, T, hd, T, 1, 0, 0); // dv = P^T do
-    mtp_causal_softmax_backward(s->datt, a->att, BH, T, 1.0f / sqrtf((float)hd)); // dS (scaled)
-    mtp_matmul_batched(s->dq, s->datt, a->k, BH, T, hd, T, 0, 0, 0); // dq = dS k
-    mtp_matmul_batched(s->dk, s->datt, a->q, BH, T, hd, T, 1, 0, 0); // dk = dS^T q
+    // chunks run last to first: the last one covers every key, so it writes all of dv and dk
+    // and the earlier ones add into their prefix
+    const int C = s->attn_chunk, last = (T - 1) / C * C;
+    for (int r0 = last; r0 >= 0; r0 -= C) {
+        int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
+        attn_rows_times_keys_t(s->datt, s->o, a->v, BH, T, hd, r0, rows, keys);          // dP = do v^T
+        attn_block_t_times(s->dv, a->att, s->o, BH, T, hd, r0, rows, keys, r0 != last); // dv += P^T do
+    }
+    mtp_causal_softmax_backward(s->datt, a->att, BH, T, 1.0f / sqrtf((float)hd), C); // dS (scaled)
+    for (int r0 = last; r0 >= 0; r0 -= C) {
+        int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
+        attn_block_times(s->dq, s->datt, a->k, BH, T, hd, r0, rows, keys);               // dq = dS k
+        attn_block_t_times(s->dk, s->datt, a->q, BH, T, hd, r0, rows, keys, r0 != last); // dk += dS^T q
+    }
     mtp_qkv_merge_unrope(s->dqkv, s->dq, s->dk, s->dv, s->cos_tab, s->sin_tab, B, T, H, hd);
     mtp_matmul(dw->wqkv, s->dqkv, a->ln1, 3 * D, D, M, 1, 0, 1);  // dWqkv (3D,D)
     mtp_matmul(s->dx, s->dqkv, w->wqkv, M, D, 3 * D, 0, 0, 0);    // dln1 (M,D)

@@ -45,6 +45,16 @@ void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, i
 void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
                         int trans_b, int accumulate);
 
+/* A batched product over strided operands (fp32), BLAS style: for b < batch,
+ * C_b = op(A_b) op(B_b) (+ C_b), where A_b = A + b * stride_a is stored (M, K) with row stride lda,
+ * or (K, M) when trans_a; B_b likewise (K, N) / (N, K) with ldb; C_b (M, N) with row stride ldc.
+ * Lets attention work on blocks of its (T, T) matrices in place. */
+typedef struct {
+    int batch, M, N, K, trans_a, trans_b, accumulate;
+    long lda, ldb, ldc, stride_a, stride_b, stride_c;
+} MtpGemm;
+void mtp_matmul_strided(float *C, const float *A, const float *B, const MtpGemm *g);
+
 /* Floating-point operations issued to oneDNN so far (2*M*N*K per product), for MFU reports. */
 double mtp_matmul_flops(void);
 /* Name of the oneDNN implementation chosen for the most recently created primitive ("brg:avx512_core_bf16"). */
@@ -125,10 +135,12 @@ void mtp_heads_to_rows(float *rows, const float *bhtd, int B, int T, int H, int 
 void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int hd);
 
 /* Causal softmax in place over att (BH, T, T) holding raw scores q.k: row i becomes
- * softmax_j<=i(scale * s_ij), zeros for j > i. */
-void mtp_causal_softmax_forward(float *att, int BH, int T, float scale);
-/* datt (BH,T,T) holds dP on entry and dS (already times scale) on return. */
-void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale);
+ * softmax_j<=i(scale * s_ij) followed by zeros up to the end of its chunk: attention runs in row
+ * chunks of `chunk` rows whose keys stop at the chunk's last row, so the columns past that are
+ * never computed nor read (chunk = T: whole rows). */
+void mtp_causal_softmax_forward(float *att, int BH, int T, float scale, int chunk);
+/* datt (BH,T,T) holds dP on entry and dS (already times scale) on return, within the same chunks. */
+void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale, int chunk);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 

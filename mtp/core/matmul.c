@@ -22,12 +22,18 @@
 
 #include "mtp/core/core.h"
 
+/* Everything that makes two products different primitives. */
 typedef struct {
-    int batch, M, N, K, trans_a, trans_b, accumulate;
+    MtpGemm g;
     MtpPrecision precision;
+} MatmulKey;
+
+typedef struct {
+    MatmulKey key;
     dnnl_primitive_t prim;
     dnnl_memory_t mem_a, mem_b, mem_c, mem_scratch;
     size_t scratch_bytes;
+    double seconds, calls; /* MTP_PROFILE=1: time spent in this product, reported at shutdown */
 } MatmulEntry;
 
 #define MATMUL_TABLE_MAX 256
@@ -42,6 +48,7 @@ static struct {
     int n_entries;
     double flops;
     char last_impl[128];
+    int profile;
     uint16_t *bf16_a, *bf16_b; /* scratch for rounded operands */
     size_t bf16_a_cap, bf16_b_cap;
     void *scratchpad;          /* oneDNN's working memory, shared by all primitives (one runs at a time) */
@@ -60,6 +67,7 @@ int mtp_core_init(int threads, MtpPrecision precision, char *err, size_t errlen)
     omp_set_dynamic(0);
     g_mm.threads = threads;
     g_mm.precision = precision;
+    g_mm.profile = getenv("MTP_PROFILE") != NULL;
     if (dnnl_engine_create(&g_mm.engine, dnnl_cpu, 0) != dnnl_success) {
         snprintf(err, errlen, "oneDNN: cannot create a CPU engine");
         return -1;
@@ -75,6 +83,19 @@ int mtp_core_init(int threads, MtpPrecision precision, char *err, size_t errlen)
 
 void mtp_core_shutdown(void) {
     if (!g_mm.initialised) return;
+    if (g_mm.profile) {
+        double total = 0;
+        for (int i = 0; i < g_mm.n_entries; i++) total += g_mm.table[i].seconds;
+        fprintf(stderr, "mtp: matmul profile: %.3f s in %d shapes\n", total, g_mm.n_entries);
+        for (int i = 0; i < g_mm.n_entries; i++) {
+            MatmulEntry *e = &g_mm.table[i];
+            const MtpGemm *g = &e->key.g;
+            double gf = e->calls * 2.0 * g->batch * g->M * g->N * g->K / 1e9;
+            fprintf(stderr, "  %3dx[%5d,%5d]x[%5d,%5d]%s%s%s %s: %7.3f s %6.0f calls %7.1f GFLOP/s\n", g->batch, g->M,
+                    g->K, g->K, g->N, g->trans_a ? " tA" : "   ", g->trans_b ? " tB" : "   ", g->accumulate ? " +=" : "   ",
+                    mtp_precision_name(e->key.precision), e->seconds, e->calls, e->seconds > 0 ? gf / e->seconds : 0);
+        }
+    }
     for (int i = 0; i < g_mm.n_entries; i++) {
         MatmulEntry *e = &g_mm.table[i];
         dnnl_primitive_destroy(e->prim);
@@ -107,40 +128,39 @@ static void dnnl_check(dnnl_status_t st, const char *what) {
     }
 }
 
-/* Descriptor of a (batch, rows, cols) operand stored row-major as (rows, cols), or transposed
- * (stored (cols, rows)) when trans. */
-static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, int trans, dnnl_data_type_t dt) {
+/* Descriptor of a (batch, rows, cols) operand stored row-major as (rows, cols) with row stride ld,
+ * or transposed (stored (cols, rows) with row stride ld) when trans; bstride between batches. */
+static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, int trans, long ld, long bstride,
+                         dnnl_data_type_t dt) {
     if (batch == 1) {
         dnnl_dims_t dims = {rows, cols};
-        dnnl_dims_t strides = {trans ? 1 : cols, trans ? rows : 1};
+        dnnl_dims_t strides = {trans ? 1 : ld, trans ? ld : 1};
         dnnl_check(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides), "memory_desc_init");
     } else {
         dnnl_dims_t dims = {batch, rows, cols};
-        dnnl_dims_t strides = {(dnnl_dim_t)rows * cols, trans ? 1 : cols, trans ? rows : 1};
+        dnnl_dims_t strides = {bstride, trans ? 1 : ld, trans ? ld : 1};
         dnnl_check(dnnl_memory_desc_init_by_strides(md, 3, dims, dt, strides), "memory_desc_init");
     }
 }
 
-static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate,
-                                 MtpPrecision prec) {
-    for (int i = 0; i < g_mm.n_entries; i++) {
-        MatmulEntry *e = &g_mm.table[i];
-        if (e->batch == batch && e->M == M && e->N == N && e->K == K && e->trans_a == trans_a &&
-            e->trans_b == trans_b && e->accumulate == accumulate && e->precision == prec)
-            return e;
-    }
+static MatmulEntry *matmul_entry(const MatmulKey *key) {
+    for (int i = 0; i < g_mm.n_entries; i++)
+        if (memcmp(&g_mm.table[i].key, key, sizeof *key) == 0) return &g_mm.table[i];
     if (g_mm.n_entries == MATMUL_TABLE_MAX) {
         fprintf(stderr, "mtp: fatal: more than %d distinct matrix product shapes\n", MATMUL_TABLE_MAX);
         exit(70);
     }
     MatmulEntry *e = &g_mm.table[g_mm.n_entries];
-    *e = (MatmulEntry){batch, M, N, K, trans_a, trans_b, accumulate, prec, NULL, NULL, NULL, NULL, NULL, 0};
+    memset(e, 0, sizeof *e);
+    e->key = *key;
+    const MtpGemm *g = &key->g;
+    MtpPrecision prec = key->precision;
 
     dnnl_data_type_t in_dt = prec == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md;
-    operand_desc(&a_md, batch, M, K, trans_a, in_dt);
-    operand_desc(&b_md, batch, K, N, trans_b, in_dt);
-    operand_desc(&c_md, batch, M, N, 0, dnnl_f32);
+    operand_desc(&a_md, g->batch, g->M, g->K, g->trans_a, g->lda, g->stride_a, in_dt);
+    operand_desc(&b_md, g->batch, g->K, g->N, g->trans_b, g->ldb, g->stride_b, in_dt);
+    operand_desc(&c_md, g->batch, g->M, g->N, 0, g->ldc, g->stride_c, dnnl_f32);
 
     dnnl_matmul_desc_t desc;
     dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
@@ -150,7 +170,7 @@ static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, in
      * pages for every execution of a product with a transposed operand */
     dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
     dnnl_post_ops_t post_ops = NULL;
-    if (accumulate) {
+    if (g->accumulate) {
         /* C += A B is a "sum" post-op: oneDNN adds the old destination in its epilogue. */
         dnnl_check(dnnl_post_ops_create(&post_ops), "post_ops_create");
         dnnl_check(dnnl_post_ops_append_sum(post_ops, 1.0f), "post_ops_append_sum");
@@ -162,8 +182,9 @@ static MatmulEntry *matmul_entry(int batch, int M, int N, int K, int trans_a, in
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         snprintf(g_mm.last_impl, sizeof g_mm.last_impl, "%s", impl);
     if (getenv("MTP_VERBOSE"))
-        fprintf(stderr, "mtp: matmul %dx[%d,%d]x[%d,%d]%s%s%s %s -> %s\n", batch, M, K, K, N, trans_a ? " tA" : "",
-                trans_b ? " tB" : "", accumulate ? " +=" : "", mtp_precision_name(prec), g_mm.last_impl);
+        fprintf(stderr, "mtp: matmul %dx[%d,%d]x[%d,%d]%s%s%s ld %ld,%ld,%ld %s -> %s\n", g->batch, g->M, g->K, g->K,
+                g->N, g->trans_a ? " tA" : "", g->trans_b ? " tB" : "", g->accumulate ? " +=" : "", g->lda, g->ldb,
+                g->ldc, mtp_precision_name(prec), g_mm.last_impl);
     dnnl_check(dnnl_primitive_create(&e->prim, pd), "matmul primitive_create");
     dnnl_check(dnnl_memory_create(&e->mem_a, &a_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
     dnnl_check(dnnl_memory_create(&e->mem_b, &b_md, g_mm.engine, DNNL_MEMORY_NONE), "memory_create");
@@ -208,14 +229,16 @@ void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
 #endif
 }
 
-static void matmul_run(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
-                       int trans_b, int accumulate, MtpPrecision prec) {
+static void matmul_run(float *C, const float *A, const float *B, const MatmulKey *key) {
+    const MtpGemm *g = &key->g;
     assert(g_mm.initialised && "mtp_core_init must be called first");
-    assert(batch > 0 && M > 0 && N > 0 && K > 0);
-    MatmulEntry *e = matmul_entry(batch, M, N, K, trans_a, trans_b, accumulate, prec);
+    assert(g->batch > 0 && g->M > 0 && g->N > 0 && g->K > 0);
+    MatmulEntry *e = matmul_entry(key);
+    double t0 = g_mm.profile ? mtp_now() : 0;
     const void *a = A, *b = B;
-    if (prec == MTP_BF16) {
-        size_t na = (size_t)batch * M * K, nb = (size_t)batch * K * N;
+    if (key->precision == MTP_BF16) {
+        /* only dense operands are rounded (mtp_matmul): their stored size is batch * rows * cols */
+        size_t na = (size_t)g->batch * g->M * g->K, nb = (size_t)g->batch * g->K * g->N;
         uint16_t *a16 = bf16_scratch(&g_mm.bf16_a, &g_mm.bf16_a_cap, na);
         uint16_t *b16 = bf16_scratch(&g_mm.bf16_b, &g_mm.bf16_b_cap, nb);
         mtp_round_to_bf16(a16, A, na);
@@ -242,17 +265,39 @@ static void matmul_run(float *C, const float *A, const float *B, int batch, int 
     }
     dnnl_check(dnnl_primitive_execute(e->prim, g_mm.stream, e->scratch_bytes ? 4 : 3, args), "matmul execute");
     dnnl_check(dnnl_stream_wait(g_mm.stream), "stream_wait");
-    g_mm.flops += 2.0 * batch * (double)M * N * K;
+    g_mm.flops += 2.0 * g->batch * (double)g->M * g->N * g->K;
+    if (g_mm.profile) e->seconds += mtp_now() - t0, e->calls++;
+}
+
+/* The key of a product over contiguous operands. */
+static MatmulKey dense_key(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate,
+                           MtpPrecision prec) {
+    MatmulKey k;
+    memset(&k, 0, sizeof k); /* the key is compared with memcmp: no stray padding bytes */
+    k.g = (MtpGemm){batch, M, N, K, trans_a, trans_b, accumulate, trans_a ? M : K, trans_b ? K : N, N,
+                    (long)M * K, (long)K * N, (long)M * N};
+    k.precision = prec;
+    return k;
 }
 
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
                 int accumulate) {
-    matmul_run(C, A, B, 1, M, N, K, trans_a, trans_b, accumulate, g_mm.precision);
+    MatmulKey k = dense_key(1, M, N, K, trans_a, trans_b, accumulate, g_mm.precision);
+    matmul_run(C, A, B, &k);
 }
 
 void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
                         int trans_b, int accumulate) {
-    matmul_run(C, A, B, batch, M, N, K, trans_a, trans_b, accumulate, MTP_FP32);
+    MatmulKey k = dense_key(batch, M, N, K, trans_a, trans_b, accumulate, MTP_FP32);
+    matmul_run(C, A, B, &k);
+}
+
+void mtp_matmul_strided(float *C, const float *A, const float *B, const MtpGemm *g) {
+    MatmulKey k;
+    memset(&k, 0, sizeof k);
+    k.g = *g;
+    k.precision = MTP_FP32;
+    matmul_run(C, A, B, &k);
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */

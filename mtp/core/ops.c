@@ -200,7 +200,7 @@ void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int 
 
 /* ---- causal softmax ------------------------------------------------------------------------- */
 
-void mtp_causal_softmax_forward(float *att, int BH, int T, float scale) {
+void mtp_causal_softmax_forward(float *att, int BH, int T, float scale, int chunk) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int bh = 0; bh < BH; bh++)
         for (int i = 0; i < T; i++) {
@@ -218,11 +218,12 @@ void mtp_causal_softmax_forward(float *att, int BH, int T, float scale) {
             float inv = 1.0f / sum;
 #pragma omp simd
             for (int j = 0; j <= i; j++) row[j] *= inv;
-            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
+            for (int j = i + 1; j < end; j++) row[j] = 0.0f;
         }
 }
 
-void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale) {
+void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale, int chunk) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int bh = 0; bh < BH; bh++)
         for (int i = 0; i < T; i++) {
@@ -233,7 +234,8 @@ void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, f
             for (int j = 0; j <= i; j++) dot += p[j] * d[j];
 #pragma omp simd
             for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-            for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
+            for (int j = i + 1; j < end; j++) d[j] = 0.0f;
         }
 }
 

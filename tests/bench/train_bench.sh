@@ -220,12 +220,13 @@ EOF
     echo
     echo "| head | loss (nats/byte) | top-1 accuracy |"
     echo "|---|---|---|"
-    tail -1 "$SCRATCH/quality.eval.out" | $PY -c '
+    $PY - "$SCRATCH/quality.eval.out" <<'EOF'
 import json, sys
-d = json.load(sys.stdin)
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 for h in d["heads"]:
-    print(f"| {h[\"head\"]} | {h[\"loss\"]:.4f} | {100*h[\"accuracy\"]:.1f}% |")
-print(f"\n({d[\"tokens\"]} tokens; target: head-1 <= 2.0)")'
+    print("| %d | %.4f | %.1f%% |" % (h["head"], h["loss"], 100 * h["accuracy"]))
+print("\n(%d tokens; target: head-1 <= 2.0)" % d["tokens"])
+EOF
   } >>"$REPORT"
 fi
 
