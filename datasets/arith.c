@@ -44,6 +44,19 @@ static void put_u(Out *o, uint64_t v, int width) {
     for (; i < 24; i++) put_c(o, tmp[i]);
 }
 
+/* End of a column step: ", write 8 carry 4\n", or on the last column the whole value ", write 48\n". */
+static void put_write_carry(Out *o, uint64_t s, int last) {
+    put_s(o, ", write ");
+    if (last) {
+        put_u(o, s, 0);
+    } else {
+        put_u(o, s % 10, 0);
+        put_s(o, " carry ");
+        put_u(o, s / 10, 0);
+    }
+    put_c(o, '\n');
+}
+
 static int n_digits(uint64_t v) {
     int n = 1;
     while (v >= 10) {
@@ -103,15 +116,7 @@ static uint64_t add_columns(Out *o, const uint64_t *v, int k) {
             put_c(o, '=');
             put_u(o, (uint64_t)s, 0);
         }
-        put_s(o, ", write ");
-        if (i == width - 1) {
-            put_u(o, (uint64_t)s, 0);
-        } else {
-            put_u(o, (uint64_t)(s % 10), 0);
-            put_s(o, " carry ");
-            put_u(o, (uint64_t)(s / 10), 0);
-        }
-        put_c(o, '\n');
+        put_write_carry(o, (uint64_t)s, i == width - 1);
         carry = s / 10;
     }
     return sum;
@@ -278,15 +283,7 @@ static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
             put_u(o, (uint64_t)carry, 0);
             put_c(o, '=');
             put_u(o, (uint64_t)s, 0);
-            put_s(o, ", write ");
-            if (i == na - 1) {
-                put_u(o, (uint64_t)s, 0);
-            } else {
-                put_u(o, (uint64_t)(s % 10), 0);
-                put_s(o, " carry ");
-                put_u(o, (uint64_t)(s / 10), 0);
-            }
-            put_c(o, '\n');
+            put_write_carry(o, (uint64_t)s, i == na - 1);
             carry = s / 10;
         }
         put_u(o, a, 0);

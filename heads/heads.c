@@ -92,10 +92,11 @@ void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *
     mtp_matmul(a->logits, a->hn, w->unembed, M, V, D, 0, 1, 0); // logits (M,V)
 }
 
-static void head_stats(HeadStats *st, double loss, long correct, const int32_t *targets, int M) {
+/* Positions of the batch that have a target. */
+static long count_targets(const int32_t *targets, int M) {
     long count = 0;
     for (int m = 0; m < M; m++) count += targets[m] >= 0;
-    st->loss = loss, st->count = count, st->correct = correct;
+    return count;
 }
 
 void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tokens, const HeadsWeights *w,
@@ -106,15 +107,12 @@ void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tok
     for (int i = 0; i < hc->n; i++) {
         heads_forward_one(a, i, z, w, tc, hc, s);
         heads_targets(a->targets, tokens, B, T, i + 1);
-        long count = 0;
-        for (int m = 0; m < M; m++) count += a->targets[m] >= 0;
+        long count = count_targets(a->targets, M), correct = 0;
         float scale = count ? grad_scale / (float)count : 0.0f;
-        long correct = 0;
         double loss = mtp_cross_entropy(a->logits, a->targets, M, V, scale, &correct); // logits -> dlogits
-        head_stats(&stats[i], loss, correct, a->targets, M);
+        stats[i] = (HeadStats){loss, count, correct};
         // back through the unembedding and the shared final norm
-        mtp_matmul(a->dhn, a->logits, w->unembed, M, D, V, 0, 0, 0);     // dhn (M,D)
-        mtp_matmul(dw->unembed, a->logits, a->hn, V, D, M, 1, 0, 1);     // dunembed (V,D)
+        mtp_linear_backward(a->dhn, dw->unembed, a->logits, a->hn, w->unembed, M, D, V, 0); // dhn, dunembed
         memset(a->dh, 0, (size_t)M * D * sizeof(float));
         mtp_rmsnorm_backward(a->dh, dw->final_norm, a->dhn, a->h, w->final_norm, a->hn_rstd, M, D);
         if (hc->type == HEAD_TRANSFORMER) {
@@ -122,10 +120,9 @@ void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tok
             mtp_add_inplace(dz, a->dh, (size_t)M * D);
         } else {
             // h = z + silu(u), u = z W^T: dz += dh + du W, dW += du^T z
-            mtp_silu_backward(a->dhn, a->dh, a->u, (size_t)M * D);      // du, reusing dhn
-            mtp_matmul(dw->lin[i], a->dhn, z, D, D, M, 1, 0, 1);
+            mtp_silu_backward(a->dhn, a->dh, a->u, (size_t)M * D); // du, reusing dhn
             mtp_add_inplace(dz, a->dh, (size_t)M * D);
-            mtp_matmul(dz, a->dhn, w->lin[i], M, D, D, 0, 0, 1);
+            mtp_linear_backward(dz, dw->lin[i], a->dhn, z, w->lin[i], M, D, D, 1);
         }
     }
 }
@@ -140,6 +137,6 @@ void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t
             if (a->targets[m] == ignore_target) a->targets[m] = -1;
         long correct = 0;
         double loss = mtp_cross_entropy_loss(a->logits, a->targets, M, V, &correct);
-        head_stats(&stats[i], loss, correct, a->targets, M);
+        stats[i] = (HeadStats){loss, count_targets(a->targets, M), correct};
     }
 }

@@ -57,6 +57,45 @@ static void check_case(int batch, int M, int N, int K, int ta, int tb, int acc, 
     free(A), free(B), free(C), free(ref), free(ref32);
 }
 
+/* A product on sub-blocks of larger arrays equals the product of copied-out blocks. */
+static void check_strided(MtpRng *r) {
+    enum { BT = 3, T = 10, HD = 4 };
+    float *q = malloc(BT * T * HD * 4), *k = malloc(BT * T * HD * 4), *s = calloc(BT * T * T, 4);
+    fill(q, BT * T * HD, r), fill(k, BT * T * HD, r);
+    int r0 = 4, rows = 3, keys = 7; /* rows 4..6 against keys 0..6 */
+    MtpGemm g = {BT, rows, keys, HD, 0, 1, 0, HD, HD, T, (long)T * HD, (long)T * HD, (long)T * T};
+    mtp_matmul_strided(s + r0 * T, q + r0 * HD, k, &g);
+    double worst = 0;
+    for (int b = 0; b < BT; b++)
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) {
+                double ref = 0;
+                int inside = i >= r0 && i < r0 + rows && j < keys;
+                for (int d = 0; inside && d < HD; d++) ref += (double)q[(b * T + i) * HD + d] * k[(b * T + j) * HD + d];
+                worst = fmax(worst, fabs(s[(b * T + i) * T + j] - ref)); /* outside the block: untouched zeros */
+            }
+    CHECK_MSG(worst < 1e-5, "strided block product: err %g", worst);
+    free(q), free(k), free(s);
+}
+
+/* mtp_linear_backward equals its two products done one by one. */
+static void check_linear_backward(MtpPrecision prec, MtpRng *r) {
+    enum { M = 37, IN = 24, OUT = 19 };
+    mtp_core_set_precision(prec);
+    float *dy = malloc(M * OUT * 4), *x = malloc(M * IN * 4), *W = malloc(OUT * IN * 4);
+    float *dx1 = malloc(M * IN * 4), *dx2 = malloc(M * IN * 4), *dW1 = malloc(OUT * IN * 4), *dW2 = malloc(OUT * IN * 4);
+    fill(dy, M * OUT, r), fill(x, M * IN, r), fill(W, OUT * IN, r), fill(dW1, OUT * IN, r), fill(dx1, M * IN, r);
+    memcpy(dW2, dW1, OUT * IN * 4), memcpy(dx2, dx1, M * IN * 4);
+    for (int acc = 0; acc < 2; acc++) {
+        mtp_linear_backward(dx1, dW1, dy, x, W, M, IN, OUT, acc);
+        mtp_matmul(dx2, dy, W, M, IN, OUT, 0, 0, acc);
+        mtp_matmul(dW2, dy, x, OUT, IN, M, 1, 0, 1);
+        CHECK(memcmp(dx1, dx2, M * IN * 4) == 0 && memcmp(dW1, dW2, OUT * IN * 4) == 0);
+    }
+    free(dy), free(x), free(W), free(dx1), free(dx2), free(dW1), free(dW2);
+    mtp_core_set_precision(MTP_FP32);
+}
+
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
@@ -71,6 +110,10 @@ int main(void) {
                     for (int acc = 0; acc < 2; acc++)
                         check_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], ta, tb, acc,
                                    p ? MTP_BF16 : MTP_FP32, &r);
+
+    check_strided(&r);
+    check_linear_backward(MTP_FP32, &r);
+    check_linear_backward(MTP_BF16, &r);
 
     /* primitives are created once per distinct product and reused */
     int before = mtp_matmul_primitive_count();

@@ -1,9 +1,8 @@
 /* block.c - one pre-norm decoder block: RMSNorm, causal attention with RoPE, RMSNorm, SwiGLU.
  *
  * Every product goes through mtp_matmul (oneDNN); for a linear layer y = x W^T with W stored
- * (out, in):   forward  y  = matmul(x, W,  M, out, in,  trans_b)
- *              backward dx = matmul(dy, W, M, in, out)
- *                       dW += matmul(dy^T, x, out, in, M, trans_a, accumulate)
+ * (out, in):   forward  y = matmul(x, W, M, out, in, trans_b)
+ *              backward dx = dy W and dW += dy^T x in one mtp_linear_backward
  * Attention runs as batched products over the B*H (sequence, head) pairs in (B, H, T, hd) layout. */
 #include <math.h>
 #include <string.h>
@@ -140,15 +139,12 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
                     const BlockWeights *w, BlockScratch *s) {
     const int B = s->B, T = s->T, D = s->D, H = s->H, F = s->F, hd = D / H, M = B * T, BH = B * H;
     // mlp: dres = d out
-    mtp_matmul(s->dg, dres, w->w2, M, F, D, 0, 0, 0);             // dg (M,F)
-    mtp_matmul(dw->w2, dres, a->g, D, F, M, 1, 0, 1);             // dW2 (D,F)
+    mtp_linear_backward(s->dg, dw->w2, dres, a->g, w->w2, M, F, D, 0);          // dg (M,F), dW2
     mtp_swiglu_backward(s->dh13, s->dg, a->h13, M, F);            // dh13 (M,2F)
-    mtp_matmul(dw->w13, s->dh13, a->ln2, 2 * F, D, M, 1, 0, 1);   // dW13 (2F,D)
-    mtp_matmul(s->dx, s->dh13, w->w13, M, D, 2 * F, 0, 0, 0);     // dln2 (M,D)
+    mtp_linear_backward(s->dx, dw->w13, s->dh13, a->ln2, w->w13, M, D, 2 * F, 0); // dln2 (M,D), dW13
     mtp_rmsnorm_backward(dres, dw->mlp_norm, s->dx, a->x_mid, w->mlp_norm, a->ln2_rstd, M, D); // dres = d x_mid
     // attention
-    mtp_matmul(s->dx, dres, w->wo, M, D, D, 0, 0, 0);             // datty (M,D)
-    mtp_matmul(dw->wo, dres, a->atty, D, D, M, 1, 0, 1);          // dWo (D,D)
+    mtp_linear_backward(s->dx, dw->wo, dres, a->atty, w->wo, M, D, D, 0);        // datty (M,D), dWo
     mtp_rows_to_heads(s->o, s->dx, B, T, H, hd);                  // do (BH,T,hd)
     // chunks run last to first: the last one covers every key, so it writes all of dv and dk
     // and the earlier ones add into their prefix
@@ -165,7 +161,6 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
         attn_block_t_times(s->dk, s->datt, a->q, BH, T, hd, r0, rows, keys, r0 != last); // dk += dS^T q
     }
     mtp_qkv_merge_unrope(s->dqkv, s->dq, s->dk, s->dv, s->cos_tab, s->sin_tab, B, T, H, hd);
-    mtp_matmul(dw->wqkv, s->dqkv, a->ln1, 3 * D, D, M, 1, 0, 1);  // dWqkv (3D,D)
-    mtp_matmul(s->dx, s->dqkv, w->wqkv, M, D, 3 * D, 0, 0, 0);    // dln1 (M,D)
+    mtp_linear_backward(s->dx, dw->wqkv, s->dqkv, a->ln1, w->wqkv, M, D, 3 * D, 0); // dln1 (M,D), dWqkv
     mtp_rmsnorm_backward(dres, dw->attn_norm, s->dx, inp, w->attn_norm, a->ln1_rstd, M, D); // dres = d inp
 }

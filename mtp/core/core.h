@@ -45,6 +45,12 @@ void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, i
 void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
                         int trans_b, int accumulate);
 
+/* Backward of a linear layer y (M, out) = x (M, in) W^T, W stored (out, in):
+ * dx = dy W (dx += dy W with accumulate_dx), and dW += dy^T x. In bf16, dy is rounded once for
+ * both products. */
+void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int M, int in,
+                         int out, int accumulate_dx);
+
 /* A batched product over strided operands (fp32), BLAS style: for b < batch,
  * C_b = op(A_b) op(B_b) (+ C_b), where A_b = A + b * stride_a is stored (M, K) with row stride lda,
  * or (K, M) when trans_a; B_b likewise (K, N) / (N, K) with ldb; C_b (M, N) with row stride ldc.

@@ -177,7 +177,12 @@ static MatmulEntry *matmul_entry(const MatmulKey *key) {
         dnnl_check(dnnl_primitive_attr_set_post_ops(attr, post_ops), "attr_set_post_ops");
     }
     dnnl_primitive_desc_t pd;
-    dnnl_check(dnnl_primitive_desc_create(&pd, &desc, attr, g_mm.engine, NULL), "matmul primitive_desc_create");
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, g_mm.engine, NULL);
+    if (st == dnnl_unimplemented && prec == MTP_BF16) {
+        fprintf(stderr, "mtp: error: oneDNN has no bf16 matrix product for this CPU; use --precision fp32\n");
+        exit(1);
+    }
+    dnnl_check(st, "matmul primitive_desc_create");
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         snprintf(g_mm.last_impl, sizeof g_mm.last_impl, "%s", impl);
@@ -229,23 +234,13 @@ void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
 #endif
 }
 
-static void matmul_run(float *C, const float *A, const float *B, const MatmulKey *key) {
+/* Runs the product of key on operands already in the key's precision (a, b: fp32 or bf16). */
+static void matmul_exec(float *C, const void *a, const void *b, const MatmulKey *key) {
     const MtpGemm *g = &key->g;
     assert(g_mm.initialised && "mtp_core_init must be called first");
     assert(g->batch > 0 && g->M > 0 && g->N > 0 && g->K > 0);
     MatmulEntry *e = matmul_entry(key);
     double t0 = g_mm.profile ? mtp_now() : 0;
-    const void *a = A, *b = B;
-    if (key->precision == MTP_BF16) {
-        /* only dense operands are rounded (mtp_matmul): their stored size is batch * rows * cols */
-        size_t na = (size_t)g->batch * g->M * g->K, nb = (size_t)g->batch * g->K * g->N;
-        uint16_t *a16 = bf16_scratch(&g_mm.bf16_a, &g_mm.bf16_a_cap, na);
-        uint16_t *b16 = bf16_scratch(&g_mm.bf16_b, &g_mm.bf16_b_cap, nb);
-        mtp_round_to_bf16(a16, A, na);
-        mtp_round_to_bf16(b16, B, nb);
-        a = a16;
-        b = b16;
-    }
     dnnl_check(dnnl_memory_set_data_handle(e->mem_a, (void *)a), "set_data_handle");
     dnnl_check(dnnl_memory_set_data_handle(e->mem_b, (void *)b), "set_data_handle");
     dnnl_check(dnnl_memory_set_data_handle(e->mem_c, C), "set_data_handle");
@@ -269,6 +264,26 @@ static void matmul_run(float *C, const float *A, const float *B, const MatmulKey
     if (g_mm.profile) e->seconds += mtp_now() - t0, e->calls++;
 }
 
+/* Rounds n floats into the scratch buffer *buf and returns it. */
+static uint16_t *to_bf16(uint16_t **buf, size_t *cap, const float *x, size_t n) {
+    uint16_t *x16 = bf16_scratch(buf, cap, n);
+    mtp_round_to_bf16(x16, x, n);
+    return x16;
+}
+
+/* Runs the product of key on fp32 operands, rounding them first in bf16 precision (dense
+ * operands only: their stored size is batch * rows * cols). */
+static void matmul_run(float *C, const float *A, const float *B, const MatmulKey *key) {
+    const MtpGemm *g = &key->g;
+    if (key->precision != MTP_BF16) {
+        matmul_exec(C, A, B, key);
+        return;
+    }
+    const uint16_t *a16 = to_bf16(&g_mm.bf16_a, &g_mm.bf16_a_cap, A, (size_t)g->batch * g->M * g->K);
+    const uint16_t *b16 = to_bf16(&g_mm.bf16_b, &g_mm.bf16_b_cap, B, (size_t)g->batch * g->K * g->N);
+    matmul_exec(C, a16, b16, key);
+}
+
 /* The key of a product over contiguous operands. */
 static MatmulKey dense_key(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate,
                            MtpPrecision prec) {
@@ -290,6 +305,22 @@ void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int
                         int trans_b, int accumulate) {
     MatmulKey k = dense_key(batch, M, N, K, trans_a, trans_b, accumulate, MTP_FP32);
     matmul_run(C, A, B, &k);
+}
+
+void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int M, int in,
+                         int out, int accumulate_dx) {
+    MtpPrecision prec = g_mm.precision;
+    MatmulKey kx = dense_key(1, M, in, out, 0, 0, accumulate_dx, prec); // dx (M,in) = dy (M,out) W (out,in)
+    MatmulKey kw = dense_key(1, out, in, M, 1, 0, 1, prec);             // dW (out,in) += dy^T x (M,in)
+    if (prec != MTP_BF16) {
+        matmul_exec(dx, dy, W, &kx);
+        matmul_exec(dW, dy, x, &kw);
+        return;
+    }
+    /* dy feeds both products: round it once */
+    const uint16_t *dy16 = to_bf16(&g_mm.bf16_a, &g_mm.bf16_a_cap, dy, (size_t)M * out);
+    matmul_exec(dx, dy16, to_bf16(&g_mm.bf16_b, &g_mm.bf16_b_cap, W, (size_t)out * in), &kx);
+    matmul_exec(dW, dy16, to_bf16(&g_mm.bf16_b, &g_mm.bf16_b_cap, x, (size_t)M * in), &kw);
 }
 
 void mtp_matmul_strided(float *C, const float *A, const float *B, const MtpGemm *g) {
