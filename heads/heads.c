@@ -46,18 +46,18 @@ size_t heads_weights_point(HeadsWeights *w, float *buf, const TrunkConfig *tc, c
     return (size_t)(p - buf);
 }
 
-int heads_acts_build(HeadsActs *a, const TrunkConfig *tc, const HeadsConfig *hc, int B, int T) {
+int heads_acts_build(HeadsActs *a, const TrunkConfig *tc, const HeadsConfig *hc, int B, int T, int bf16) {
     memset(a, 0, sizeof *a);
     const int D = tc->dim, V = tc->vocab;
     size_t M = (size_t)B * T;
-    size_t block = hc->type == HEAD_TRANSFORMER ? block_acts_count(B, T, D, tc->attn_heads, tc->ffn) : 0;
+    size_t block = hc->type == HEAD_TRANSFORMER ? block_acts_count(B, T, D, tc->attn_heads, tc->ffn, bf16) : 0;
     size_t u = hc->type == HEAD_LINEAR ? M * D : 0;
     size_t n = block + u + M * D /* h */ + M * D + M /* hn, rstd */ + M * V + 2 * M * D /* dh, dhn */ + M /* targets */;
     a->mem = mtp_calloc(n, sizeof(float));
     if (!a->mem) return -1;
     a->B = B, a->T = T;
     float *p = a->mem;
-    if (block) p += block_acts_point(&a->block, p, B, T, D, tc->attn_heads, tc->ffn);
+    if (block) p += block_acts_point(&a->block, p, B, T, D, tc->attn_heads, tc->ffn, bf16);
     if (u) a->u = p, p += u;
     a->h = p, p += M * D;
     a->hn = p, p += M * D;

@@ -51,7 +51,7 @@ typedef struct {
     float *mem;
 } HeadsActs;
 
-int heads_acts_build(HeadsActs *a, const TrunkConfig *tc, const HeadsConfig *hc, int B, int T);
+int heads_acts_build(HeadsActs *a, const TrunkConfig *tc, const HeadsConfig *hc, int B, int T, int bf16);
 void heads_acts_free(HeadsActs *a);
 
 typedef struct {

@@ -128,8 +128,10 @@ int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T) {
     memset(w, 0, sizeof *w);
     const TrunkConfig *tc = &m->cfg.trunk;
     w->B = B, w->T = T;
-    if (trunk_acts_build(&w->trunk, tc, B, T) || heads_acts_build(&w->heads, tc, &m->cfg.heads, B, T) ||
-        block_scratch_build(&w->scratch, B, T, tc->dim, tc->attn_heads, tc->ffn))
+    /* in bf16 precision attention keeps its operands rounded (half the memory, no conversions) */
+    const int bf16 = mtp_core_precision() == MTP_BF16;
+    if (trunk_acts_build(&w->trunk, tc, B, T, bf16) || heads_acts_build(&w->heads, tc, &m->cfg.heads, B, T, bf16) ||
+        block_scratch_build(&w->scratch, B, T, tc->dim, tc->attn_heads, tc->ffn, bf16))
         goto fail;
     w->dz = mtp_calloc((size_t)B * T * tc->dim, sizeof(float));
     w->inputs = mtp_calloc((size_t)B * T, sizeof(int32_t));

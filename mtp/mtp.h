@@ -69,6 +69,7 @@ typedef struct {
     int32_t *inputs; /* (B, T) */
 } MtpWorkspace;
 
+/* Sized for the current core precision: build it after mtp_core_init / mtp_core_set_precision. */
 int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T);
 void mtp_workspace_free(MtpWorkspace *w);
 

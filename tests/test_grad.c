@@ -220,15 +220,15 @@ static double block_loss(void *p) {
 
 static void test_block(int attn_chunk) {
     BlockScratch s;
-    CHECK(block_scratch_build(&s, B, T, D, H, F) == 0);
+    CHECK(block_scratch_build(&s, B, T, D, H, F, 0) == 0);
     s.attn_chunk = attn_chunk;
     size_t np = block_param_count(D, F);
     BlockCtx c = {randn(M * D, 1), mtp_calloc(M * D, 4), randn(M * D, 1), randn(np, 0.3f), {0}, {0}, NULL};
     c.s = &s;
     block_weights_point(&c.w, c.params, D, F);
     for (int d = 0; d < D; d++) c.w.attn_norm[d] = 1 + 0.1f * c.w.attn_norm[d], c.w.mlp_norm[d] = 1 + 0.1f * c.w.mlp_norm[d];
-    float *acts = mtp_calloc(block_acts_count(B, T, D, H, F), 4);
-    block_acts_point(&c.a, acts, B, T, D, H, F);
+    float *acts = mtp_calloc(block_acts_count(B, T, D, H, F, 0), 4);
+    block_acts_point(&c.a, acts, B, T, D, H, F, 0);
     float *grads = mtp_calloc(np, 4), *dres = mtp_calloc(M * D, 4);
     BlockWeights dw;
     block_weights_point(&dw, grads, D, F);
@@ -253,6 +253,36 @@ static void test_block(int attn_chunk) {
         {"block d wo", c.w.wo, dw.wo, D * D},                   {"block d mlp_norm", c.w.mlp_norm, dw.mlp_norm, D},
         {"block d w13", c.w.w13, dw.w13, 2 * F * D},            {"block d w2", c.w.w2, dw.w2, D * F}};
     for (int i = 0; i < 6; i++) fd_check(t[i].name, t[i].p, t[i].g, t[i].n, block_loss, &c, 1e-2, 2e-2, 2e-4);
+    if (attn_chunk != T) { /* attention on bfloat16 operands tracks fp32 within bf16 rounding */
+        float *out32 = mtp_calloc(M * D, 4), *din32 = mtp_calloc(M * D, 4), *gr = mtp_calloc(np, 4);
+        BlockWeights dw2;
+        block_weights_point(&dw2, gr, D, F);
+        block_loss(&c);
+        memcpy(out32, c.out, M * D * 4);
+        memcpy(din32, c.R, M * D * 4);
+        block_backward(din32, &dw2, c.inp, &c.a, &c.w, &s);
+        BlockScratch s16;
+        CHECK(block_scratch_build(&s16, B, T, D, H, F, 1) == 0);
+        s16.attn_chunk = attn_chunk;
+        float *acts16 = mtp_calloc(block_acts_count(B, T, D, H, F, 1), 4);
+        CHECK(block_acts_count(B, T, D, H, F, 1) < block_acts_count(B, T, D, H, F, 0));
+        BlockActs a16;
+        block_acts_point(&a16, acts16, B, T, D, H, F, 1);
+        float *out16 = mtp_calloc(M * D, 4), *din16 = mtp_calloc(M * D, 4);
+        block_forward(out16, &a16, c.inp, &c.w, &s16);
+        memcpy(din16, c.R, M * D * 4);
+        block_backward(din16, &dw2, c.inp, &a16, &c.w, &s16);
+        double eo = 0, no = 0, ed = 0, nd = 0;
+        for (int i = 0; i < M * D; i++) {
+            eo += (out16[i] - out32[i]) * (double)(out16[i] - out32[i]), no += (double)out32[i] * out32[i];
+            ed += (din16[i] - din32[i]) * (double)(din16[i] - din32[i]), nd += (double)din32[i] * din32[i];
+        }
+        CHECK_MSG(sqrt(eo / no) < 1e-2 && sqrt(ed / nd) < 2e-2, "bf16 attention: relative error out %g, d inp %g",
+                  sqrt(eo / no), sqrt(ed / nd));
+        CHECK(sqrt(eo / no) > 0); /* it really ran in bf16 */
+        block_scratch_free(&s16);
+        mtp_free(out32), mtp_free(din32), mtp_free(gr), mtp_free(acts16), mtp_free(out16), mtp_free(din16);
+    }
     mtp_free(c.inp), mtp_free(c.out), mtp_free(c.R), mtp_free(c.params), mtp_free(acts), mtp_free(grads);
     mtp_free(dres);
     block_scratch_free(&s);

@@ -10,25 +10,29 @@
 #include "trunk/trunk.h"
 
 
+/* Attention's products on (BH, T, hd) and (BH, T, T) operands, fp32 or bf16 (s->bf16), one chunk
+ * of query rows r0..r0+rows at a time, seeing keys 0..keys. */
+static const void *elem(const void *p, size_t i, int bf16) { return (const char *)p + i * (bf16 ? 2 : 4); }
+
 /* S (or dP) rows r0..r0+rows, keys 0..keys: out (BH, T, T) block = a (BH, T, hd) rows  b (BH, T, hd)^T */
-static void attn_rows_times_keys_t(float *out, const float *a, const float *b, int BH, int T, int hd, int r0,
-                                   int rows, int keys) {
-    MtpGemm g = {BH, rows, keys, hd, 0, 1, 0, hd, hd, T, (long)T * hd, (long)T * hd, (long)T * T};
-    mtp_matmul_strided(out + (size_t)r0 * T, a + (size_t)r0 * hd, b, &g);
+static void attn_rows_times_keys_t(float *out, const void *a, const void *b, int bf16, int BH, int T, int hd,
+                                   int r0, int rows, int keys) {
+    MtpGemm g = {BH, rows, keys, hd, 0, 1, 0, hd, hd, T, (long)T * hd, (long)T * hd, (long)T * T, bf16};
+    mtp_matmul_strided(out + (size_t)r0 * T, elem(a, (size_t)r0 * hd, bf16), b, &g);
 }
 
 /* out rows r0..r0+rows (BH, T, hd) = P block (BH, rows, keys) @ b (BH, keys, hd) */
-static void attn_block_times(float *out, const float *p, const float *b, int BH, int T, int hd, int r0, int rows,
-                             int keys) {
-    MtpGemm g = {BH, rows, hd, keys, 0, 0, 0, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd};
-    mtp_matmul_strided(out + (size_t)r0 * hd, p + (size_t)r0 * T, b, &g);
+static void attn_block_times(float *out, const void *p, const void *b, int bf16, int BH, int T, int hd, int r0,
+                             int rows, int keys) {
+    MtpGemm g = {BH, rows, hd, keys, 0, 0, 0, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
+    mtp_matmul_strided(out + (size_t)r0 * hd, elem(p, (size_t)r0 * T, bf16), b, &g);
 }
 
 /* out rows 0..keys (BH, T, hd) (+)= P block^T (BH, keys, rows) @ b rows r0..r0+rows */
-static void attn_block_t_times(float *out, const float *p, const float *b, int BH, int T, int hd, int r0, int rows,
-                               int keys, int accumulate) {
-    MtpGemm g = {BH, keys, hd, rows, 1, 0, accumulate, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd};
-    mtp_matmul_strided(out, p + (size_t)r0 * T, b + (size_t)r0 * hd, &g);
+static void attn_block_t_times(float *out, const void *p, const void *b, int bf16, int BH, int T, int hd, int r0,
+                               int rows, int keys, int accumulate) {
+    MtpGemm g = {BH, keys, hd, rows, 1, 0, accumulate, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
+    mtp_matmul_strided(out, elem(p, (size_t)r0 * T, bf16), elem(b, (size_t)r0 * hd, bf16), &g);
 }
 
 size_t block_param_count(int D, int F) { return (size_t)D + 3 * (size_t)D * D + (size_t)D * D + D + 2 * (size_t)F * D + (size_t)D * F; }
@@ -44,25 +48,28 @@ size_t block_weights_point(BlockWeights *w, float *buf, int D, int F) {
     return (size_t)(p - buf);
 }
 
-size_t block_acts_count(int B, int T, int D, int H, int F) {
+/* Floats taken by n values of attention's operands. */
+static size_t attn_floats(size_t n, int bf16) { return bf16 ? (n + 1) / 2 : n; }
+
+size_t block_acts_count(int B, int T, int D, int H, int F, int bf16) {
     size_t M = (size_t)B * T;
-    return M * D + M            /* ln1, ln1_rstd */
-           + 3 * M * D          /* q, k, v */
-           + (size_t)B * H * T * T /* att */
-           + M * D + M * D      /* atty, x_mid */
-           + M * D + M          /* ln2, ln2_rstd */
-           + M * 2 * F + M * F; /* h13, g */
+    return M * D + M                                   /* ln1, ln1_rstd */
+           + 3 * attn_floats(M * D, bf16)              /* q, k, v */
+           + attn_floats((size_t)B * H * T * T, bf16)  /* att */
+           + M * D + M * D                             /* atty, x_mid */
+           + M * D + M                                 /* ln2, ln2_rstd */
+           + M * 2 * F + M * F;                        /* h13, g */
 }
 
-size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F) {
+size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F, int bf16) {
     size_t M = (size_t)B * T;
     float *p = buf;
     a->ln1 = p, p += M * D;
     a->ln1_rstd = p, p += M;
-    a->q = p, p += M * D;
-    a->k = p, p += M * D;
-    a->v = p, p += M * D;
-    a->att = p, p += (size_t)B * H * T * T;
+    a->q = p, p += attn_floats(M * D, bf16);
+    a->k = p, p += attn_floats(M * D, bf16);
+    a->v = p, p += attn_floats(M * D, bf16);
+    a->att = p, p += attn_floats((size_t)B * H * T * T, bf16);
     a->atty = p, p += M * D;
     a->x_mid = p, p += M * D;
     a->ln2 = p, p += M * D;
@@ -72,19 +79,21 @@ size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, in
     return (size_t)(p - buf);
 }
 
-int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F) {
+int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F, int bf16) {
     memset(s, 0, sizeof *s);
-    size_t M = (size_t)B * T, hd = (size_t)D / H;
-    size_t n = 2 * T * (hd / 2)    /* rope tables */
-               + 2 * M * 3 * D     /* qkv, dqkv */
-               + 4 * M * D         /* dq, dk, dv, o */
-               + (size_t)B * H * T * T /* datt */
-               + M * D             /* dx */
-               + M * 2 * F + M * F;  /* dh13, dg */
+    size_t M = (size_t)B * T, hd = (size_t)D / H, BHTT = (size_t)B * H * T * T;
+    size_t n = 2 * T * (hd / 2)                         /* rope tables */
+               + 2 * M * 3 * D                          /* qkv, dqkv */
+               + 4 * M * D                              /* dq, dk, dv, o */
+               + BHTT                                   /* datt */
+               + M * D                                  /* dx */
+               + M * 2 * F + M * F                      /* dh13, dg */
+               + (bf16 ? attn_floats(M * D, 1) + attn_floats(BHTT, 1) : 0); /* o16, ds16 */
     s->mem = mtp_calloc(n, sizeof(float));
     if (!s->mem) return -1;
     s->B = B, s->T = T, s->D = D, s->H = H, s->F = F;
     s->attn_chunk = BLOCK_ATTN_CHUNK;
+    s->bf16 = bf16;
     float *p = s->mem;
     s->cos_tab = p, p += T * (hd / 2);
     s->sin_tab = p, p += T * (hd / 2);
@@ -94,10 +103,14 @@ int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F) {
     s->dk = p, p += M * D;
     s->dv = p, p += M * D;
     s->o = p, p += M * D;
-    s->datt = p, p += (size_t)B * H * T * T;
+    s->datt = p, p += BHTT;
     s->dx = p, p += M * D;
     s->dh13 = p, p += M * 2 * F;
     s->dg = p, p += M * F;
+    if (bf16) {
+        s->o16 = (uint16_t *)p, p += attn_floats(M * D, 1);
+        s->ds16 = (uint16_t *)p, p += attn_floats(BHTT, 1);
+    }
     mtp_rope_tables(s->cos_tab, s->sin_tab, T, (int)hd);
     return 0;
 }
@@ -112,16 +125,20 @@ void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeight
     // attention: ln1 = rmsnorm(inp); q, k, v = rope(ln1 Wqkv^T); att = softmax(q k^T / sqrt(hd)); o = att v
     mtp_rmsnorm_forward(a->ln1, a->ln1_rstd, inp, w->attn_norm, M, D);
     mtp_matmul(s->qkv, a->ln1, w->wqkv, M, 3 * D, D, 0, 1, 0);
-    mtp_qkv_split_rope(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
-    const int C = s->attn_chunk;
+    const int bf = s->bf16, C = s->attn_chunk;
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (bf) mtp_qkv_split_rope_bf16(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
+    else mtp_qkv_split_rope(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
+    float *scores = bf ? s->datt : a->att; // in bf16 the fp32 scores are scratch, P is kept rounded
     for (int r0 = 0; r0 < T; r0 += C) {
         int rows = T - r0 < C ? T - r0 : C;
-        attn_rows_times_keys_t(a->att, a->q, a->k, BH, T, hd, r0, rows, r0 + rows);
+        attn_rows_times_keys_t(scores, a->q, a->k, bf, BH, T, hd, r0, rows, r0 + rows);
     }
-    mtp_causal_softmax_forward(a->att, BH, T, 1.0f / sqrtf((float)hd), C);
+    if (bf) mtp_causal_softmax_forward_bf16(a->att, scores, BH, T, scale, C);
+    else mtp_causal_softmax_forward(a->att, BH, T, scale, C);
     for (int r0 = 0; r0 < T; r0 += C) {
         int rows = T - r0 < C ? T - r0 : C;
-        attn_block_times(s->o, a->att, a->v, BH, T, hd, r0, rows, r0 + rows);
+        attn_block_times(s->o, a->att, a->v, bf, BH, T, hd, r0, rows, r0 + rows);
     }
     mtp_heads_to_rows(a->atty, s->o, B, T, H, hd);
     // x_mid = inp + atty Wo^T
@@ -145,20 +162,25 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
     mtp_rmsnorm_backward(dres, dw->mlp_norm, s->dx, a->x_mid, w->mlp_norm, a->ln2_rstd, M, D); // dres = d x_mid
     // attention
     mtp_linear_backward(s->dx, dw->wo, dres, a->atty, w->wo, M, D, D, 0);        // datty (M,D), dWo
-    mtp_rows_to_heads(s->o, s->dx, B, T, H, hd);                  // do (BH,T,hd)
+    const int bf = s->bf16, C = s->attn_chunk, last = (T - 1) / C * C;
+    const float scale = 1.0f / sqrtf((float)hd);
+    void *dout = s->o;                                                          // do (BH,T,hd)
+    if (bf) mtp_rows_to_heads_bf16(s->o16, s->dx, B, T, H, hd), dout = s->o16;
+    else mtp_rows_to_heads(s->o, s->dx, B, T, H, hd);
     // chunks run last to first: the last one covers every key, so it writes all of dv and dk
     // and the earlier ones add into their prefix
-    const int C = s->attn_chunk, last = (T - 1) / C * C;
     for (int r0 = last; r0 >= 0; r0 -= C) {
         int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
-        attn_rows_times_keys_t(s->datt, s->o, a->v, BH, T, hd, r0, rows, keys);          // dP = do v^T
-        attn_block_t_times(s->dv, a->att, s->o, BH, T, hd, r0, rows, keys, r0 != last); // dv += P^T do
+        attn_rows_times_keys_t(s->datt, dout, a->v, bf, BH, T, hd, r0, rows, keys);          // dP = do v^T
+        attn_block_t_times(s->dv, a->att, dout, bf, BH, T, hd, r0, rows, keys, r0 != last); // dv += P^T do
     }
-    mtp_causal_softmax_backward(s->datt, a->att, BH, T, 1.0f / sqrtf((float)hd), C); // dS (scaled)
+    void *ds = s->datt;                                                         // dS (scaled)
+    if (bf) mtp_causal_softmax_backward_bf16(s->ds16, s->datt, a->att, BH, T, scale, C), ds = s->ds16;
+    else mtp_causal_softmax_backward(s->datt, a->att, BH, T, scale, C);
     for (int r0 = last; r0 >= 0; r0 -= C) {
         int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
-        attn_block_times(s->dq, s->datt, a->k, BH, T, hd, r0, rows, keys);               // dq = dS k
-        attn_block_t_times(s->dk, s->datt, a->q, BH, T, hd, r0, rows, keys, r0 != last); // dk += dS^T q
+        attn_block_times(s->dq, ds, a->k, bf, BH, T, hd, r0, rows, keys);               // dq = dS k
+        attn_block_t_times(s->dk, ds, a->q, bf, BH, T, hd, r0, rows, keys, r0 != last); // dk += dS^T q
     }
     mtp_qkv_merge_unrope(s->dqkv, s->dq, s->dk, s->dv, s->cos_tab, s->sin_tab, B, T, H, hd);
     mtp_linear_backward(s->dx, dw->wqkv, s->dqkv, a->ln1, w->wqkv, M, D, 3 * D, 0); // dln1 (M,D), dWqkv

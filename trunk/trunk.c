@@ -45,11 +45,11 @@ size_t trunk_weights_point(TrunkWeights *w, float *buf, const TrunkConfig *c) {
     return (size_t)(p - buf);
 }
 
-int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T) {
+int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T, int bf16) {
     memset(a, 0, sizeof *a);
     const int D = c->dim, L = c->layers;
     size_t M = (size_t)B * T;
-    size_t per_block = block_acts_count(B, T, D, c->attn_heads, c->ffn);
+    size_t per_block = block_acts_count(B, T, D, c->attn_heads, c->ffn, bf16);
     a->blocks = calloc(L ? L : 1, sizeof(BlockActs));
     a->mem = mtp_calloc((L + 1) * M * D + L * per_block, sizeof(float));
     if (!a->blocks || !a->mem) {
@@ -59,7 +59,7 @@ int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T) {
     a->B = B, a->T = T;
     float *p = a->mem;
     a->res = p, p += (L + 1) * M * D;
-    for (int l = 0; l < L; l++) p += block_acts_point(&a->blocks[l], p, B, T, D, c->attn_heads, c->ffn);
+    for (int l = 0; l < L; l++) p += block_acts_point(&a->blocks[l], p, B, T, D, c->attn_heads, c->ffn, bf16);
     return 0;
 }
 

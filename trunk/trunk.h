@@ -55,8 +55,10 @@ size_t block_weights_point(BlockWeights *w, float *buf, int D, int F);
 /* Activations one block saves for its backward pass. */
 typedef struct {
     float *ln1, *ln1_rstd; /* (M, D), (M) */
-    float *q, *k, *v;      /* (B, H, T, hd) each, q and k after RoPE */
-    float *att;            /* (B, H, T, T) attention probabilities */
+    /* attention's operands, fp32 or (attention in bf16) bfloat16 values: they only ever feed
+     * matrix products, so in bf16 they are stored rounded, at half the memory */
+    void *q, *k, *v;       /* (B, H, T, hd) each, q and k after RoPE */
+    void *att;             /* (B, H, T, T) attention probabilities */
     float *atty;           /* (M, D) attention output, heads concatenated */
     float *x_mid;          /* (M, D) residual stream after attention */
     float *ln2, *ln2_rstd; /* (M, D), (M) */
@@ -64,8 +66,9 @@ typedef struct {
     float *g;              /* (M, F) SwiGLU output */
 } BlockActs;
 
-size_t block_acts_count(int B, int T, int D, int H, int F);
-size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F);
+/* Sizes in floats; bf16 = attention's operands are stored in bfloat16 (see BlockScratch). */
+size_t block_acts_count(int B, int T, int D, int H, int F, int bf16);
+size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F, int bf16);
 
 /* Causal attention runs in chunks of query rows: the rows of a chunk only see keys up to the
  * chunk's end, so blocks above the diagonal are never computed (for T = 256, chunks of 64 do
@@ -76,19 +79,22 @@ size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, in
 typedef struct {
     int B, T, D, H, F;
     int attn_chunk;           /* query rows per attention chunk (BLOCK_ATTN_CHUNK; tests vary it) */
+    int bf16;                 /* attention's products take bfloat16 operands (bf16 training) */
     float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
     float *qkv;               /* (M, 3D) */
     float *dqkv;              /* (M, 3D) */
     float *dq, *dk, *dv;      /* (B, H, T, hd) */
     float *o;                 /* (B, H, T, hd) attention output / its gradient */
-    float *datt;              /* (B, H, T, T) */
+    float *datt;              /* (B, H, T, T) scores (forward) and their gradient (backward) */
+    uint16_t *o16, *ds16;     /* bf16 only: (B, H, T, hd) attention-output gradient, (B, H, T, T) dS */
     float *dx;                /* (M, D) */
     float *dh13;              /* (M, 2F) */
     float *dg;                /* (M, F) */
     float *mem;
 } BlockScratch;
 
-int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F);
+/* bf16: run attention's products on bfloat16 operands (the activations must be built alike). */
+int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F, int bf16);
 void block_scratch_free(BlockScratch *s);
 
 /* out (M, D) = block(inp (M, D)); saves into a. out must not alias inp. */
@@ -117,7 +123,8 @@ typedef struct {
     float *mem;
 } TrunkActs;
 
-int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T);
+/* bf16: attention's operands stored in bfloat16 (must match the BlockScratch). */
+int trunk_acts_build(TrunkActs *a, const TrunkConfig *c, int B, int T, int bf16);
 void trunk_acts_free(TrunkActs *a);
 /* The trunk output z (M, D) of the last forward pass. */
 float *trunk_output(const TrunkActs *a, const TrunkConfig *c);

@@ -39,27 +39,24 @@ const char *mtp_precision_name(MtpPrecision p);
  * In bf16 precision both operands are rounded to bfloat16 and the product accumulates in fp32. */
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
                 int accumulate);
-/* The same for `batch` independent products over contiguous (batch, ...) arrays, always in fp32:
- * these are attention's products, whose operands are as large as their FLOPs are few, so rounding
- * them to bf16 would cost more time than it saves (and fp32 keeps the scores accurate). */
-void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
-                        int trans_b, int accumulate);
-
 /* Backward of a linear layer y (M, out) = x (M, in) W^T, W stored (out, in):
  * dx = dy W (dx += dy W with accumulate_dx), and dW += dy^T x. In bf16, dy is rounded once for
  * both products. */
 void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int M, int in,
                          int out, int accumulate_dx);
 
-/* A batched product over strided operands (fp32), BLAS style: for b < batch,
+/* A batched product over strided operands, BLAS style: for b < batch,
  * C_b = op(A_b) op(B_b) (+ C_b), where A_b = A + b * stride_a is stored (M, K) with row stride lda,
- * or (K, M) when trans_a; B_b likewise (K, N) / (N, K) with ldb; C_b (M, N) with row stride ldc.
+ * or (K, M) when trans_a; B_b likewise (K, N) / (N, K) with ldb; C_b (M, N) fp32 with row stride
+ * ldc. A and B are fp32, or bfloat16 (uint16_t) values when bf16 is set: attention keeps its
+ * operands rounded, so they are never converted at product time.
  * Lets attention work on blocks of its (T, T) matrices in place. */
 typedef struct {
     int batch, M, N, K, trans_a, trans_b, accumulate;
     long lda, ldb, ldc, stride_a, stride_b, stride_c;
+    int bf16;
 } MtpGemm;
-void mtp_matmul_strided(float *C, const float *A, const float *B, const MtpGemm *g);
+void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g);
 
 /* Floating-point operations issued to oneDNN so far (2*M*N*K per product), for MFU reports. */
 double mtp_matmul_flops(void);
@@ -136,9 +133,14 @@ void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const fl
 void mtp_qkv_merge_unrope(float *dqkv, const float *dq, const float *dk, const float *dv, const float *cos_tab,
                           const float *sin_tab, int B, int T, int H, int hd);
 
+/* The same writing q, k, v as bfloat16 (attention in bf16). */
+void mtp_qkv_split_rope_bf16(uint16_t *q, uint16_t *k, uint16_t *v, const float *qkv, const float *cos_tab,
+                             const float *sin_tab, int B, int T, int H, int hd);
+
 /* (B, H, T, hd) <-> (B*T, H*hd) */
 void mtp_heads_to_rows(float *rows, const float *bhtd, int B, int T, int H, int hd);
 void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int hd);
+void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int H, int hd);
 
 /* Causal softmax in place over att (BH, T, T) holding raw scores q.k: row i becomes
  * softmax_j<=i(scale * s_ij) followed by zeros up to the end of its chunk: attention runs in row
@@ -147,6 +149,11 @@ void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int 
 void mtp_causal_softmax_forward(float *att, int BH, int T, float scale, int chunk);
 /* datt (BH,T,T) holds dP on entry and dS (already times scale) on return, within the same chunks. */
 void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, float scale, int chunk);
+/* bf16 variants: P written rounded from the fp32 scores (which are used as working memory), and
+ * dS written rounded from dP and the rounded P. */
+void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T, float scale, int chunk);
+void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint16_t *att, int BH, int T,
+                                      float scale, int chunk);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 

@@ -290,7 +290,7 @@ static MatmulKey dense_key(int batch, int M, int N, int K, int trans_a, int tran
     MatmulKey k;
     memset(&k, 0, sizeof k); /* the key is compared with memcmp: no stray padding bytes */
     k.g = (MtpGemm){batch, M, N, K, trans_a, trans_b, accumulate, trans_a ? M : K, trans_b ? K : N, N,
-                    (long)M * K, (long)K * N, (long)M * N};
+                    (long)M * K, (long)K * N, (long)M * N, prec == MTP_BF16};
     k.precision = prec;
     return k;
 }
@@ -298,12 +298,6 @@ static MatmulKey dense_key(int batch, int M, int N, int K, int trans_a, int tran
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
                 int accumulate) {
     MatmulKey k = dense_key(1, M, N, K, trans_a, trans_b, accumulate, g_mm.precision);
-    matmul_run(C, A, B, &k);
-}
-
-void mtp_matmul_batched(float *C, const float *A, const float *B, int batch, int M, int N, int K, int trans_a,
-                        int trans_b, int accumulate) {
-    MatmulKey k = dense_key(batch, M, N, K, trans_a, trans_b, accumulate, MTP_FP32);
     matmul_run(C, A, B, &k);
 }
 
@@ -323,12 +317,12 @@ void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, 
     matmul_exec(dW, dy16, to_bf16(&g_mm.bf16_b, &g_mm.bf16_b_cap, x, (size_t)M * in), &kw);
 }
 
-void mtp_matmul_strided(float *C, const float *A, const float *B, const MtpGemm *g) {
+void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g) {
     MatmulKey k;
     memset(&k, 0, sizeof k);
     k.g = *g;
-    k.precision = MTP_FP32;
-    matmul_run(C, A, B, &k);
+    k.precision = g->bf16 ? MTP_BF16 : MTP_FP32;
+    matmul_exec(C, A, B, &k); /* operands already in their precision */
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */

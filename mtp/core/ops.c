@@ -163,6 +163,29 @@ void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const fl
         }
 }
 
+void mtp_qkv_split_rope_bf16(uint16_t *q, uint16_t *k, uint16_t *v, const float *qkv, const float *cos_tab,
+                             const float *sin_tab, int B, int T, int H, int hd) {
+    int D = H * hd, half = hd / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = qkv + ((size_t)b * T + t) * 3 * D;
+            const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
+            float tmp[2 * 512]; /* one head's q and k; hd <= 512 is checked below */
+            for (int h = 0; h < H; h++) {
+                size_t o = (((size_t)b * H + h) * T + t) * hd;
+                assert(hd <= 512);
+                rope_rotate(tmp, row + h * hd, c, s, half);
+                rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
+                for (int d = 0; d < hd; d++) {
+                    q[o + d] = mtp_f32_to_bf16(tmp[d]);
+                    k[o + d] = mtp_f32_to_bf16(tmp[hd + d]);
+                    v[o + d] = mtp_f32_to_bf16(row[2 * D + h * hd + d]);
+                }
+            }
+        }
+}
+
 void mtp_qkv_merge_unrope(float *dqkv, const float *dq, const float *dk, const float *dv, const float *cos_tab,
                           const float *sin_tab, int B, int T, int H, int hd) {
     int D = H * hd, half = hd / 2;
@@ -196,6 +219,17 @@ void mtp_rows_to_heads(float *bhtd, const float *rows, int B, int T, int H, int 
             for (int h = 0; h < H; h++)
                 memcpy(bhtd + (((size_t)b * H + h) * T + t) * hd, rows + ((size_t)b * T + t) * H * hd + h * hd,
                        hd * sizeof(float));
+}
+
+void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int H, int hd) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                uint16_t *dst = bhtd + (((size_t)b * H + h) * T + t) * hd;
+                const float *src = rows + ((size_t)b * T + t) * H * hd + h * hd;
+                for (int d = 0; d < hd; d++) dst[d] = mtp_f32_to_bf16(src[d]);
+            }
 }
 
 /* ---- causal softmax ------------------------------------------------------------------------- */
@@ -236,6 +270,47 @@ void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, f
             for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
             int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
             for (int j = i + 1; j < end; j++) d[j] = 0.0f;
+        }
+}
+
+void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T, float scale, int chunk) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int bh = 0; bh < BH; bh++)
+        for (int i = 0; i < T; i++) {
+            float *row = scores + ((size_t)bh * T + i) * T;
+            uint16_t *out = att + ((size_t)bh * T + i) * T;
+            float mx = -FLT_MAX;
+#pragma omp simd reduction(max : mx)
+            for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j <= i; j++) {
+                float e = mtp_expf(row[j] * scale - mx);
+                row[j] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(row[j] * inv);
+            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
+            for (int j = i + 1; j < end; j++) out[j] = 0;
+        }
+}
+
+void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint16_t *att, int BH, int T,
+                                      float scale, int chunk) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int bh = 0; bh < BH; bh++)
+        for (int i = 0; i < T; i++) {
+            size_t o = ((size_t)bh * T + i) * T;
+            const float *d = dp + o;
+            const uint16_t *p = att + o;
+            uint16_t *out = ds + o;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j <= i; j++) dot += mtp_bf16_to_f32(p[j]) * d[j];
+            for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(mtp_bf16_to_f32(p[j]) * (d[j] - dot) * scale);
+            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
+            for (int j = i + 1; j < end; j++) out[j] = 0;
         }
 }
 
