@@ -69,9 +69,9 @@ int mtp_matmul_primitive_count(void);
 
 static inline uint16_t mtp_f32_to_bf16(float f) {
     union { float f; uint32_t u; } v = {f};
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
-    v.u += 0x7fffu + ((v.u >> 16) & 1u);                                           /* round to nearest even */
-    return (uint16_t)(v.u >> 16);
+    uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16; /* round to nearest even */
+    uint32_t nan = (v.u >> 16) | 0x40;                               /* NaN stays a (quiet) NaN */
+    return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? nan : rounded); /* a select: vectorizes */
 }
 static inline float mtp_bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = {(uint32_t)h << 16};

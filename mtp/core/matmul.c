@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #ifdef __AVX512BF16__
 #include <immintrin.h>
@@ -327,18 +328,45 @@ void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g
 
 /* ---- small utilities ------------------------------------------------------------------------ */
 
+/* Every allocation carries a 64-byte header (keeping the data 64-byte aligned) that records
+ * whether it came from mmap. Large buffers (activations, optimizer state) are mapped: the kernel
+ * hands out zeroed pages as they are first touched, so nothing is cleared twice, and transparent
+ * huge pages (where the kernel allows them) cut page faults and TLB misses. */
+#define ALLOC_HEADER 64
+#ifdef __SANITIZE_ADDRESS__
+#define ALLOC_MMAP_MIN ((size_t)-1) /* AddressSanitizer watches heap blocks only: keep everything there */
+#else
+#define ALLOC_MMAP_MIN ((size_t)1 << 20)
+#endif
+
 void *mtp_calloc(size_t n, size_t size) {
-    if (size && n > ((size_t)-1 - 64) / size) return NULL;
-    size_t bytes = n * size;
-    bytes = (bytes + 63) & ~(size_t)63;
-    if (bytes == 0) bytes = 64;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-    memset(p, 0, bytes);
-    return p;
+    if (size && n > ((size_t)-1 - 2 * ALLOC_HEADER) / size) return NULL;
+    size_t bytes = ((n * size + 63) & ~(size_t)63) + ALLOC_HEADER;
+    char *base;
+    if (bytes >= ALLOC_MMAP_MIN) {
+        base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(base, bytes, MADV_HUGEPAGE);
+#endif
+        *(size_t *)base = bytes;
+    } else {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+        base = p;
+        memset(base, 0, bytes);
+        *(size_t *)base = 0;
+    }
+    return base + ALLOC_HEADER;
 }
 
-void mtp_free(void *p) { free(p); }
+void mtp_free(void *p) {
+    if (!p) return;
+    char *base = (char *)p - ALLOC_HEADER;
+    size_t mapped = *(size_t *)base;
+    if (mapped) munmap(base, mapped);
+    else free(base);
+}
 
 double mtp_now(void) {
     struct timespec ts;

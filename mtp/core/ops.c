@@ -177,6 +177,7 @@ void mtp_qkv_split_rope_bf16(uint16_t *q, uint16_t *k, uint16_t *v, const float 
                 assert(hd <= 512);
                 rope_rotate(tmp, row + h * hd, c, s, half);
                 rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
+#pragma omp simd
                 for (int d = 0; d < hd; d++) {
                     q[o + d] = mtp_f32_to_bf16(tmp[d]);
                     k[o + d] = mtp_f32_to_bf16(tmp[hd + d]);
@@ -228,6 +229,7 @@ void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int
             for (int h = 0; h < H; h++) {
                 uint16_t *dst = bhtd + (((size_t)b * H + h) * T + t) * hd;
                 const float *src = rows + ((size_t)b * T + t) * H * hd + h * hd;
+#pragma omp simd
                 for (int d = 0; d < hd; d++) dst[d] = mtp_f32_to_bf16(src[d]);
             }
 }
@@ -290,6 +292,7 @@ void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T
                 sum += e;
             }
             float inv = 1.0f / sum;
+#pragma omp simd
             for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(row[j] * inv);
             int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
             for (int j = i + 1; j < end; j++) out[j] = 0;
@@ -308,6 +311,7 @@ void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint1
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
             for (int j = 0; j <= i; j++) dot += mtp_bf16_to_f32(p[j]) * d[j];
+#pragma omp simd
             for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(mtp_bf16_to_f32(p[j]) * (d[j] - dot) * scale);
             int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
             for (int j = i + 1; j < end; j++) out[j] = 0;
