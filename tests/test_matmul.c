@@ -115,6 +115,9 @@ int main(void) {
                                    p ? MTP_BF16 : MTP_FP32, &r);
 
     check_strided(&r);
+    int strided = mtp_matmul_primitive_count();
+    check_strided(&r);
+    CHECK(mtp_matmul_primitive_count() == strided); /* the strided key matches itself */
     check_linear_backward(MTP_FP32, &r);
     check_linear_backward(MTP_BF16, &r);
 

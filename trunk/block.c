@@ -92,7 +92,8 @@ int block_scratch_build(BlockScratch *s, int B, int T, int D, int H, int F, int 
     s->mem = mtp_calloc(n, sizeof(float));
     if (!s->mem) return -1;
     s->B = B, s->T = T, s->D = D, s->H = H, s->F = F;
-    s->attn_chunk = BLOCK_ATTN_CHUNK;
+    /* at most 8 chunks: each chunk is its own set of primitives, and few large ones run faster */
+    s->attn_chunk = T / 8 > BLOCK_ATTN_CHUNK ? (T + 7) / 8 : BLOCK_ATTN_CHUNK;
     s->bf16 = bf16;
     float *p = s->mem;
     s->cos_tab = p, p += T * (hd / 2);

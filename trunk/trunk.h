@@ -72,13 +72,13 @@ size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, in
 
 /* Causal attention runs in chunks of query rows: the rows of a chunk only see keys up to the
  * chunk's end, so blocks above the diagonal are never computed (for T = 256, chunks of 64 do
- * 10/16 of the full T x T work). */
+ * 10/16 of the full T x T work). Chunks are 64 rows, or T/8 for long contexts. */
 #define BLOCK_ATTN_CHUNK 64
 
 /* Working memory shared by all blocks of a model (forward and backward), sized for (B, T). */
 typedef struct {
     int B, T, D, H, F;
-    int attn_chunk;           /* query rows per attention chunk (BLOCK_ATTN_CHUNK; tests vary it) */
+    int attn_chunk;           /* query rows per attention chunk (tests vary it) */
     int bf16;                 /* attention's products take bfloat16 operands (bf16 training) */
     float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
     float *qkv;               /* (M, 3D) */

@@ -23,11 +23,16 @@
 
 #include "mtp/core/core.h"
 
-/* Everything that makes two products different primitives. */
-typedef struct {
-    MtpGemm g;
-    MtpPrecision precision;
-} MatmulKey;
+/* Everything that makes two products different primitives is in the MtpGemm: shape, strides,
+ * transposes, accumulate, operand type. */
+typedef MtpGemm MatmulKey;
+
+static int key_eq(const MatmulKey *a, const MatmulKey *b) {
+    return a->batch == b->batch && a->M == b->M && a->N == b->N && a->K == b->K && a->trans_a == b->trans_a &&
+           a->trans_b == b->trans_b && a->accumulate == b->accumulate && a->lda == b->lda && a->ldb == b->ldb &&
+           a->ldc == b->ldc && a->stride_a == b->stride_a && a->stride_b == b->stride_b &&
+           a->stride_c == b->stride_c && a->bf16 == b->bf16;
+}
 
 typedef struct {
     MatmulKey key;
@@ -37,16 +42,14 @@ typedef struct {
     double seconds, calls; /* MTP_PROFILE=1: time spent in this product, reported at shutdown */
 } MatmulEntry;
 
-#define MATMUL_TABLE_MAX 256
-
 static struct {
     int initialised;
     int threads;
     MtpPrecision precision;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
-    MatmulEntry table[MATMUL_TABLE_MAX];
-    int n_entries;
+    MatmulEntry *table; /* grows as new products appear */
+    int n_entries, cap_entries;
     double flops;
     char last_impl[128];
     int profile;
@@ -90,11 +93,11 @@ void mtp_core_shutdown(void) {
         fprintf(stderr, "mtp: matmul profile: %.3f s in %d shapes\n", total, g_mm.n_entries);
         for (int i = 0; i < g_mm.n_entries; i++) {
             MatmulEntry *e = &g_mm.table[i];
-            const MtpGemm *g = &e->key.g;
+            const MtpGemm *g = &e->key;
             double gf = e->calls * 2.0 * g->batch * g->M * g->N * g->K / 1e9;
             fprintf(stderr, "  %3dx[%5d,%5d]x[%5d,%5d]%s%s%s %s: %7.3f s %6.0f calls %7.1f GFLOP/s\n", g->batch, g->M,
                     g->K, g->K, g->N, g->trans_a ? " tA" : "   ", g->trans_b ? " tB" : "   ", g->accumulate ? " +=" : "   ",
-                    mtp_precision_name(e->key.precision), e->seconds, e->calls, e->seconds > 0 ? gf / e->seconds : 0);
+                    g->bf16 ? "bf16" : "fp32", e->seconds, e->calls, e->seconds > 0 ? gf / e->seconds : 0);
         }
     }
     for (int i = 0; i < g_mm.n_entries; i++) {
@@ -110,6 +113,7 @@ void mtp_core_shutdown(void) {
     mtp_free(g_mm.bf16_a);
     mtp_free(g_mm.bf16_b);
     mtp_free(g_mm.scratchpad);
+    free(g_mm.table);
     memset(&g_mm, 0, sizeof g_mm);
 }
 
@@ -146,16 +150,21 @@ static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, 
 
 static MatmulEntry *matmul_entry(const MatmulKey *key) {
     for (int i = 0; i < g_mm.n_entries; i++)
-        if (memcmp(&g_mm.table[i].key, key, sizeof *key) == 0) return &g_mm.table[i];
-    if (g_mm.n_entries == MATMUL_TABLE_MAX) {
-        fprintf(stderr, "mtp: fatal: more than %d distinct matrix product shapes\n", MATMUL_TABLE_MAX);
-        exit(70);
+        if (key_eq(&g_mm.table[i].key, key)) return &g_mm.table[i];
+    if (g_mm.n_entries == g_mm.cap_entries) {
+        int cap = g_mm.cap_entries ? 2 * g_mm.cap_entries : 64;
+        MatmulEntry *t = realloc(g_mm.table, cap * sizeof *t);
+        if (!t) {
+            fprintf(stderr, "mtp: fatal: out of memory for the matrix product table\n");
+            exit(71);
+        }
+        g_mm.table = t, g_mm.cap_entries = cap;
     }
     MatmulEntry *e = &g_mm.table[g_mm.n_entries];
     memset(e, 0, sizeof *e);
     e->key = *key;
-    const MtpGemm *g = &key->g;
-    MtpPrecision prec = key->precision;
+    const MtpGemm *g = key;
+    MtpPrecision prec = g->bf16 ? MTP_BF16 : MTP_FP32;
 
     dnnl_data_type_t in_dt = prec == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md;
@@ -237,7 +246,7 @@ void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
 
 /* Runs the product of key on operands already in the key's precision (a, b: fp32 or bf16). */
 static void matmul_exec(float *C, const void *a, const void *b, const MatmulKey *key) {
-    const MtpGemm *g = &key->g;
+    const MtpGemm *g = key;
     assert(g_mm.initialised && "mtp_core_init must be called first");
     assert(g->batch > 0 && g->M > 0 && g->N > 0 && g->K > 0);
     MatmulEntry *e = matmul_entry(key);
@@ -275,8 +284,8 @@ static uint16_t *to_bf16(uint16_t **buf, size_t *cap, const float *x, size_t n) 
 /* Runs the product of key on fp32 operands, rounding them first in bf16 precision (dense
  * operands only: their stored size is batch * rows * cols). */
 static void matmul_run(float *C, const float *A, const float *B, const MatmulKey *key) {
-    const MtpGemm *g = &key->g;
-    if (key->precision != MTP_BF16) {
+    const MtpGemm *g = key;
+    if (!g->bf16) {
         matmul_exec(C, A, B, key);
         return;
     }
@@ -288,12 +297,8 @@ static void matmul_run(float *C, const float *A, const float *B, const MatmulKey
 /* The key of a product over contiguous operands. */
 static MatmulKey dense_key(int batch, int M, int N, int K, int trans_a, int trans_b, int accumulate,
                            MtpPrecision prec) {
-    MatmulKey k;
-    memset(&k, 0, sizeof k); /* the key is compared with memcmp: no stray padding bytes */
-    k.g = (MtpGemm){batch, M, N, K, trans_a, trans_b, accumulate, trans_a ? M : K, trans_b ? K : N, N,
-                    (long)M * K, (long)K * N, (long)M * N, prec == MTP_BF16};
-    k.precision = prec;
-    return k;
+    return (MatmulKey){batch, M, N, K, trans_a, trans_b, accumulate, trans_a ? M : K, trans_b ? K : N, N,
+                       (long)M * K, (long)K * N, (long)M * N, prec == MTP_BF16};
 }
 
 void mtp_matmul(float *C, const float *A, const float *B, int M, int N, int K, int trans_a, int trans_b,
@@ -319,11 +324,7 @@ void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, 
 }
 
 void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g) {
-    MatmulKey k;
-    memset(&k, 0, sizeof k);
-    k.g = *g;
-    k.precision = g->bf16 ? MTP_BF16 : MTP_FP32;
-    matmul_exec(C, A, B, &k); /* operands already in their precision */
+    matmul_exec(C, A, B, g); /* operands already in their precision */
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */

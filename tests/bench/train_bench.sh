@@ -136,8 +136,9 @@ done
   echo
   echo "tokens/s: median (min / max) over $MTP_TIMED steps after $WARM warm-up steps, from the log's step_s."
   echo "MFU = median(matmul_flops / step_s) / mtp_peak GFLOP/s (best of 2048^3 and 4096x1376x256, same threads and"
-  echo "precision, measured just before and just after the training run; the larger is used). In bf16 the attention products (mtp_matmul_batched) stay fp32 but are counted against the"
-  echo "bf16 peak. RSS: /usr/bin/time %M of the whole mtp process. load1 = 1-minute load average just before the run;"
+  echo "precision, measured just before and just after the training run; the larger is used). matmul_flops counts"
+  echo "the products as executed (causal attention skips the blocks above the diagonal, so those are not counted)."
+  echo "RSS: /usr/bin/time %M of the whole mtp process. load1 = 1-minute load average just before the run;"
   echo "CPU = (user + sys) / wall of the whole process (incl. start-up and the final save), about 100% x threads when"
   echo "the process had its cores to itself: much less means other work took them and the tokens/s are low."
   echo
