@@ -6,31 +6,7 @@
 #
 # Needs python3 (json, struct, zlib: standard library only) to check JSON and to find tensor data
 # inside a checkpoint.
-set -u
-MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-DIR=$2
-rm -rf "${DIR:?}"
-mkdir -p "$DIR"
-cd "$DIR" || exit 2
-# Threads that wait sleep instead of spinning: the results are the same (static schedules), and on
-# a machine shared with other work spinning threads make a multi-threaded run many times slower.
-export OMP_WAIT_POLICY=passive
-# python3 for JSON; resolved once (a version-manager shim can take half a second per start)
-PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
-if [[ -z $PYTHON ]]; then
-    echo "python3 is required"
-    exit 2
-fi
-python3() { "$PYTHON" "$@"; }
-
-PASS=0
-FAIL=0
-pass() { PASS=$((PASS + 1)); }
-no_temp_files() { ! compgen -G '*.tmp.*' >/dev/null; } # atomic saves leave none behind
-fail() {
-    FAIL=$((FAIL + 1))
-    echo "FAIL: $*"
-}
+source "$(dirname "$0")/lib_cli.sh"
 
 # The tiny model used everywhere; flags_without drops some of them so a case can set its own.
 BASE=(--dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 16 --batch 2 --heads 2 --threads 1 --eval-every 0
@@ -134,12 +110,6 @@ expect_ok() {
     fi
 }
 
-# check DESCRIPTION CMD...: a plain assertion
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass; else fail "$what"; fi
-}
 
 cat >ckpt.py <<'EOF'
 # A small msgpack walker for mtp checkpoints (no msgpack module needed).

@@ -9,36 +9,7 @@
 #    cosine schedule);
 #  - --save-every: the final checkpoint is the same as without it; killed (SIGKILL) mid-run, the
 #    last periodic save is there and is at a multiple of the period.
-set -u
-MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-DIR=$2
-rm -rf "${DIR:?}"
-mkdir -p "$DIR"
-cd "$DIR" || exit 2
-# Threads that wait sleep instead of spinning: the results are the same (static schedules), and on
-# a machine shared with other work spinning threads make a multi-threaded run many times slower.
-export OMP_WAIT_POLICY=passive
-# python3 for JSON; resolved once (a version-manager shim can take half a second per start)
-PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
-if [[ -z $PYTHON ]]; then
-    echo "python3 is required"
-    exit 2
-fi
-python3() { "$PYTHON" "$@"; }
-
-PASS=0
-FAIL=0
-pass() { PASS=$((PASS + 1)); }
-no_temp_files() { ! compgen -G '*.tmp.*' >/dev/null; } # atomic saves leave none behind
-fail() {
-    FAIL=$((FAIL + 1))
-    echo "FAIL: $*"
-}
-check() { # check DESCRIPTION CMD...
-    local what=$1
-    shift
-    if "$@"; then pass; else fail "$what"; fi
-}
+source "$(dirname "$0")/lib_cli.sh"
 # run_ok LOGNAME CMD...: runs, stderr to LOGNAME.err; fails the test unless status 0
 run_ok() {
     local name=$1

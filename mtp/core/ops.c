@@ -236,26 +236,46 @@ void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int
 
 /* ---- causal softmax ------------------------------------------------------------------------- */
 
+/* Row i of a causal softmax: row[0..i] becomes exp(scale * s - max), and 1/sum is returned. */
+static inline float causal_exp_row(float *row, int i, float scale) {
+    float mx = -FLT_MAX;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= i; j++) {
+        float e = mtp_expf(row[j] * scale - mx);
+        row[j] = e;
+        sum += e;
+    }
+    return 1.0f / sum;
+}
+
+/* End of the keys that query row i's chunk computes: columns i+1 .. end-1 are zeroed. */
+static inline int chunk_end(int i, int chunk, int T) { return (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T; }
+
 void mtp_causal_softmax_forward(float *att, int BH, int T, float scale, int chunk) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int bh = 0; bh < BH; bh++)
         for (int i = 0; i < T; i++) {
             float *row = att + ((size_t)bh * T + i) * T;
-            float mx = -FLT_MAX;
-#pragma omp simd reduction(max : mx)
-            for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= i; j++) {
-                float e = mtp_expf(row[j] * scale - mx);
-                row[j] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
+            float inv = causal_exp_row(row, i, scale);
 #pragma omp simd
             for (int j = 0; j <= i; j++) row[j] *= inv;
-            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
-            for (int j = i + 1; j < end; j++) row[j] = 0.0f;
+            for (int j = i + 1, end = chunk_end(i, chunk, T); j < end; j++) row[j] = 0.0f;
+        }
+}
+
+void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T, float scale, int chunk) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int bh = 0; bh < BH; bh++)
+        for (int i = 0; i < T; i++) {
+            float *row = scores + ((size_t)bh * T + i) * T;
+            uint16_t *out = att + ((size_t)bh * T + i) * T;
+            float inv = causal_exp_row(row, i, scale);
+#pragma omp simd
+            for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(row[j] * inv);
+            for (int j = i + 1, end = chunk_end(i, chunk, T); j < end; j++) out[j] = 0;
         }
 }
 
@@ -270,32 +290,7 @@ void mtp_causal_softmax_backward(float *datt, const float *att, int BH, int T, f
             for (int j = 0; j <= i; j++) dot += p[j] * d[j];
 #pragma omp simd
             for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
-            for (int j = i + 1; j < end; j++) d[j] = 0.0f;
-        }
-}
-
-void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T, float scale, int chunk) {
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int bh = 0; bh < BH; bh++)
-        for (int i = 0; i < T; i++) {
-            float *row = scores + ((size_t)bh * T + i) * T;
-            uint16_t *out = att + ((size_t)bh * T + i) * T;
-            float mx = -FLT_MAX;
-#pragma omp simd reduction(max : mx)
-            for (int j = 0; j <= i; j++) mx = row[j] * scale > mx ? row[j] * scale : mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= i; j++) {
-                float e = mtp_expf(row[j] * scale - mx);
-                row[j] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
-#pragma omp simd
-            for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(row[j] * inv);
-            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
-            for (int j = i + 1; j < end; j++) out[j] = 0;
+            for (int j = i + 1, end = chunk_end(i, chunk, T); j < end; j++) d[j] = 0.0f;
         }
 }
 
@@ -313,8 +308,7 @@ void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint1
             for (int j = 0; j <= i; j++) dot += mtp_bf16_to_f32(p[j]) * d[j];
 #pragma omp simd
             for (int j = 0; j <= i; j++) out[j] = mtp_f32_to_bf16(mtp_bf16_to_f32(p[j]) * (d[j] - dot) * scale);
-            int end = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
-            for (int j = i + 1; j < end; j++) out[j] = 0;
+            for (int j = i + 1, end = chunk_end(i, chunk, T); j < end; j++) out[j] = 0;
         }
 }
 
