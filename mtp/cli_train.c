@@ -321,8 +321,9 @@ int cmd_train(int argc, char **argv) {
 
     const int n = model.cfg.heads.n;
     MtpParamCounts pc = mtp_param_counts(&model.cfg);
-    fprintf(stderr, "mtp train: %s | %.2fM parameters, %d %s heads | %d threads, %s\n", data.desc, pc.total / 1e6,
-            n, heads_type_name(model.cfg.heads.type), mtp_core_threads(), mtp_precision_name(prec));
+    fprintf(stderr, "mtp train: %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", data.desc,
+            pc.total / 1e6, n, heads_type_name(model.cfg.heads.type), n == 1 ? "" : "s", mtp_core_threads(),
+            mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(prec));
     if (tr.step >= a.opt.steps)
         fprintf(stderr, "mtp train: the checkpoint is already at step %d of %d; nothing to train\n", tr.step,
                 a.opt.steps);
@@ -364,9 +365,10 @@ int cmd_train(int argc, char **argv) {
                       "stopped without saving, %s keeps its previous contents", tr.step + 1, a.out);
             goto done;
         }
-        /* progress: one live line on a terminal, a line every ~10 s (and the first) otherwise */
+        /* progress: one live line on a terminal (redrawn at most 10 times a second), a line every
+         * ~10 s (and the first and last) otherwise */
         double now = mtp_now();
-        if (tty || now - last_print >= 10.0 || tr.step == first_step + 1 || tr.step == a.opt.steps) {
+        if (now - last_print >= (tty ? 0.1 : 10.0) || tr.step == first_step + 1 || tr.step == a.opt.steps) {
             char eta[32];
             fmt_duration(eta, sizeof eta, (a.opt.steps - tr.step) * (elapsed / (tr.step - first_step)));
             fprintf(stderr, "%sstep %d/%d | loss ", tty ? "\r\033[K" : "", tr.step, a.opt.steps);
