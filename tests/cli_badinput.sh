@@ -232,6 +232,7 @@ expect_fail 2 "--dim must be between" "$MTP" train --data builtin:arith --out x.
 expect_fail 2 "--dim given twice" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 32 --dim 32
 flags_without --dim --attn-heads
 expect_fail 2 "not divisible" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 30 --attn-heads 4
+expect_fail 2 "head dim 1024" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 1024 --attn-heads 1
 expect_fail 2 "must be even" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 30 --attn-heads 2
 flags_without --heads
 expect_fail 2 "--heads must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --heads 0

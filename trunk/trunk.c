@@ -26,6 +26,11 @@ int trunk_config_check(const TrunkConfig *c, char *err, size_t errlen) {
         snprintf(err, errlen, "dim %d is not divisible by attn-heads %d", c->dim, c->attn_heads);
         return -1;
     }
+    if (c->dim / c->attn_heads > TRUNK_MAX_HEAD_DIM) {
+        snprintf(err, errlen, "head dim %d (dim / attn-heads) must be at most %d: use more attention heads",
+                 c->dim / c->attn_heads, TRUNK_MAX_HEAD_DIM);
+        return -1;
+    }
     if ((c->dim / c->attn_heads) % 2 != 0) {
         snprintf(err, errlen, "head dim %d (dim / attn-heads) must be even for rotary embedding",
                  c->dim / c->attn_heads);

@@ -31,6 +31,7 @@ typedef struct {
 #define TRUNK_MAX_LAYERS 256
 #define TRUNK_MAX_FFN 65536
 #define TRUNK_MAX_CTX 65536
+#define TRUNK_MAX_HEAD_DIM 512 /* dim / attn-heads; per-head loops keep one head's vectors on the stack */
 
 /* Checks sizes and relations; writes a one-line message naming the offending field. */
 int trunk_config_check(const TrunkConfig *c, char *err, size_t errlen);

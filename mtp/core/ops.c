@@ -171,7 +171,7 @@ void mtp_qkv_split_rope_bf16(uint16_t *q, uint16_t *k, uint16_t *v, const float 
         for (int t = 0; t < T; t++) {
             const float *row = qkv + ((size_t)b * T + t) * 3 * D;
             const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
-            float tmp[2 * 512]; /* one head's q and k; hd <= 512 is checked below */
+            float tmp[2 * 512]; /* one head's q and k: the trunk's config allows head dims up to 512 */
             for (int h = 0; h < H; h++) {
                 size_t o = (((size_t)b * H + h) * T + t) * hd;
                 assert(hd <= 512);
