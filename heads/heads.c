@@ -140,3 +140,21 @@ void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t
         stats[i] = (HeadStats){loss, count_targets(a->targets, M), correct};
     }
 }
+
+void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
+                      const HeadsWeights *w, const HeadsConfig *hc, BlockDecodeScratch *s) {
+    const int D = s->D;
+    if (hc->type == HEAD_TRANSFORMER) {
+        memcpy(h, z, (size_t)R * D * sizeof(float));
+        block_decode(h, k_cache, v_cache, pos0, R, &w->blocks[i], s);
+    } else {
+        mtp_matmul(h, z, w->lin[i], R, D, D, 0, 1, 0);          // u = z W^T
+        mtp_silu_residual_forward(h, z, h, (size_t)R * D);      // h = z + silu(u), in place
+    }
+}
+
+void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
+                         const TrunkConfig *tc) {
+    mtp_rmsnorm_forward(hn, rstd, h, w->final_norm, R, tc->dim);
+    mtp_matmul(logits, hn, w->unembed, R, tc->vocab, tc->dim, 0, 1, 0);
+}

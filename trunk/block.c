@@ -187,3 +187,46 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
     mtp_linear_backward(s->dx, dw->wqkv, s->dqkv, a->ln1, w->wqkv, M, D, 3 * D, 0); // dln1 (M,D), dWqkv
     mtp_rmsnorm_backward(dres, dw->attn_norm, s->dx, inp, w->attn_norm, a->ln1_rstd, M, D); // dres = d inp
 }
+
+/* ---- inference over a key/value cache --------------------------------------------------------- */
+
+int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F) {
+    memset(s, 0, sizeof *s);
+    size_t hd = (size_t)D / H;
+    size_t n = 2 * (size_t)T * (hd / 2) + (size_t)R * D + R + (size_t)R * 3 * D + (size_t)R * H * T + (size_t)R * D +
+               (size_t)R * 2 * F + (size_t)R * F;
+    s->mem = mtp_calloc(n, sizeof(float));
+    if (!s->mem) return -1;
+    s->R = R, s->T = T, s->D = D, s->H = H, s->F = F;
+    float *p = s->mem;
+    s->cos_tab = p, p += (size_t)T * (hd / 2);
+    s->sin_tab = p, p += (size_t)T * (hd / 2);
+    s->ln = p, p += (size_t)R * D;
+    s->rstd = p, p += R;
+    s->qkv = p, p += (size_t)R * 3 * D;
+    s->att = p, p += (size_t)R * H * T;
+    s->atty = p, p += (size_t)R * D;
+    s->h13 = p, p += (size_t)R * 2 * F;
+    s->g = p, p += (size_t)R * F;
+    mtp_rope_tables(s->cos_tab, s->sin_tab, T, (int)hd);
+    return 0;
+}
+
+void block_decode_scratch_free(BlockDecodeScratch *s) {
+    mtp_free(s->mem);
+    memset(s, 0, sizeof *s);
+}
+
+void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
+                  BlockDecodeScratch *s) {
+    const int D = s->D, H = s->H, F = s->F;
+    // x (R,D) += Wo attn(rmsnorm(x)) over the cache; x += W2 swiglu(rmsnorm(x))
+    mtp_rmsnorm_forward(s->ln, s->rstd, x, w->attn_norm, R, D);
+    mtp_matmul(s->qkv, s->ln, w->wqkv, R, 3 * D, D, 0, 1, 0);
+    mtp_attention_cached(s->atty, s->att, k_cache, v_cache, s->qkv, s->cos_tab, s->sin_tab, pos0, R, H, D / H);
+    mtp_matmul(x, s->atty, w->wo, R, D, D, 0, 1, 1);
+    mtp_rmsnorm_forward(s->ln, s->rstd, x, w->mlp_norm, R, D);
+    mtp_matmul(s->h13, s->ln, w->w13, R, 2 * F, D, 0, 1, 0);
+    mtp_swiglu_forward(s->g, s->h13, R, F);
+    mtp_matmul(x, s->g, w->w2, R, D, F, 0, 1, 1);
+}

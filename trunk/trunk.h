@@ -105,6 +105,29 @@ void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeight
 void block_backward(float *dres, const BlockWeights *dw, const float *inp, const BlockActs *a,
                     const BlockWeights *w, BlockScratch *s);
 
+/* ---- one block at inference, over a key/value cache ------------------------------------------ */
+
+/* Working memory for running up to R rows at a time through blocks at inference. */
+typedef struct {
+    int R, T, D, H, F;
+    float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
+    float *ln, *rstd;         /* (R, D), (R) */
+    float *qkv;               /* (R, 3D) */
+    float *att;               /* (R, H, T) attention weights */
+    float *atty;              /* (R, D) */
+    float *h13, *g;           /* (R, 2F), (R, F) */
+    float *mem;
+} BlockDecodeScratch;
+
+int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F);
+void block_decode_scratch_free(BlockDecodeScratch *s);
+
+/* Runs x (R, D), the residual stream of R rows at positions pos0..pos0+R-1, through the block in
+ * place, writing the rows' keys and values into the block's caches k_cache, v_cache (T, D) at rows
+ * pos0.. (what was there is overwritten: rolling back a cache is only a change of length). */
+void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
+                  BlockDecodeScratch *s);
+
 /* ---- the trunk ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -136,5 +159,10 @@ void trunk_forward(TrunkActs *a, const TrunkWeights *w, const int32_t *tokens, c
 /* Backward from dz (M, D), which is consumed (used as working memory); adds into dw. */
 void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const TrunkWeights *w,
                     const int32_t *tokens, const TrunkConfig *c, BlockScratch *s);
+
+/* Inference: embeds tokens (R) at positions pos0..pos0+R-1 into x (R, D) and runs every block
+ * over its cache: k_cache, v_cache (L, T, D), laid out (layer, position, kv dim). x ends as z. */
+void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
+                  const TrunkWeights *w, const TrunkConfig *c, BlockDecodeScratch *s);
 
 #endif

@@ -155,6 +155,13 @@ void mtp_causal_softmax_forward_bf16(uint16_t *att, float *scores, int BH, int T
 void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint16_t *att, int BH, int T,
                                       float scale, int chunk);
 
+/* Attention for R new rows at positions pos0..pos0+R-1 against a key/value cache (inference).
+ * qkv (R, 3D) holds the rows' raw projections: RoPE is applied to their q and k, their k and v are
+ * written into the caches k_cache, v_cache (T, D) at rows pos0.., and out (R, D) gets each row's
+ * causal attention over cache rows 0..its position. att is scratch of R * H * (pos0 + R) floats. */
+void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
+                          const float *cos_tab, const float *sin_tab, int pos0, int R, int H, int hd);
+
 /* ---- loss ----------------------------------------------------------------------------------- */
 
 /* Softmax cross-entropy over logits (M, V) for targets (M), in place: logits become dlogits =

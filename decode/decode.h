@@ -1,0 +1,43 @@
+/* decode.h - the inference engine: a model with key/value caches, run a few rows at a time.
+ *
+ * DecodeState keeps, like llama2.c's RunState, the caches laid out (layer, position, kv dim): one
+ * pair per trunk block and one per transformer head that is kept in step (heads 1..n_heads, the
+ * ones a lookahead of n_heads needs; lookahead 1 keeps head 1 only and never runs the others).
+ * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
+ * advances len; decode_truncate moves len back, which is all a rollback of rejected positions
+ * takes: their cache rows are overwritten by the next forward. */
+#ifndef MTP_DECODE_H
+#define MTP_DECODE_H
+
+#include "mtp/mtp.h"
+
+typedef struct {
+    const MtpModel *model;
+    int max_rows;    /* R: rows per decode_forward */
+    int n_heads;     /* heads run (and cached) at every position: 1..n */
+    int len;         /* positions in the caches */
+    float *k_cache, *v_cache; /* (L + transformer heads kept, T, D) */
+    float *z;        /* (R, D) trunk output of the last forward */
+    float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
+    float *logits;   /* (n_heads, R, V) */
+    BlockDecodeScratch scratch;
+    float *mem;
+} DecodeState;
+
+/* n_heads: heads to keep in step (1..model's n). Returns -1 with a message when out of memory. */
+int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen);
+void decode_free(DecodeState *s);
+
+/* Runs tokens (R <= max_rows, len + R <= ctx) at positions len..len+R-1 and advances len. Every
+ * kept head runs on every row (their caches stay complete); the logits of heads 1..n_logits
+ * (n_logits <= n_heads) are computed for every row. */
+void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
+/* Prompt prefill: any number of tokens, in passes of max_rows; logits of head 1..n_logits for
+ * the last pass's rows. */
+void decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
+/* Logits (V) of head (0-based) for row r of the last forward. */
+const float *decode_logits(const DecodeState *s, int head, int row);
+/* Rolls the caches back to len positions (len <= s->len). */
+void decode_truncate(DecodeState *s, int len);
+
+#endif
