@@ -1,5 +1,6 @@
 /* decode.c - the inference engine: trunk and heads over key/value caches. */
 #include <assert.h>
+#include <float.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,12 +56,15 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
     s->len += R;
 }
 
-void decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
+int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
+    int last = 0;
     for (int done = 0; done < n;) {
         int R = n - done < s->max_rows ? n - done : s->max_rows;
         decode_forward(s, tokens + done, R, done + R == n ? n_logits : 0);
         done += R;
+        last = R - 1;
     }
+    return last;
 }
 
 const float *decode_logits(const DecodeState *s, int head, int row) {
@@ -71,4 +75,65 @@ const float *decode_logits(const DecodeState *s, int head, int row) {
 void decode_truncate(DecodeState *s, int len) {
     assert(len >= 0 && len <= s->len);
     s->len = len;
+}
+
+/* ---- greedy generation ------------------------------------------------------------------------ */
+
+static int32_t argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* The proposal read off one row: head 1's next token, then heads 2..K's guesses after it. */
+static void propose(int32_t *block, const DecodeState *s, int row, int K) {
+    const int V = s->model->cfg.trunk.vocab;
+    for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
+}
+
+int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
+                  int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx) {
+    const int K = lookahead, ctx = s->model->cfg.trunk.ctx;
+    assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
+    memset(st, 0, sizeof *st);
+    int32_t block[HEADS_MAX];
+    double t0 = mtp_now();
+    propose(block, s, decode_prefill(s, prompt, n, K), K);
+    st->t_prefill = mtp_now() - t0;
+    int produced = 0;
+    while (produced < max_new) {
+        /* block[0] is head 1's prediction: always right. Past the context it cannot be run, only emitted. */
+        int room = ctx - s->len, k = K < room ? K : room;
+        if (k > max_new - produced) k = max_new - produced;
+        int accepted = 1;
+        if (room > 0) {
+            double tf = mtp_now();
+            decode_forward(s, block, k, K);
+            st->t_forward += mtp_now() - tf;
+            st->forwards++;
+            /* block[j] stands if head 1, run on block[0..j), predicts it */
+            const int V = s->model->cfg.trunk.vocab;
+            while (accepted < k && argmax(decode_logits(s, 0, accepted - 1), V) == block[accepted]) accepted++;
+            for (int j = 1; j < k; j++) st->proposed[j]++, st->accepted[j] += j < accepted;
+        } else {
+            st->hit_context = 1;
+        }
+        /* an end token ends the output there */
+        int take = accepted, stop = room <= 0;
+        for (int j = 0; j < accepted; j++)
+            if (block[j] == eos) {
+                take = j + 1, stop = 1;
+                break;
+            }
+        memcpy(out + produced, block, take * sizeof(int32_t));
+        if (emit) emit(emit_ctx, block, take);
+        produced += take;
+        if (stop) break;
+        if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+        propose(block, s, accepted - 1, K);
+    }
+    st->tokens = produced;
+    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward;
+    return produced;
 }

@@ -33,11 +33,35 @@ void decode_free(DecodeState *s);
  * (n_logits <= n_heads) are computed for every row. */
 void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
 /* Prompt prefill: any number of tokens, in passes of max_rows; logits of head 1..n_logits for
- * the last pass's rows. */
-void decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
+ * the last pass's rows. Returns the row of the last token in that pass. */
+int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
 /* Logits (V) of head (0-based) for row r of the last forward. */
 const float *decode_logits(const DecodeState *s, int head, int row);
 /* Rolls the caches back to len positions (len <= s->len). */
 void decode_truncate(DecodeState *s, int len);
+
+/* ---- greedy generation ------------------------------------------------------------------------ */
+
+typedef struct {
+    long tokens;                /* tokens generated */
+    long forwards;              /* forward passes after the prefill */
+    long proposed[HEADS_MAX];   /* drafts of head i (0-based; head 0 is never a draft) verified */
+    long accepted[HEADS_MAX];   /* ... and accepted */
+    int hit_context;            /* stopped because the context was full */
+    double t_prefill, t_forward, t_other; /* seconds */
+} DecodeStats;
+
+/* Called with each run of accepted tokens, in order (for streaming). */
+typedef void (*DecodeEmit)(void *ctx, const int32_t *tokens, int n);
+
+/* Greedy decoding after prompt (n >= 1 tokens, n <= ctx) of up to max_new tokens, stopping after an
+ * end token (eos >= 0) or when the context is full. lookahead 1 is plain next-token decoding with
+ * head 1 alone; lookahead K > 1 is blockwise parallel decoding (Stern et al. 2018): heads 1..K
+ * propose K tokens, one forward pass over them verifies them with head 1, the longest agreeing
+ * prefix is kept, and the same pass gives the next proposal, so each pass yields 1..K tokens and
+ * the output is head 1's greedy output. s must be fresh (len 0), built with max_rows >= K and
+ * n_heads >= K. Returns the number of tokens written to out (capacity max_new). */
+int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
+                  int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx);
 
 #endif

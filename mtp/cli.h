@@ -31,6 +31,7 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* exit codes */
 #define EXIT_USAGE 2       /* bad command line */

@@ -310,6 +310,7 @@ static const char *MAIN_HELP =
     "  train     train a model (or resume one) and write a checkpoint\n"
     "  eval      loss and accuracy of every head on validation data\n"
     "  info      print a checkpoint's configuration and parameter counts\n"
+    "  generate  continue a prompt (greedy; the extra heads draft with --lookahead)\n"
     "\n"
     "Run 'mtp COMMAND --help' for the options of a command.\n";
 
@@ -322,6 +323,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
-    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info; see mtp --help)\n", cmd);
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
+    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate; see mtp --help)\n", cmd);
     return EXIT_USAGE;
 }

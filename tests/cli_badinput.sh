@@ -419,5 +419,28 @@ elif [[ $RC -ne 0 ]]; then pass # a clean refusal is fine
 elif "${PY[@]}" json out.txt 2>/dev/null; then pass
 else fail "eval --json of a model with NaN weights prints invalid JSON: $(cat out.txt)"; fi
 
+# ---- generate: lossless lookahead, and bad input
+flags_without --heads
+run "$MTP" train --data builtin:arith --out gen.ckpt "${FLAGS[@]}" --heads 3 --steps 40
+check "a 3-head model to generate with" test "$RC" -eq 0
+for K in 1 2 3; do
+    "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --lookahead "$K" --max-tokens 40 --threads 1 \
+        >"gen.$K.txt" 2>/dev/null
+done
+check "generate prints the continuation" test -s gen.1.txt
+check "generate --lookahead 2 gives the --lookahead 1 output" cmp -s gen.1.txt gen.2.txt
+check "generate --lookahead 3 gives the --lookahead 1 output" cmp -s gen.1.txt gen.3.txt
+run "$MTP" generate --model gen.ckpt --prompt "$(printf '\xff\xfe bytes')" --max-tokens 5 --threads 1
+check "a prompt that is not UTF-8 is just bytes to a byte model" test "$RC" -eq 0
+expect_fail 2 "--lookahead must be between" "$MTP" generate --model gen.ckpt --prompt x --lookahead 0
+expect_fail 2 "more than the model's 3 heads" "$MTP" generate --model gen.ckpt --prompt x --lookahead 4
+expect_fail 2 "the prompt is empty" "$MTP" generate --model gen.ckpt --prompt-file empty.txt
+expect_fail 2 "the model's context is 16" "$MTP" generate --model gen.ckpt --prompt "0123456789abcdefgh"
+expect_fail 1 "longer than the model's context" "$MTP" generate --model gen.ckpt --prompt-file gen.ckpt
+expect_fail 2 "exactly one of --prompt" "$MTP" generate --model gen.ckpt
+expect_fail 2 "--model FILE is required" "$MTP" generate --prompt x
+expect_fail 1 "cannot open missing.ckpt" "$MTP" generate --model missing.ckpt --prompt x
+expect_fail 1 "empty.txt: file is empty" "$MTP" generate --model empty.txt --prompt x
+
 echo "cli_badinput: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -1,0 +1,152 @@
+/* cli_generate.c - `mtp generate`: greedy decoding, single-head or with the extra heads drafting. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "decode/decode.h"
+#include "mtp/cli.h"
+
+static const char *GENERATE_HELP =
+    "usage: mtp generate --model FILE (--prompt TEXT | --prompt-file F) [options]\n"
+    "\n"
+    "Continue a prompt with greedy decoding (head 1's most likely token each time), streaming\n"
+    "the text to stdout. With --lookahead K > 1 the extra heads draft K tokens at once and one\n"
+    "forward pass verifies them (blockwise parallel decoding): the output is the same as with\n"
+    "--lookahead 1, in fewer forward passes.\n"
+    "\n"
+    "  --model FILE        checkpoint to decode with (required)\n"
+    "  --prompt TEXT       the prompt (bytes; any byte string works with the byte tokenizer)\n"
+    "  --prompt-file F     read the prompt from a file instead\n"
+    "  --max-tokens N      generate at most N tokens (default 256); stops early at the end of an\n"
+    "                      example (EOS) or when the context is full (said on stderr)\n"
+    "  --lookahead K       tokens drafted per forward pass, 1..heads (default: all heads);\n"
+    "                      1 = plain decoding with head 1 alone\n"
+    "  --threads P         threads (default: all cores)\n"
+    "  --stats             print tokens/s, forward passes, tokens per forward pass and each\n"
+    "                      head's acceptance to stderr\n";
+
+static void emit_bytes(void *ctx, const int32_t *tokens, int n) {
+    (void)ctx;
+    uint8_t buf[HEADS_MAX];
+    size_t k = ds_decode_bytes(buf, tokens, (size_t)n);
+    fwrite(buf, 1, k, stdout);
+    fflush(stdout);
+}
+
+/* Reads a whole file (at most max bytes) into a new buffer; NULL with a message on failure. */
+static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--prompt-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t got = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        snprintf(err, errlen, "--prompt-file %s: cannot read it", path);
+        free(buf);
+        return NULL;
+    }
+    if (got > max) {
+        snprintf(err, errlen, "--prompt-file %s: longer than the model's context (%zu tokens)", path, max);
+        free(buf);
+        return NULL;
+    }
+    *n = got;
+    return buf;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    int max_tokens = 256, lookahead = 0, threads = 0, stats = 0, help = 0;
+    CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
+                     {"--prompt", OPT_STR, &prompt, 0, 0, 0},
+                     {"--prompt-file", OPT_STR, &prompt_file, 0, 0, 0},
+                     {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 24, 0},
+                     {"--lookahead", OPT_INT, &lookahead, 1, HEADS_MAX, 0},
+                     {"--threads", OPT_INT, &threads, 1, 4096, 0},
+                     {"--stats", OPT_FLAG, &stats, 0, 0, 0},
+                     {0}};
+    if (cli_parse("generate", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
+    if (help) return fputs(GENERATE_HELP, stdout), 0;
+    if (!model_path) {
+        cli_error("generate", "--model FILE is required (see mtp generate --help)");
+        return EXIT_USAGE;
+    }
+    if (!prompt == !prompt_file) {
+        cli_error("generate", "give exactly one of --prompt TEXT and --prompt-file F");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    MtpModel m;
+    MtpCheckpointExtra x;
+    if (mtp_checkpoint_load(model_path, &m, &x, err, sizeof err)) {
+        cli_error("generate", "%s", err);
+        return EXIT_FAIL;
+    }
+    mtp_checkpoint_extra_free(&x);
+    const int n_heads = m.cfg.heads.n, ctx = m.cfg.trunk.ctx;
+    int rc = EXIT_FAIL;
+    char *text = NULL;
+    int32_t *tokens = NULL, *out = NULL;
+    DecodeState s = {0};
+    if (!lookahead) lookahead = n_heads;
+    if (lookahead > n_heads) {
+        cli_error("generate", "--lookahead %d is more than the model's %d heads", lookahead, n_heads);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    size_t n_bytes = prompt ? strlen(prompt) : 0;
+    if (prompt_file && !(text = read_prompt_file(prompt_file, (size_t)ctx - 1, &n_bytes, err, sizeof err))) {
+        cli_error("generate", "%s", err);
+        goto done;
+    }
+    const uint8_t *bytes = (const uint8_t *)(prompt ? prompt : text);
+    if (n_bytes == 0) {
+        cli_error("generate", "the prompt is empty");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    /* the prompt is BOS + its bytes (as every training example starts); it must leave room for one token */
+    if (n_bytes + 1 > (size_t)ctx) {
+        cli_error("generate", "the prompt is %zu tokens; the model's context is %d", n_bytes + 1, ctx);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    tokens = malloc((n_bytes + 1) * sizeof(int32_t));
+    out = malloc((size_t)max_tokens * sizeof(int32_t));
+    if (!tokens || !out || mtp_core_init(threads, MTP_FP32, err, sizeof err) ||
+        decode_build(&s, &m, lookahead > 64 ? lookahead : 64, lookahead, err, sizeof err)) {
+        cli_error("generate", "%s", tokens && out ? err : "out of memory");
+        goto done;
+    }
+    tokens[0] = DS_BOS;
+    ds_encode_bytes(tokens + 1, bytes, n_bytes);
+    DecodeStats st;
+    double t0 = mtp_now();
+    int n = decode_greedy(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, NULL);
+    double dt = mtp_now() - t0;
+    if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
+    if (st.hit_context) fprintf(stderr, "mtp generate: stopped at the context length (%d tokens)\n", ctx);
+    if (stats) {
+        fprintf(stderr, "mtp generate: %d tokens in %.3f s (%.1f tokens/s; prefill %.3f s), lookahead %d\n", n, dt,
+                n / dt, st.t_prefill, lookahead);
+        fprintf(stderr, "  forward passes %ld, tokens per forward pass %.2f\n", st.forwards,
+                st.forwards ? (double)n / st.forwards : 0.0);
+        for (int j = 1; j < lookahead; j++)
+            fprintf(stderr, "  head %d acceptance %.1f%% (%ld of %ld drafts)\n", j + 1,
+                    st.proposed[j] ? 100.0 * st.accepted[j] / st.proposed[j] : 0.0, st.accepted[j], st.proposed[j]);
+    }
+    rc = 0;
+done:
+    decode_free(&s);
+    free(text);
+    free(tokens);
+    free(out);
+    mtp_model_free(&m);
+    mtp_core_shutdown();
+    return rc;
+}
