@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <float.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decode/decode.h"
@@ -30,10 +31,23 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     s->hn = p, p += R * D;
     s->rstd = p, p += R;
     s->logits = p, p += (size_t)n_heads * R * V;
+    MtpPrecision prec = mtp_core_precision();
+    s->trunk_packed = calloc(c->layers ? c->layers : 1, sizeof(BlockPacked));
+    int ok = s->trunk_packed != NULL;
+    for (int l = 0; l < c->layers && ok; l++) ok = block_pack(&s->trunk_packed[l], &m->trunk.blocks[l], c->dim, c->ffn, prec) == 0;
+    if (!ok || heads_pack(&s->heads_packed, n_heads, &m->heads, c, &m->cfg.heads, prec)) {
+        snprintf(err, errlen, "out of memory for the packed weights");
+        decode_free(s);
+        return -1;
+    }
     return 0;
 }
 
 void decode_free(DecodeState *s) {
+    if (s->trunk_packed)
+        for (int l = 0; l < s->model->cfg.trunk.layers; l++) block_packed_free(&s->trunk_packed[l]);
+    free(s->trunk_packed);
+    heads_packed_free(&s->heads_packed);
     mtp_free(s->mem);
     block_decode_scratch_free(&s->scratch);
     memset(s, 0, sizeof *s);
@@ -44,14 +58,15 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
     const TrunkConfig *c = &m->cfg.trunk;
     assert(R >= 1 && R <= s->max_rows && s->len + R <= c->ctx && n_logits <= s->n_heads);
     const size_t cache = (size_t)c->ctx * c->dim;
-    trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, c, &s->scratch);
+    trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
     for (int i = 0; i < s->n_heads; i++) {
         int cached = m->cfg.heads.type == HEAD_TRANSFORMER;
         float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * cache : NULL;
         float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * cache : NULL;
-        heads_decode_one(s->h, s->z, i, s->len, R, kc, vc, &m->heads, &m->cfg.heads, &s->scratch);
+        heads_decode_one(s->h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
         if (i < n_logits)
-            heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, s->h, R, &m->heads, c);
+            heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, s->h, R, &m->heads,
+                                &s->heads_packed, c);
     }
     s->len += R;
 }

@@ -21,10 +21,13 @@ typedef struct {
     float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
     float *logits;   /* (n_heads, R, V) */
     BlockDecodeScratch scratch;
+    BlockPacked *trunk_packed; /* (L) the trunk's matrices packed once at build */
+    HeadsPacked heads_packed;  /* the kept heads' and the unembedding */
     float *mem;
 } DecodeState;
 
-/* n_heads: heads to keep in step (1..model's n). Returns -1 with a message when out of memory. */
+/* n_heads: heads to keep in step (1..model's n). Packs the weights (the model must not change
+ * afterwards) in the core's precision. Returns -1 with a message when out of memory. */
 int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen);
 void decode_free(DecodeState *s);
 

@@ -141,20 +141,44 @@ void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t
     }
 }
 
+int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
+               MtpPrecision precision) {
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    const int D = tc->dim;
+    int ok = (p->unembed = mtp_pack_weight(w->unembed, tc->vocab, D, precision)) != NULL;
+    for (int i = 0; i < n && ok; i++) {
+        if (hc->type == HEAD_TRANSFORMER) ok = block_pack(&p->blocks[i], &w->blocks[i], D, tc->ffn, precision) == 0;
+        else ok = (p->lin[i] = mtp_pack_weight(w->lin[i], D, D, precision)) != NULL;
+    }
+    if (ok) return 0;
+    heads_packed_free(p);
+    return -1;
+}
+
+void heads_packed_free(HeadsPacked *p) {
+    for (int i = 0; i < p->n; i++) {
+        block_packed_free(&p->blocks[i]);
+        mtp_packed_weight_free(p->lin[i]);
+    }
+    mtp_packed_weight_free(p->unembed);
+    memset(p, 0, sizeof *p);
+}
+
 void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
-                      const HeadsWeights *w, const HeadsConfig *hc, BlockDecodeScratch *s) {
+                      const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s) {
     const int D = s->D;
     if (hc->type == HEAD_TRANSFORMER) {
         memcpy(h, z, (size_t)R * D * sizeof(float));
-        block_decode(h, k_cache, v_cache, pos0, R, &w->blocks[i], s);
+        block_decode(h, k_cache, v_cache, pos0, R, &w->blocks[i], &p->blocks[i], s);
     } else {
-        mtp_matmul(h, z, w->lin[i], R, D, D, 0, 1, 0);          // u = z W^T
-        mtp_silu_residual_forward(h, z, h, (size_t)R * D);      // h = z + silu(u), in place
+        mtp_matmul_packed(h, z, R, p->lin[i], 0);           // u = z W^T
+        mtp_silu_residual_forward(h, z, h, (size_t)R * D); // h = z + silu(u), in place
     }
 }
 
 void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
-                         const TrunkConfig *tc) {
+                         const HeadsPacked *p, const TrunkConfig *tc) {
     mtp_rmsnorm_forward(hn, rstd, h, w->final_norm, R, tc->dim);
-    mtp_matmul(logits, hn, w->unembed, R, tc->vocab, tc->dim, 0, 1, 0);
+    mtp_matmul_packed(logits, hn, R, p->unembed, 0);
 }

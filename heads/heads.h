@@ -85,11 +85,23 @@ void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *
 /* Head i (0-based) on R rows of trunk output z (R, D) at positions pos0..: its output into h (R, D).
  * A transformer head writes the rows' keys and values into its caches k_cache, v_cache (T, D);
  * linear heads have no cache (pass NULL). */
+/* The heads' matrices packed for products of a few rows: heads 0..n-1 of the model. */
+typedef struct {
+    int n;
+    BlockPacked blocks[HEADS_MAX];  /* transformer heads */
+    MtpPackedWeight *lin[HEADS_MAX]; /* linear heads */
+    MtpPackedWeight *unembed;
+} HeadsPacked;
+
+int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
+               MtpPrecision precision);
+void heads_packed_free(HeadsPacked *p);
+
 void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
-                      const HeadsWeights *w, const HeadsConfig *hc, BlockDecodeScratch *s);
+                      const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s);
 /* logits (R, V) of head outputs h (R, D) through the shared final norm and unembedding;
  * hn (R, D) and rstd (R) are scratch. */
 void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
-                         const TrunkConfig *tc);
+                         const HeadsPacked *p, const TrunkConfig *tc);
 
 #endif

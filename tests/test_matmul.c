@@ -99,6 +99,29 @@ static void check_linear_backward(MtpPrecision prec, MtpRng *r) {
     mtp_core_set_precision(MTP_FP32);
 }
 
+/* Products on packed weights equal the plain ones (fp32 to rounding; bf16 with the same rounding). */
+static void check_packed(MtpPrecision prec, MtpRng *r) {
+    enum { N = 70, K = 48 };
+    float *W = malloc(N * K * 4), *A = malloc(8 * K * 4), *C1 = malloc(8 * N * 4), *C2 = malloc(8 * N * 4);
+    fill(W, N * K, r), fill(A, 8 * K, r);
+    mtp_core_set_precision(prec);
+    MtpPackedWeight *pw = mtp_pack_weight(W, N, K, prec);
+    CHECK(pw != NULL);
+    for (int M = 1; M <= 8 && pw; M += 3)
+        for (int acc = 0; acc < 2; acc++) {
+            fill(C1, M * N, r);
+            memcpy(C2, C1, M * N * 4);
+            mtp_matmul_packed(C1, A, M, pw, acc);
+            mtp_matmul(C2, A, W, M, N, K, 0, 1, acc);
+            double worst = 0;
+            for (int i = 0; i < M * N; i++) worst = fmax(worst, fabs(C1[i] - C2[i]));
+            CHECK_MSG(worst < 1e-5, "packed %s M %d acc %d: err %g", mtp_precision_name(prec), M, acc, worst);
+        }
+    mtp_packed_weight_free(pw);
+    mtp_core_set_precision(MTP_FP32);
+    free(W), free(A), free(C1), free(C2);
+}
+
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
@@ -120,6 +143,8 @@ int main(void) {
     CHECK(mtp_matmul_primitive_count() == strided); /* the strided key matches itself */
     check_linear_backward(MTP_FP32, &r);
     check_linear_backward(MTP_BF16, &r);
+    check_packed(MTP_FP32, &r);
+    check_packed(MTP_BF16, &r);
 
     /* primitives are created once per distinct product and reused */
     int before = mtp_matmul_primitive_count();

@@ -212,21 +212,39 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
     return 0;
 }
 
+int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision) {
+    p->wqkv = mtp_pack_weight(w->wqkv, 3 * D, D, precision);
+    p->wo = mtp_pack_weight(w->wo, D, D, precision);
+    p->w13 = mtp_pack_weight(w->w13, 2 * F, D, precision);
+    p->w2 = mtp_pack_weight(w->w2, D, F, precision);
+    if (p->wqkv && p->wo && p->w13 && p->w2) return 0;
+    block_packed_free(p);
+    return -1;
+}
+
+void block_packed_free(BlockPacked *p) {
+    mtp_packed_weight_free(p->wqkv);
+    mtp_packed_weight_free(p->wo);
+    mtp_packed_weight_free(p->w13);
+    mtp_packed_weight_free(p->w2);
+    memset(p, 0, sizeof *p);
+}
+
 void block_decode_scratch_free(BlockDecodeScratch *s) {
     mtp_free(s->mem);
     memset(s, 0, sizeof *s);
 }
 
 void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
-                  BlockDecodeScratch *s) {
+                  const BlockPacked *p, BlockDecodeScratch *s) {
     const int D = s->D, H = s->H, F = s->F;
     // x (R,D) += Wo attn(rmsnorm(x)) over the cache; x += W2 swiglu(rmsnorm(x))
     mtp_rmsnorm_forward(s->ln, s->rstd, x, w->attn_norm, R, D);
-    mtp_matmul(s->qkv, s->ln, w->wqkv, R, 3 * D, D, 0, 1, 0);
+    mtp_matmul_packed(s->qkv, s->ln, R, p->wqkv, 0);
     mtp_attention_cached(s->atty, s->att, k_cache, v_cache, s->qkv, s->cos_tab, s->sin_tab, pos0, R, H, D / H);
-    mtp_matmul(x, s->atty, w->wo, R, D, D, 0, 1, 1);
+    mtp_matmul_packed(x, s->atty, R, p->wo, 1);
     mtp_rmsnorm_forward(s->ln, s->rstd, x, w->mlp_norm, R, D);
-    mtp_matmul(s->h13, s->ln, w->w13, R, 2 * F, D, 0, 1, 0);
+    mtp_matmul_packed(s->h13, s->ln, R, p->w13, 0);
     mtp_swiglu_forward(s->g, s->h13, R, F);
-    mtp_matmul(x, s->g, w->w2, R, D, F, 0, 1, 1);
+    mtp_matmul_packed(x, s->g, R, p->w2, 1);
 }

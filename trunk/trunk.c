@@ -110,10 +110,10 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
 }
 
 void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
-                  const TrunkWeights *w, const TrunkConfig *c, BlockDecodeScratch *s) {
+                  const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s) {
     const int D = c->dim;
     const size_t layer = (size_t)c->ctx * D;
     for (int r = 0; r < R; r++) memcpy(x + (size_t)r * D, w->tok_emb + (size_t)tokens[r] * D, D * sizeof(float));
     for (int l = 0; l < c->layers; l++)
-        block_decode(x, k_cache + l * layer, v_cache + l * layer, pos0, R, &w->blocks[l], s);
+        block_decode(x, k_cache + l * layer, v_cache + l * layer, pos0, R, &w->blocks[l], &packed[l], s);
 }

@@ -119,6 +119,14 @@ typedef struct {
     float *mem;
 } BlockDecodeScratch;
 
+/* A block's matrices packed for products of a few rows (mtp_pack_weight). */
+typedef struct {
+    MtpPackedWeight *wqkv, *wo, *w13, *w2;
+} BlockPacked;
+
+int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision);
+void block_packed_free(BlockPacked *p);
+
 int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F);
 void block_decode_scratch_free(BlockDecodeScratch *s);
 
@@ -126,7 +134,7 @@ void block_decode_scratch_free(BlockDecodeScratch *s);
  * place, writing the rows' keys and values into the block's caches k_cache, v_cache (T, D) at rows
  * pos0.. (what was there is overwritten: rolling back a cache is only a change of length). */
 void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
-                  BlockDecodeScratch *s);
+                  const BlockPacked *p, BlockDecodeScratch *s);
 
 /* ---- the trunk ------------------------------------------------------------------------------ */
 
@@ -163,6 +171,6 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
 /* Inference: embeds tokens (R) at positions pos0..pos0+R-1 into x (R, D) and runs every block
  * over its cache: k_cache, v_cache (L, T, D), laid out (layer, position, kv dim). x ends as z. */
 void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
-                  const TrunkWeights *w, const TrunkConfig *c, BlockDecodeScratch *s);
+                  const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s);
 
 #endif

@@ -58,6 +58,16 @@ typedef struct {
 } MtpGemm;
 void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g);
 
+/* A weight matrix W (N, K), stored (out, in), copied once into the layout oneDNN's kernels read
+ * fastest (format_tag_any + one reorder), rounded to bf16 in bf16 precision: with it a product of
+ * a few rows costs about what one row does, where plain row-major weights are re-packed on every
+ * call. For inference, where weights do not change. */
+typedef struct MtpPackedWeight MtpPackedWeight;
+MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision);
+void mtp_packed_weight_free(MtpPackedWeight *pw);
+/* C (M, N) = A (M, K) W^T, or C += with accumulate. */
+void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate);
+
 /* Floating-point operations issued to oneDNN so far (2*M*N*K per product), for MFU reports. */
 double mtp_matmul_flops(void);
 /* Name of the oneDNN implementation chosen for the most recently created primitive ("brg:avx512_core_bf16"). */

@@ -148,7 +148,8 @@ static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, 
     }
 }
 
-static MatmulEntry *matmul_entry(const MatmulKey *key) {
+/* packed_b: the weights' layout for products on packed weights (key->ldb == 0), else NULL */
+static MatmulEntry *matmul_entry(const MatmulKey *key, const dnnl_memory_desc_t *packed_b) {
     for (int i = 0; i < g_mm.n_entries; i++)
         if (key_eq(&g_mm.table[i].key, key)) return &g_mm.table[i];
     if (g_mm.n_entries == g_mm.cap_entries) {
@@ -169,7 +170,8 @@ static MatmulEntry *matmul_entry(const MatmulKey *key) {
     dnnl_data_type_t in_dt = prec == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md;
     operand_desc(&a_md, g->batch, g->M, g->K, g->trans_a, g->lda, g->stride_a, in_dt);
-    operand_desc(&b_md, g->batch, g->K, g->N, g->trans_b, g->ldb, g->stride_b, in_dt);
+    if (packed_b) b_md = *packed_b;
+    else operand_desc(&b_md, g->batch, g->K, g->N, g->trans_b, g->ldb, g->stride_b, in_dt);
     operand_desc(&c_md, g->batch, g->M, g->N, 0, g->ldc, g->stride_c, dnnl_f32);
 
     dnnl_matmul_desc_t desc;
@@ -245,11 +247,12 @@ void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
 }
 
 /* Runs the product of key on operands already in the key's precision (a, b: fp32 or bf16). */
-static void matmul_exec(float *C, const void *a, const void *b, const MatmulKey *key) {
+static void matmul_exec_md(float *C, const void *a, const void *b, const MatmulKey *key,
+                           const dnnl_memory_desc_t *packed_b) {
     const MtpGemm *g = key;
     assert(g_mm.initialised && "mtp_core_init must be called first");
     assert(g->batch > 0 && g->M > 0 && g->N > 0 && g->K > 0);
-    MatmulEntry *e = matmul_entry(key);
+    MatmulEntry *e = matmul_entry(key, packed_b);
     double t0 = g_mm.profile ? mtp_now() : 0;
     dnnl_check(dnnl_memory_set_data_handle(e->mem_a, (void *)a), "set_data_handle");
     dnnl_check(dnnl_memory_set_data_handle(e->mem_b, (void *)b), "set_data_handle");
@@ -272,6 +275,10 @@ static void matmul_exec(float *C, const void *a, const void *b, const MatmulKey 
     dnnl_check(dnnl_stream_wait(g_mm.stream), "stream_wait");
     g_mm.flops += 2.0 * g->batch * (double)g->M * g->N * g->K;
     if (g_mm.profile) e->seconds += mtp_now() - t0, e->calls++;
+}
+
+static void matmul_exec(float *C, const void *a, const void *b, const MatmulKey *key) {
+    matmul_exec_md(C, a, b, key, NULL);
 }
 
 /* Rounds n floats into the scratch buffer *buf and returns it. */
@@ -325,6 +332,79 @@ void mtp_linear_backward(float *dx, float *dW, const float *dy, const float *x, 
 
 void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g) {
     matmul_exec(C, A, B, g); /* operands already in their precision */
+}
+
+/* ---- packed weights ------------------------------------------------------------------------- */
+
+struct MtpPackedWeight {
+    int N, K;
+    MtpPrecision precision;
+    dnnl_memory_desc_t md; /* the layout oneDNN chose for this matrix */
+    void *data;
+};
+
+MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision) {
+    assert(g_mm.initialised);
+    MtpPackedWeight *pw = calloc(1, sizeof *pw);
+    if (!pw) return NULL;
+    pw->N = N, pw->K = K, pw->precision = precision;
+    dnnl_data_type_t dt = precision == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
+    /* ask a one-row product which weights layout it wants */
+    dnnl_memory_desc_t a_md, b_any, c_md, w_plain;
+    dnnl_dims_t a_dims = {1, K}, b_dims = {K, N}, c_dims = {1, N};
+    dnnl_check(dnnl_memory_desc_init_by_tag(&a_md, 2, a_dims, dt, dnnl_ab), "memory_desc_init");
+    dnnl_check(dnnl_memory_desc_init_by_tag(&b_any, 2, b_dims, dt, dnnl_format_tag_any), "memory_desc_init");
+    dnnl_check(dnnl_memory_desc_init_by_tag(&c_md, 2, c_dims, dnnl_f32, dnnl_ab), "memory_desc_init");
+    dnnl_matmul_desc_t desc;
+    dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_any, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, NULL, g_mm.engine, NULL);
+    if (st == dnnl_unimplemented && precision == MTP_BF16) {
+        fprintf(stderr, "mtp: error: oneDNN has no bf16 matrix product for this CPU; use --precision fp32\n");
+        exit(1);
+    }
+    dnnl_check(st, "packing primitive_desc_create");
+    pw->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    /* one reorder from W (N, K) row-major, seen as W^T (K, N), to that layout (and type) */
+    dnnl_dims_t w_strides = {1, K};
+    dnnl_check(dnnl_memory_desc_init_by_strides(&w_plain, 2, b_dims, dnnl_f32, w_strides), "memory_desc_init");
+    pw->data = mtp_calloc(dnnl_memory_desc_get_size(&pw->md), 1);
+    if (!pw->data) {
+        free(pw);
+        return NULL;
+    }
+    dnnl_memory_t src, dst;
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t reorder;
+    dnnl_check(dnnl_memory_create(&src, &w_plain, g_mm.engine, (void *)W), "memory_create");
+    dnnl_check(dnnl_memory_create(&dst, &pw->md, g_mm.engine, pw->data), "memory_create");
+    dnnl_check(dnnl_reorder_primitive_desc_create(&rpd, &w_plain, g_mm.engine, &pw->md, g_mm.engine, NULL),
+               "reorder_primitive_desc_create");
+    dnnl_check(dnnl_primitive_create(&reorder, rpd), "reorder primitive_create");
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    dnnl_check(dnnl_primitive_execute(reorder, g_mm.stream, 2, args), "reorder execute");
+    dnnl_check(dnnl_stream_wait(g_mm.stream), "stream_wait");
+    dnnl_primitive_destroy(reorder);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(src);
+    dnnl_memory_destroy(dst);
+    return pw;
+}
+
+void mtp_packed_weight_free(MtpPackedWeight *pw) {
+    if (!pw) return;
+    mtp_free(pw->data);
+    free(pw);
+}
+
+void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate) {
+    /* ldb 0 marks a packed product: its weights layout comes from the packed matrix */
+    MatmulKey k = {1, M, pw->N, pw->K, 0, 1, accumulate, pw->K, 0, pw->N, (long)M * pw->K, 0, (long)M * pw->N,
+                   pw->precision == MTP_BF16};
+    const void *a = A;
+    if (pw->precision == MTP_BF16) a = to_bf16(&g_mm.bf16_a, &g_mm.bf16_a_cap, A, (size_t)M * pw->K);
+    matmul_exec_md(C, a, pw->data, &k, &pw->md);
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */
