@@ -606,9 +606,31 @@ static const uint32_t crc_table[256] = {
     0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d
 };
 
+/* Slicing by 8: eight tables let one step fold in 8 bytes, several times faster than a byte at a
+ * time (checksums run over every tensor at every save and load). Table k maps a byte to its CRC
+ * contribution k bytes further on; table 0 is crc_table. */
+static uint32_t crc_slices[8][256];
+
+static void crc_slices_init(void) {
+    for (int b = 0; b < 256; b++) {
+        uint32_t c = crc_table[b];
+        crc_slices[0][b] = c;
+        for (int k = 1; k < 8; k++) c = crc_table[c & 0xff] ^ (c >> 8), crc_slices[k][b] = c;
+    }
+}
+
 uint32_t mpk_crc32(uint32_t crc, const void *data, size_t n) {
+    static int ready = 0;
+    if (!ready) crc_slices_init(), ready = 1;
     const uint8_t *p = (const uint8_t *)data;
     crc = ~crc;
-    for (size_t k = 0; k < n; k++) crc = crc_table[(crc ^ p[k]) & 0xff] ^ (crc >> 8);
+    for (; n >= 8; n -= 8, p += 8) {
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        crc = crc_slices[7][lo & 0xff] ^ crc_slices[6][(lo >> 8) & 0xff] ^ crc_slices[5][(lo >> 16) & 0xff] ^
+              crc_slices[4][lo >> 24] ^ crc_slices[3][hi & 0xff] ^ crc_slices[2][(hi >> 8) & 0xff] ^
+              crc_slices[1][(hi >> 16) & 0xff] ^ crc_slices[0][hi >> 24];
+    }
+    for (; n; n--, p++) crc = crc_table[(crc ^ *p) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
