@@ -1,6 +1,5 @@
 /* decode.c - the inference engine: trunk and heads over key/value caches. */
 #include <assert.h>
-#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +58,9 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
     assert(R >= 1 && R <= s->max_rows && s->len + R <= c->ctx && n_logits <= s->n_heads);
     const size_t cache = (size_t)c->ctx * c->dim;
     trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
+    const int cached = cached_heads(m, s->n_heads) > 0;
     for (int i = 0; i < s->n_heads; i++) {
-        int cached = m->cfg.heads.type == HEAD_TRANSFORMER;
+        if (!cached && i >= n_logits) continue; /* a linear head has no cache to keep in step */
         float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * cache : NULL;
         float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * cache : NULL;
         heads_decode_one(s->h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
