@@ -1,5 +1,5 @@
 /* test_speculative.c - blockwise parallel decoding is lossless: on small models trained briefly on
- * builtin:arith (both head types, several head counts), greedy decoding at every lookahead 1..n
+ * builtin:arith (both head types, 2 to 8 heads), greedy decoding at every lookahead 1..n
  * gives exactly the lookahead-1 output, for many prompts, including runs that fill the context;
  * and the extra heads do accept drafts (fewer forward passes than tokens). */
 #include <stdlib.h>
@@ -77,6 +77,8 @@ int main(void) {
     test_lossless(&data, 2, HEAD_TRANSFORMER);
     test_lossless(&data, 4, HEAD_TRANSFORMER);
     test_lossless(&data, 3, HEAD_LINEAR);
+    test_lossless(&data, 8, HEAD_TRANSFORMER);
+    test_lossless(&data, 8, HEAD_LINEAR);
     ds_free(&data);
     mtp_core_shutdown();
     TEST_DONE();
