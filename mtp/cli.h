@@ -32,6 +32,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* exit codes */
 #define EXIT_USAGE 2       /* bad command line */

@@ -311,6 +311,7 @@ static const char *MAIN_HELP =
     "  eval      loss and accuracy of every head on validation data\n"
     "  info      print a checkpoint's configuration and parameter counts\n"
     "  generate  continue a prompt (greedy; the extra heads draft with --lookahead)\n"
+    "  bench     decoding speed at each lookahead against lookahead 1\n"
     "\n"
     "Run 'mtp COMMAND --help' for the options of a command.\n";
 
@@ -324,6 +325,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
-    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate; see mtp --help)\n", cmd);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench; see mtp --help)\n",
+            cmd);
     return EXIT_USAGE;
 }

@@ -442,5 +442,24 @@ expect_fail 2 "--model FILE is required" "$MTP" generate --prompt x
 expect_fail 1 "cannot open missing.ckpt" "$MTP" generate --model missing.ckpt --prompt x
 expect_fail 1 "empty.txt: file is empty" "$MTP" generate --model empty.txt --prompt x
 
+# ---- bench
+run "$MTP" bench --model gen.ckpt --max-tokens 30 --repeats 1 --threads 1 --json bench.json
+check "bench runs" test "$RC" -eq 0
+check "bench --json: one run per lookahead, identical outputs, the documented keys" python3 -c '
+import json, sys
+runs = json.load(open("bench.json"))["runs"]
+assert [r["lookahead"] for r in runs] == [1, 2, 3]
+for r in runs:
+    assert r["identical"] is True and len(r["head_acceptance"]) == r["lookahead"] - 1
+    for k in ("tokens_per_s", "speedup", "tokens_per_forward", "bound"): assert r[k] > 0
+assert runs[0]["speedup"] == 1.0
+'
+printf 'Compute 1 + 2.\n{"question": "Compute 3 * 4.\\n"}\n{"prompt": 7}\n' >prompts.txt
+expect_fail 1 "prompts.txt: line 3: malformed JSON string" "$MTP" bench --model gen.ckpt --prompts prompts.txt
+printf '{"answer": "x"}\n' >prompts.txt
+expect_fail 1 "line 1: no \"question\" or \"prompt\" field" "$MTP" bench --model gen.ckpt --prompts prompts.txt
+expect_fail 2 "--lookahead '1,5'" "$MTP" bench --model gen.ckpt --lookahead 1,5
+expect_fail 1 "--prompts nope.txt" "$MTP" bench --model gen.ckpt --prompts nope.txt
+
 echo "cli_badinput: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -1,0 +1,344 @@
+/* cli_bench.c - `mtp bench`: decoding speed at each lookahead against lookahead 1, same prompts,
+ * same run. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode/decode.h"
+#include "mtp/cli.h"
+
+static const char *BENCH_HELP =
+    "usage: mtp bench --model FILE [options]\n"
+    "\n"
+    "Decode the same prompts greedily at each lookahead and compare with lookahead 1 (head 1\n"
+    "alone), measured in the same run.\n"
+    "\n"
+    "  --model FILE        checkpoint (required)\n"
+    "  --prompts FILE      prompts, one per line, or JSONL with a \"question\" or \"prompt\"\n"
+    "                      field (default: 16 questions from the model's training source)\n"
+    "  --max-tokens N      tokens per prompt (default 256; fewer when an example ends or the\n"
+    "                      context fills up)\n"
+    "  --lookahead LIST    comma-separated lookaheads (default 1..heads); 1 is always measured\n"
+    "  --repeats R         timing repeats; tokens/s is the median (default 3)\n"
+    "  --threads P         threads (default: all cores)\n"
+    "  --json FILE         also write {\"runs\":[{\"lookahead\":K,\"tokens_per_s\":X,\"speedup\":S,\n"
+    "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...]},...]}\n"
+    "\n"
+    "Columns: tokens/s (median over repeats); speedup = tokens/s / tokens/s at lookahead 1;\n"
+    "tokens per forward pass = every token emitted (the always-correct first of each block\n"
+    "included) / forward passes after the prefill; acceptance of head i = share of its drafts\n"
+    "that head 1 confirmed; bound = tokens per forward x t(single-head forward) / t(forward at\n"
+    "this lookahead), the speedup if nothing but forward passes took time; the time split is\n"
+    "prefill / forward passes / the rest (choosing tokens, bookkeeping); identical = the\n"
+    "output equals lookahead 1's, token for token.\n";
+
+#define BENCH_MAX_PROMPTS 4096
+#define BENCH_MAX_LINE (1 << 20)
+
+typedef struct {
+    int32_t *tokens[BENCH_MAX_PROMPTS];
+    int len[BENCH_MAX_PROMPTS];
+    int n;
+} Prompts;
+
+static void prompts_free(Prompts *p) {
+    for (int i = 0; i < p->n; i++) free(p->tokens[i]);
+    p->n = 0;
+}
+
+/* Adds BOS + bytes (cut to fit the context with room to generate). */
+static int prompts_add(Prompts *p, const uint8_t *bytes, size_t n, int ctx) {
+    if (p->n == BENCH_MAX_PROMPTS) return 0;
+    if (n + 1 > (size_t)ctx / 2) n = (size_t)ctx / 2 - 1;
+    int32_t *t = malloc((n + 1) * sizeof(int32_t));
+    if (!t) return -1;
+    t[0] = DS_BOS;
+    ds_encode_bytes(t + 1, bytes, n);
+    p->tokens[p->n] = t, p->len[p->n] = (int)n + 1, p->n++;
+    return 0;
+}
+
+/* The string value of "question" or "prompt" in a JSON object line, unescaped into out (\n, \t, \",
+ * \\, \/, \uXXXX for ASCII). Returns its length, or -1 (malformed) / -2 (no such field). */
+static long json_prompt_field(const char *line, char *out) {
+    const char *keys[2] = {"\"question\"", "\"prompt\""};
+    for (int k = 0; k < 2; k++) {
+        const char *p = strstr(line, keys[k]);
+        if (!p) continue;
+        p += strlen(keys[k]);
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p++ != ':') return -1;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p++ != '"') return -1;
+        long n = 0;
+        for (; *p && *p != '"'; p++) {
+            if (*p != '\\') {
+                out[n++] = *p;
+                continue;
+            }
+            char e = *++p;
+            if (e == 'n') out[n++] = '\n';
+            else if (e == 't') out[n++] = '\t';
+            else if (e == 'r') out[n++] = '\r';
+            else if (e == '"' || e == '\\' || e == '/') out[n++] = e;
+            else if (e == 'u') {
+                unsigned v = 0;
+                for (int d = 1; d <= 4; d++) {
+                    char h = p[d];
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F'))) return -1;
+                    v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 32) - 'a' + 10);
+                }
+                p += 4;
+                out[n++] = v < 128 ? (char)v : '?'; /* non-ASCII escapes: a full JSON reader comes with issue 4 */
+            } else return -1;
+        }
+        return *p == '"' ? n : -1;
+    }
+    return -2;
+}
+
+static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--prompts %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = malloc(BENCH_MAX_LINE + 2), *text = malloc(BENCH_MAX_LINE + 2);
+    int rc = 0, lineno = 0;
+    while (rc == 0 && line && text && fgets(line, BENCH_MAX_LINE + 2, f)) {
+        lineno++;
+        size_t n = strlen(line);
+        if (n > BENCH_MAX_LINE) {
+            snprintf(err, errlen, "--prompts %s: line %d is longer than %d bytes", path, lineno, BENCH_MAX_LINE);
+            rc = -1;
+            break;
+        }
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) continue;
+        if (line[0] == '{') {
+            long m = json_prompt_field(line, text);
+            if (m < 0) {
+                snprintf(err, errlen, "--prompts %s: line %d: %s", path, lineno,
+                         m == -2 ? "no \"question\" or \"prompt\" field" : "malformed JSON string");
+                rc = -1;
+                break;
+            }
+            rc = prompts_add(p, (const uint8_t *)text, (size_t)m, ctx);
+        } else {
+            rc = prompts_add(p, (const uint8_t *)line, n, ctx);
+        }
+    }
+    if (!line || !text) snprintf(err, errlen, "out of memory"), rc = -1;
+    else if (rc == 0 && p->n == 0) snprintf(err, errlen, "--prompts %s: no prompts in the file", path), rc = -1;
+    free(line), free(text);
+    fclose(f);
+    return rc;
+}
+
+/* Without --prompts: the question line of the first examples of the training source's validation
+ * split (builtin:arith), or 64-byte windows of a text file's. */
+static int prompts_from_source(Prompts *p, const MtpCheckpointExtra *x, int ctx, char *err, size_t errlen) {
+    DsOptions o;
+    ds_options_init(&o);
+    o.spec = x->run.data_spec, o.val_frac = x->run.val_frac, o.seed = x->run.data_seed;
+    o.difficulty = x->run.difficulty, o.min_tokens = (size_t)ctx + 1;
+    if (!*o.spec) {
+        snprintf(err, errlen, "the checkpoint records no training data: give --prompts");
+        return -1;
+    }
+    DsCorpus c;
+    if (ds_load(&c, &o, err, errlen)) return -1;
+    uint8_t buf[256];
+    int arith = strcmp(o.spec, "builtin:arith") == 0;
+    for (size_t i = 0; i + 1 < c.n_val && p->n < 16;) {
+        size_t j = i + 1, n = 0;
+        if (arith) { /* from a BOS to the end of its first line, newline included */
+            if (c.val[i] != DS_BOS) { i++; continue; }
+            while (j < c.n_val && c.val[j] < 256 && n < sizeof buf && (n == 0 || buf[n - 1] != '\n')) buf[n++] = (uint8_t)c.val[j++];
+        } else {
+            while (j < c.n_val && n < 64) buf[n++] = (uint8_t)c.val[j++];
+        }
+        if (n && prompts_add(p, buf, n, ctx)) break;
+        i = arith ? j : j + 4096;
+    }
+    ds_free(&c);
+    if (p->n == 0) snprintf(err, errlen, "no prompts could be taken from %s", o.spec);
+    return p->n ? 0 : -1;
+}
+
+typedef struct {
+    int K;
+    double tokens_per_s, speedup, tokens_per_forward, bound;
+    double t_prefill, t_forward, t_other, forward_s; /* seconds over all prompts (median repeat) */
+    long tokens, forwards, proposed[HEADS_MAX], accepted[HEADS_MAX];
+    int identical;
+} BenchRun;
+
+/* Decodes every prompt `repeats` times at lookahead r->K. tokens/s is the median repeat's, and so
+ * is the time split; outputs of the first repeat are compared with lookahead 1's (outs). */
+static void bench_one(BenchRun *r, DecodeState *s, const Prompts *pr, int max_new, int repeats, int32_t **outs,
+                      int *out_n, int32_t *scratch) {
+    typedef struct {
+        double rate, prefill, forward, other;
+    } Repeat;
+    Repeat rep[64];
+    for (int k = 0; k < repeats; k++) {
+        double t = 0;
+        long tokens = 0, forwards = 0;
+        rep[k].prefill = rep[k].forward = rep[k].other = 0;
+        for (int i = 0; i < pr->n; i++) {
+            decode_truncate(s, 0);
+            DecodeStats st;
+            double t0 = mtp_now();
+            int n = decode_greedy(s, pr->tokens[i], pr->len[i], max_new, r->K, DS_EOS, scratch, &st, NULL, NULL);
+            t += mtp_now() - t0;
+            rep[k].prefill += st.t_prefill, rep[k].forward += st.t_forward, rep[k].other += st.t_other;
+            tokens += n, forwards += st.forwards;
+            if (k > 0) continue;
+            if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
+            else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
+            for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
+        }
+        rep[k].rate = tokens / t;
+        r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
+    }
+    /* the median repeat (insertion sort by rate: at most 64) */
+    for (int a = 1; a < repeats; a++)
+        for (int b = a; b > 0 && rep[b].rate < rep[b - 1].rate; b--) {
+            Repeat tmp = rep[b];
+            rep[b] = rep[b - 1], rep[b - 1] = tmp;
+        }
+    int mid = repeats / 2;
+    r->tokens_per_s = rep[mid].rate;
+    r->t_prefill = rep[mid].prefill, r->t_forward = rep[mid].forward, r->t_other = rep[mid].other;
+    r->tokens_per_forward = r->forwards ? (double)r->tokens / r->forwards : 0;
+    r->forward_s = r->forwards ? r->t_forward / r->forwards : 0;
+}
+
+static int parse_lookaheads(const char *s, int *ks, int n_heads) {
+    int n = 0;
+    ks[n++] = 1;
+    while (*s) {
+        char *end;
+        long k = strtol(s, &end, 10);
+        if (end == s || k < 1 || k > n_heads || (*end && *end != ',')) return -1;
+        int seen = 0;
+        for (int i = 0; i < n; i++) seen |= ks[i] == k;
+        if (!seen) ks[n++] = (int)k;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL, *prompts_path = NULL, *list = NULL, *json_path = NULL;
+    int max_tokens = 256, repeats = 3, threads = 0, help = 0;
+    CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
+                     {"--prompts", OPT_STR, &prompts_path, 0, 0, 0},
+                     {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 20, 0},
+                     {"--lookahead", OPT_STR, &list, 0, 0, 0},
+                     {"--repeats", OPT_INT, &repeats, 1, 64, 0},
+                     {"--threads", OPT_INT, &threads, 1, 4096, 0},
+                     {"--json", OPT_STR, &json_path, 0, 0, 0},
+                     {0}};
+    if (cli_parse("bench", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
+    if (help) return fputs(BENCH_HELP, stdout), 0;
+    if (!model_path) {
+        cli_error("bench", "--model FILE is required (see mtp bench --help)");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    MtpModel m;
+    MtpCheckpointExtra x;
+    if (mtp_checkpoint_load(model_path, &m, &x, err, sizeof err)) {
+        cli_error("bench", "%s", err);
+        return EXIT_FAIL;
+    }
+    const int n_heads = m.cfg.heads.n, ctx = m.cfg.trunk.ctx;
+    int ks[HEADS_MAX + 1], nk = 0, rc = EXIT_FAIL;
+    Prompts pr = {0};
+    int32_t **outs = NULL, *out_n = NULL, *scratch = NULL;
+    BenchRun runs[HEADS_MAX + 1];
+    if (list) nk = parse_lookaheads(list, ks, n_heads);
+    else
+        for (nk = 0; nk < n_heads; nk++) ks[nk] = nk + 1;
+    if (nk < 0) {
+        cli_error("bench", "--lookahead '%s': expected a comma-separated list of numbers from 1 to %d", list, n_heads);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (mtp_core_init(threads, MTP_FP32, err, sizeof err) ||
+        (prompts_path ? prompts_from_file(&pr, prompts_path, ctx, err, sizeof err)
+                      : prompts_from_source(&pr, &x, ctx, err, sizeof err))) {
+        cli_error("bench", "%s", err);
+        goto done;
+    }
+    outs = calloc(pr.n, sizeof *outs);
+    out_n = calloc(pr.n, sizeof *out_n);
+    scratch = malloc((size_t)max_tokens * sizeof(int32_t));
+    for (int i = 0; outs && i < pr.n; i++)
+        if (!(outs[i] = malloc((size_t)max_tokens * sizeof(int32_t)))) break;
+    if (!outs || !out_n || !scratch || (pr.n && !outs[pr.n - 1])) {
+        cli_error("bench", "out of memory");
+        goto done;
+    }
+    fprintf(stderr, "mtp bench: %s, %d prompt%s, up to %d tokens each, %d repeat%s, %d thread%s\n", model_path, pr.n,
+            pr.n == 1 ? "" : "s", max_tokens, repeats, repeats == 1 ? "" : "s", mtp_core_threads(),
+            mtp_core_threads() == 1 ? "" : "s");
+    for (int i = 0; i < nk; i++) {
+        BenchRun *r = &runs[i];
+        memset(r, 0, sizeof *r);
+        r->K = ks[i], r->identical = 1;
+        DecodeState s;
+        if (decode_build(&s, &m, r->K > 64 ? r->K : 64, r->K, err, sizeof err)) {
+            cli_error("bench", "%s", err);
+            goto done;
+        }
+        bench_one(r, &s, &pr, max_tokens, repeats, outs, out_n, scratch);
+        decode_free(&s);
+        r->speedup = r->tokens_per_s / runs[0].tokens_per_s;
+        r->bound = runs[0].forward_s > 0 && r->forward_s > 0 ? r->tokens_per_forward * runs[0].forward_s / r->forward_s : 0;
+    }
+    printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/other s  acceptance of heads 2..K\n");
+    for (int i = 0; i < nk; i++) {
+        const BenchRun *r = &runs[i];
+        printf("%9d %9.0f %7.2fx %12.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f  ", r->K, r->tokens_per_s, r->speedup,
+               r->tokens_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_other);
+        for (int j = 1; j < r->K; j++)
+            printf("%s%.0f%%", j > 1 ? " " : "", r->proposed[j] ? 100.0 * r->accepted[j] / r->proposed[j] : 0.0);
+        printf("\n");
+    }
+    if (json_path) {
+        FILE *f = fopen(json_path, "w");
+        if (!f) {
+            cli_error("bench", "--json %s: %s", json_path, strerror(errno));
+            goto done;
+        }
+        fprintf(f, "{\"runs\":[");
+        for (int i = 0; i < nk; i++) {
+            const BenchRun *r = &runs[i];
+            fprintf(f, "%s{\"lookahead\":%d,\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"tokens_per_forward\":%.4f,"
+                       "\"bound\":%.4f,\"identical\":%s,\"head_acceptance\":[",
+                    i ? "," : "", r->K, r->tokens_per_s, r->speedup, r->tokens_per_forward, r->bound,
+                    r->identical ? "true" : "false");
+            for (int j = 1; j < r->K; j++)
+                fprintf(f, "%s%.4f", j > 1 ? "," : "", r->proposed[j] ? (double)r->accepted[j] / r->proposed[j] : 0.0);
+            fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"other_s\":%.4f}",
+                    r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_other);
+        }
+        fprintf(f, "]}\n");
+        if (fclose(f)) {
+            cli_error("bench", "--json %s: write failed", json_path);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    for (int i = 0; outs && i < pr.n; i++) free(outs[i]);
+    free(outs), free(out_n), free(scratch);
+    prompts_free(&pr);
+    mtp_checkpoint_extra_free(&x);
+    mtp_model_free(&m);
+    mtp_core_shutdown();
+    return rc;
+}
