@@ -1,7 +1,9 @@
 /* decode.h - the inference engine: a model with key/value caches, run a few rows at a time.
  *
- * DecodeState keeps, like llama2.c's RunState, the caches laid out (layer, position, kv dim): one
- * pair per trunk block and one per transformer head that is kept in step (heads 1..n_heads, the
+ * DecodeState keeps, like llama2.c's RunState, one cache per block, the layers one after another:
+ * values (position, kv dim) and keys transposed (kv dim, position) so that a query's scores
+ * vectorize over positions; one pair per trunk block and one per transformer head that is kept in
+ * step (heads 1..n_heads, the
  * ones a lookahead of n_heads needs; lookahead 1 keeps head 1 only and never runs the others).
  * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
  * advances len; decode_truncate moves len back, which is all a rollback of rejected positions
@@ -16,7 +18,7 @@ typedef struct {
     int max_rows;    /* R: rows per decode_forward */
     int n_heads;     /* heads run (and cached) at every position: 1..n */
     int len;         /* positions in the caches */
-    float *k_cache, *v_cache; /* (L + transformer heads kept, T, D) */
+    float *k_cache, *v_cache; /* (L + transformer heads kept) x (D, T) keys, x (T, D) values */
     float *z;        /* (R, D) trunk output of the last forward */
     float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
     float *logits;   /* (n_heads, R, V) */

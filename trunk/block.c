@@ -241,7 +241,7 @@ void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, con
     // x (R,D) += Wo attn(rmsnorm(x)) over the cache; x += W2 swiglu(rmsnorm(x))
     mtp_rmsnorm_forward(s->ln, s->rstd, x, w->attn_norm, R, D);
     mtp_matmul_packed(s->qkv, s->ln, R, p->wqkv, 0);
-    mtp_attention_cached(s->atty, s->att, k_cache, v_cache, s->qkv, s->cos_tab, s->sin_tab, pos0, R, H, D / H);
+    mtp_attention_cached(s->atty, s->att, k_cache, v_cache, s->qkv, s->cos_tab, s->sin_tab, pos0, R, s->T, H, D / H);
     mtp_matmul_packed(x, s->atty, R, p->wo, 1);
     mtp_rmsnorm_forward(s->ln, s->rstd, x, w->mlp_norm, R, D);
     mtp_matmul_packed(s->h13, s->ln, R, p->w13, 0);

@@ -131,8 +131,9 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
 void block_decode_scratch_free(BlockDecodeScratch *s);
 
 /* Runs x (R, D), the residual stream of R rows at positions pos0..pos0+R-1, through the block in
- * place, writing the rows' keys and values into the block's caches k_cache, v_cache (T, D) at rows
- * pos0.. (what was there is overwritten: rolling back a cache is only a change of length). */
+ * place, writing the rows' keys and values into the block's caches at positions pos0.. (what was
+ * there is overwritten: rolling back a cache is only a change of length). k_cache (D, T) holds
+ * the keys transposed, v_cache (T, D) the values (see mtp_attention_cached). */
 void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
                   const BlockPacked *p, BlockDecodeScratch *s);
 
@@ -169,7 +170,7 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
                     const int32_t *tokens, const TrunkConfig *c, BlockScratch *s);
 
 /* Inference: embeds tokens (R) at positions pos0..pos0+R-1 into x (R, D) and runs every block
- * over its cache: k_cache, v_cache (L, T, D), laid out (layer, position, kv dim). x ends as z. */
+ * over its cache: k_cache (L, D, T) and v_cache (L, T, D), a layer's caches contiguous. x ends as z. */
 void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
                   const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s);
 

@@ -166,11 +166,13 @@ void mtp_causal_softmax_backward_bf16(uint16_t *ds, const float *dp, const uint1
                                       float scale, int chunk);
 
 /* Attention for R new rows at positions pos0..pos0+R-1 against a key/value cache (inference).
- * qkv (R, 3D) holds the rows' raw projections: RoPE is applied to their q and k, their k and v are
- * written into the caches k_cache, v_cache (T, D) at rows pos0.., and out (R, D) gets each row's
- * causal attention over cache rows 0..its position. att is scratch of R * H * (pos0 + R) floats. */
+ * qkv (R, 3D) holds the rows' raw projections: RoPE is applied to their q and k, their keys and
+ * values are written into the caches at positions pos0.., and out (R, D) gets each row's causal
+ * attention over positions 0..its own. The key cache is transposed, (H, hd, T) = (D, T), so the
+ * scores of a query vectorize over positions; the value cache is (T, D). att is scratch of
+ * R * H * (pos0 + R) floats. */
 void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                          const float *cos_tab, const float *sin_tab, int pos0, int R, int H, int hd);
+                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 

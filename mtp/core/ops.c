@@ -235,7 +235,7 @@ void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int
 }
 
 void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                          const float *cos_tab, const float *sin_tab, int pos0, int R, int H, int hd) {
+                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd) {
     const int D = H * hd, half = hd / 2, n_keys = pos0 + R;
     const float scale = 1.0f / sqrtf((float)hd);
     float *q = out; /* the rotated queries live in out until each (row, head) overwrites its own */
@@ -243,9 +243,11 @@ void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache
         const float *row = qkv + (size_t)r * 3 * D;
         const int pos = pos0 + r;
         const float *c = cos_tab + (size_t)pos * half, *s = sin_tab + (size_t)pos * half;
+        float k[512];
         for (int h = 0; h < H; h++) {
             rope_rotate(q + (size_t)r * D + h * hd, row + h * hd, c, s, half);
-            rope_rotate(k_cache + (size_t)pos * D + h * hd, row + D + h * hd, c, s, half);
+            rope_rotate(k, row + D + h * hd, c, s, half);
+            for (int d = 0; d < hd; d++) k_cache[((size_t)h * hd + d) * T + pos] = k[d]; /* keys transposed */
         }
         memcpy(v_cache + (size_t)pos * D, row + 2 * D, D * sizeof(float));
     }
@@ -254,20 +256,24 @@ void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache
         for (int h = 0; h < H; h++) {
             const int pos = pos0 + r;
             float *qh = q + (size_t)r * D + h * hd, *a = att + ((size_t)r * H + h) * n_keys;
-            float mx = -FLT_MAX;
-            for (int j = 0; j <= pos; j++) {
-                const float *kj = k_cache + (size_t)j * D + h * hd;
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
-                a[j] = dot * scale;
-                mx = a[j] > mx ? a[j] : mx;
+            /* scores over positions 0..pos, a row of the transposed keys at a time: vectorizes */
+            for (int j = 0; j <= pos; j++) a[j] = 0.0f;
+            for (int d = 0; d < hd; d++) {
+                const float qd = qh[d] * scale, *kt = k_cache + ((size_t)h * hd + d) * T;
+#pragma omp simd
+                for (int j = 0; j <= pos; j++) a[j] += qd * kt[j];
             }
+            float mx = -FLT_MAX;
+#pragma omp simd reduction(max : mx)
+            for (int j = 0; j <= pos; j++) mx = a[j] > mx ? a[j] : mx;
             float sum = 0.0f;
-            for (int j = 0; j <= pos; j++) sum += a[j] = mtp_expf(a[j] - mx);
-            float inv = 1.0f / sum;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j <= pos; j++) {
+                a[j] = mtp_expf(a[j] - mx);
+                sum += a[j];
+            }
+            const float inv = 1.0f / sum;
             float o[512]; /* one head's output: the trunk's config allows head dims up to 512 */
-            assert(hd <= 512);
             for (int d = 0; d < hd; d++) o[d] = 0.0f;
             for (int j = 0; j <= pos; j++) {
                 const float *vj = v_cache + (size_t)j * D + h * hd;
