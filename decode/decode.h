@@ -2,9 +2,9 @@
  *
  * DecodeState keeps, like llama2.c's RunState, one cache per block, the layers one after another:
  * values (position, kv dim) and keys transposed (kv dim, position) so that a query's scores
- * vectorize over positions; one pair per trunk block and one per transformer head that is kept in
- * step (heads 1..n_heads, the
- * ones a lookahead of n_heads needs; lookahead 1 keeps head 1 only and never runs the others).
+ * vectorize over positions. There is a pair per trunk block and one per transformer head kept in
+ * step: heads 1..n_heads, the ones a lookahead of n_heads needs (lookahead 1 keeps head 1 alone
+ * and never runs the others).
  * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
  * advances len; decode_truncate moves len back, which is all a rollback of rejected positions
  * takes: their cache rows are overwritten by the next forward. */
