@@ -148,6 +148,19 @@ static void operand_desc(dnnl_memory_desc_t *md, int batch, int rows, int cols, 
     }
 }
 
+/* Creates a matmul primitive descriptor; a CPU without bf16 products gets a clear error. */
+static dnnl_primitive_desc_t matmul_pd(const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr, MtpPrecision prec,
+                                       const char *what) {
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, attr, g_mm.engine, NULL);
+    if (st == dnnl_unimplemented && prec == MTP_BF16) {
+        fprintf(stderr, "mtp: error: oneDNN has no bf16 matrix product for this CPU; use --precision fp32\n");
+        exit(1);
+    }
+    dnnl_check(st, what);
+    return pd;
+}
+
 /* packed_b: the weights' layout for products on packed weights (key->ldb == 0), else NULL */
 static MatmulEntry *matmul_entry(const MatmulKey *key, const dnnl_memory_desc_t *packed_b) {
     for (int i = 0; i < g_mm.n_entries; i++)
@@ -188,13 +201,7 @@ static MatmulEntry *matmul_entry(const MatmulKey *key, const dnnl_memory_desc_t 
         dnnl_check(dnnl_post_ops_append_sum(post_ops, 1.0f), "post_ops_append_sum");
         dnnl_check(dnnl_primitive_attr_set_post_ops(attr, post_ops), "attr_set_post_ops");
     }
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, g_mm.engine, NULL);
-    if (st == dnnl_unimplemented && prec == MTP_BF16) {
-        fprintf(stderr, "mtp: error: oneDNN has no bf16 matrix product for this CPU; use --precision fp32\n");
-        exit(1);
-    }
-    dnnl_check(st, "matmul primitive_desc_create");
+    dnnl_primitive_desc_t pd = matmul_pd(&desc, attr, prec, "matmul primitive_desc_create");
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         snprintf(g_mm.last_impl, sizeof g_mm.last_impl, "%s", impl);
@@ -357,13 +364,7 @@ MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision prec
     dnnl_check(dnnl_memory_desc_init_by_tag(&c_md, 2, c_dims, dnnl_f32, dnnl_ab), "memory_desc_init");
     dnnl_matmul_desc_t desc;
     dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_any, NULL, &c_md), "matmul_desc_init");
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, NULL, g_mm.engine, NULL);
-    if (st == dnnl_unimplemented && precision == MTP_BF16) {
-        fprintf(stderr, "mtp: error: oneDNN has no bf16 matrix product for this CPU; use --precision fp32\n");
-        exit(1);
-    }
-    dnnl_check(st, "packing primitive_desc_create");
+    dnnl_primitive_desc_t pd = matmul_pd(&desc, NULL, precision, "packing primitive_desc_create");
     pw->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
     /* one reorder from W (N, K) row-major, seen as W^T (K, N), to that layout (and type) */
