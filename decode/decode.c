@@ -1,5 +1,6 @@
 /* decode.c - the inference engine: trunk and heads over key/value caches. */
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,129 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         if (accepted < k) decode_truncate(s, s->len - (k - accepted));
         propose(block, s, accepted - 1, K);
     }
+    st->tokens = produced;
+    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward;
+    return produced;
+}
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSampling *cfg, int *order) {
+    float mx = logits[0];
+    for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += p[v] = expf((logits[v] - mx) / cfg->temperature);
+    for (int v = 0; v < V; v++) p[v] = (float)(p[v] / sum);
+    int keep = V;
+    if ((cfg->top_k > 0 && cfg->top_k < V) || cfg->top_p < 1.0f) {
+        /* most likely first; ties by token id so the cut is deterministic */
+        for (int v = 0; v < V; v++) order[v] = v;
+        for (int a = 1; a < V; a++) /* insertion sort: vocabularies here are small */
+            for (int b = a; b > 0 && (p[order[b]] > p[order[b - 1]] ||
+                                      (p[order[b]] == p[order[b - 1]] && order[b] < order[b - 1])); b--) {
+                int t = order[b];
+                order[b] = order[b - 1], order[b - 1] = t;
+            }
+        if (cfg->top_k > 0 && cfg->top_k < keep) keep = cfg->top_k;
+        double acc = 0;
+        for (int i = 0; i < keep; i++)
+            if ((acc += p[order[i]]) >= cfg->top_p) {
+                keep = i + 1;
+                break;
+            }
+        double kept = 0;
+        for (int i = 0; i < keep; i++) kept += p[order[i]];
+        for (int i = keep; i < V; i++) p[order[i]] = 0.0f;
+        for (int i = 0; i < keep; i++) p[order[i]] = (float)(p[order[i]] / kept);
+    }
+}
+
+/* A draw from p (V, summing to total). */
+static int32_t sample_from(const float *p, int V, double total, MtpRng *rng) {
+    double u = mtp_rng_uniform(rng) * total, acc = 0;
+    int last = 0;
+    for (int v = 0; v < V; v++) {
+        if (p[v] <= 0) continue;
+        last = v;
+        if ((acc += p[v]) > u) return v;
+    }
+    return last; /* rounding left u at the very top */
+}
+
+int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
+                  const DecodeSampling *cfg, MtpRng *rng, int32_t *out, DecodeStats *st, DecodeEmit emit,
+                  void *emit_ctx) {
+    const int K = lookahead, ctx = s->model->cfg.trunk.ctx, V = s->model->cfg.trunk.vocab;
+    assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
+    assert(cfg->temperature > 0);
+    memset(st, 0, sizeof *st);
+    float *q = malloc((size_t)(K + 1) * V * sizeof(float)); /* q[j] (V): head j's draft distribution; q[K]: p */
+    int *order = malloc((size_t)V * sizeof(int));
+    if (!q || !order) {
+        free(q), free(order);
+        return -1;
+    }
+    float *p = q + (size_t)K * V;
+    int32_t block[HEADS_MAX];
+    double t0 = mtp_now();
+    int row = decode_prefill(s, prompt, n, K);
+    st->t_prefill = mtp_now() - t0;
+    int32_t first = -1; /* the block's first token when it came from a rejection */
+    int produced = 0;
+    for (;;) {
+        /* the block drawn at `row`: head 1's token (unless a rejection already chose it), then drafts */
+        if (first < 0) {
+            decode_sampling_probs(p, decode_logits(s, 0, row), V, cfg, order);
+            first = sample_from(p, V, 1.0, rng);
+        }
+        block[0] = first;
+        for (int j = 1; j < K; j++) {
+            decode_sampling_probs(q + (size_t)j * V, decode_logits(s, j, row), V, cfg, order);
+            block[j] = sample_from(q + (size_t)j * V, V, 1.0, rng);
+        }
+        if (produced >= max_new) break;
+        int room = ctx - s->len, k = K < room ? K : room;
+        if (k > max_new - produced) k = max_new - produced;
+        int accepted = 1;
+        first = -1;
+        if (room > 0) {
+            double tf = mtp_now();
+            decode_forward(s, block, k, K);
+            st->t_forward += mtp_now() - tf;
+            st->forwards++;
+            /* block[j] stands with probability min(1, p/q); a rejection draws from max(0, p - q) */
+            for (; accepted < k; accepted++) {
+                const int j = accepted;
+                const float *qj = q + (size_t)j * V;
+                decode_sampling_probs(p, decode_logits(s, 0, j - 1), V, cfg, order);
+                st->proposed[j]++;
+                const int32_t x = block[j];
+                if (mtp_rng_uniform(rng) * qj[x] < p[x]) {
+                    st->accepted[j]++;
+                    continue;
+                }
+                double total = 0;
+                for (int v = 0; v < V; v++) total += p[v] = p[v] > qj[v] ? p[v] - qj[v] : 0.0f;
+                first = total > 0 ? sample_from(p, V, total, rng) : x; /* total 0 means p == q: x stands */
+                break;
+            }
+        } else {
+            st->hit_context = 1;
+        }
+        int take = accepted, stop = room <= 0;
+        for (int j = 0; j < accepted; j++)
+            if (block[j] == eos) {
+                take = j + 1, stop = 1;
+                break;
+            }
+        memcpy(out + produced, block, take * sizeof(int32_t));
+        if (emit) emit(emit_ctx, block, take);
+        produced += take;
+        if (stop) break;
+        if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+        row = accepted - 1;
+    }
+    free(q), free(order);
     st->tokens = produced;
     st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward;
     return produced;

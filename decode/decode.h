@@ -69,4 +69,25 @@ typedef void (*DecodeEmit)(void *ctx, const int32_t *tokens, int n);
 int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
                   int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx);
 
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    float temperature; /* > 0 */
+    int top_k;         /* keep the k most likely tokens (0: all) */
+    float top_p;       /* keep the smallest set whose probability reaches top_p (1: all) */
+} DecodeSampling;
+
+/* p (V) = the distribution a head's logits give under cfg: softmax(logits / T), cut to the top_k
+ * most likely tokens and to the smallest set reaching top_p, renormalized. order (V) is scratch. */
+void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSampling *cfg, int *order);
+
+/* Sampling after prompt, the counterpart of decode_greedy. lookahead 1 samples from head 1;
+ * lookahead K > 1 is speculative sampling with the exact rule: the draft x of head j is kept with
+ * probability min(1, p(x) / q(x)), q being head j's distribution (under the same sampling
+ * settings) where it drafted and p head 1's at that position; on rejection the token is drawn from
+ * norm(max(0, p - q)) and the block ends. The output is distributed exactly as head-1 sampling. */
+int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
+                  const DecodeSampling *cfg, MtpRng *rng, int32_t *out, DecodeStats *st, DecodeEmit emit,
+                  void *emit_ctx);
+
 #endif

@@ -10,10 +10,12 @@
 static const char *GENERATE_HELP =
     "usage: mtp generate --model FILE (--prompt TEXT | --prompt-file F) [options]\n"
     "\n"
-    "Continue a prompt with greedy decoding (head 1's most likely token each time), streaming\n"
-    "the text to stdout. With --lookahead K > 1 the extra heads draft K tokens at once and one\n"
-    "forward pass verifies them (blockwise parallel decoding): the output is the same as with\n"
-    "--lookahead 1, in fewer forward passes.\n"
+    "Continue a prompt, streaming the text to stdout: greedy (head 1's most likely token each\n"
+    "time) or sampled (--temperature > 0). With --lookahead K > 1 the extra heads draft K tokens\n"
+    "at once and one forward pass verifies them: greedy output is the same as with --lookahead 1\n"
+    "(blockwise parallel decoding); sampled output has exactly head 1's distribution (speculative\n"
+    "sampling: a draft x is kept with probability min(1, p(x)/q(x)), else the token is drawn from\n"
+    "max(0, p - q)). Either way it takes fewer forward passes.\n"
     "\n"
     "  --model FILE        checkpoint to decode with (required)\n"
     "  --prompt TEXT       the prompt (bytes; any byte string works with the byte tokenizer)\n"
@@ -22,6 +24,11 @@ static const char *GENERATE_HELP =
     "                      example (EOS) or when the context is full (said on stderr)\n"
     "  --lookahead K       tokens drafted per forward pass, 1..heads (default: all heads);\n"
     "                      1 = plain decoding with head 1 alone\n"
+    "  --temperature T     0 = greedy (default); > 0 samples from softmax(logits / T)\n"
+    "  --top-k K           sample among the K most likely tokens only (default 0: all)\n"
+    "  --top-p P           sample among the smallest set of tokens reaching probability P\n"
+    "                      (default 1: all)\n"
+    "  --seed S            seed of the sampling (default 1)\n"
     "  --threads P         threads (default: all cores)\n"
     "  --stats             print tokens/s, forward passes, tokens per forward pass and each\n"
     "                      head's acceptance to stderr\n";
@@ -61,12 +68,18 @@ static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
-    int max_tokens = 256, lookahead = 0, threads = 0, stats = 0, help = 0;
+    int max_tokens = 256, lookahead = 0, threads = 0, stats = 0, help = 0, top_k = 0;
+    float temperature = 0.0f, top_p = 1.0f;
+    uint64_t seed = 1;
     CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
                      {"--prompt", OPT_STR, &prompt, 0, 0, 0},
                      {"--prompt-file", OPT_STR, &prompt_file, 0, 0, 0},
                      {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 24, 0},
                      {"--lookahead", OPT_INT, &lookahead, 1, HEADS_MAX, 0},
+                     {"--temperature", OPT_FLOAT, &temperature, 0, 100, 0},
+                     {"--top-k", OPT_INT, &top_k, 0, 1 << 30, 0},
+                     {"--top-p", OPT_FLOAT, &top_p, 1e-6, 1, 0},
+                     {"--seed", OPT_U64, &seed, 0, 0, 0},
                      {"--threads", OPT_INT, &threads, 1, 4096, 0},
                      {"--stats", OPT_FLAG, &stats, 0, 0, 0},
                      {0}};
@@ -74,6 +87,10 @@ int cmd_generate(int argc, char **argv) {
     if (help) return fputs(GENERATE_HELP, stdout), 0;
     if (!model_path) {
         cli_error("generate", "--model FILE is required (see mtp generate --help)");
+        return EXIT_USAGE;
+    }
+    if (temperature == 0 && (cli_opt(opts, "--top-k")->given || cli_opt(opts, "--top-p")->given)) {
+        cli_error("generate", "--top-k and --top-p apply to sampling: give --temperature > 0 too");
         return EXIT_USAGE;
     }
     if (!prompt == !prompt_file) {
@@ -127,7 +144,20 @@ int cmd_generate(int argc, char **argv) {
     ds_encode_bytes(tokens + 1, bytes, n_bytes);
     DecodeStats st;
     double t0 = mtp_now();
-    int n = decode_greedy(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, NULL);
+    int n;
+    if (temperature > 0) {
+        DecodeSampling cfg = {temperature, top_k, top_p};
+        MtpRng rng;
+        mtp_rng_seed(&rng, seed);
+        n = decode_sample(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, &cfg, &rng, out, &st,
+                          emit_bytes, NULL);
+        if (n < 0) {
+            cli_error("generate", "out of memory");
+            goto done;
+        }
+    } else {
+        n = decode_greedy(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, NULL);
+    }
     double dt = mtp_now() - t0;
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
     if (st.hit_context) fprintf(stderr, "mtp generate: stopped at the context length (%d tokens)\n", ctx);

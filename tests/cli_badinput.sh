@@ -432,6 +432,16 @@ check "generate --lookahead 2 gives the --lookahead 1 output" cmp -s gen.1.txt g
 check "generate --lookahead 3 gives the --lookahead 1 output" cmp -s gen.1.txt gen.3.txt
 run "$MTP" generate --model gen.ckpt --prompt "$(printf '\xff\xfe bytes')" --max-tokens 5 --threads 1
 check "a prompt that is not UTF-8 is just bytes to a byte model" test "$RC" -eq 0
+run "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --temperature 0.8 --top-k 20 --top-p 0.9 --seed 7 \
+    --lookahead 3 --max-tokens 30 --threads 1
+check "generate samples with --temperature" test "$RC" -eq 0 -a -s out.txt
+cp out.txt sample1.txt
+run "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --temperature 0.8 --top-k 20 --top-p 0.9 --seed 7 \
+    --lookahead 3 --max-tokens 30 --threads 1
+check "sampling is deterministic for a seed" cmp -s out.txt sample1.txt
+expect_fail 2 "--temperature must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature -1
+expect_fail 2 "--top-p must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature 1 --top-p 0
+expect_fail 2 "give --temperature > 0 too" "$MTP" generate --model gen.ckpt --prompt x --top-k 5
 expect_fail 2 "--lookahead must be between" "$MTP" generate --model gen.ckpt --prompt x --lookahead 0
 expect_fail 2 "more than the model's 3 heads" "$MTP" generate --model gen.ckpt --prompt x --lookahead 4
 expect_fail 2 "the prompt is empty" "$MTP" generate --model gen.ckpt --prompt-file empty.txt

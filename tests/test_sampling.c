@@ -1,0 +1,124 @@
+/* test_sampling.c - speculative sampling keeps head 1's distribution.
+ *
+ * On a tiny model (vocabulary 10, random weights spread so that the heads disagree with head 1 and
+ * drafts are both kept and rejected), the first two tokens sampled after a fixed prompt, over many
+ * runs with deterministic seeds, are compared with the exact head-1 distribution
+ * p(t1) p(t2 | t1), computed from the model, by a chi-square test at significance 0.001 (cells
+ * expected below 5 pooled). Done for lookahead 1 (plain sampling) and lookahead 3, at temperature
+ * 1 and with top-k / top-p. Taking the second token from head 2's draft instead (what keeping
+ * every draft would do) must fail the same test. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode/decode.h"
+#include "tests/test.h"
+
+enum { V = 10, CTX = 16, RUNS = 6000 };
+
+/* Exact distribution of the first two tokens under head-1 sampling: joint (V, V). */
+static void exact_joint(double *joint, const MtpModel *m, const int32_t *prompt, int n, const DecodeSampling *cfg) {
+    char err[256];
+    DecodeState s;
+    CHECK(decode_build(&s, m, 8, 1, err, sizeof err) == 0);
+    int order[V];
+    float p1[V], p2[V];
+    int row = decode_prefill(&s, prompt, n, 1);
+    decode_sampling_probs(p1, decode_logits(&s, 0, row), V, cfg, order);
+    for (int t1 = 0; t1 < V; t1++) {
+        decode_forward(&s, (int32_t[]){t1}, 1, 1);
+        decode_sampling_probs(p2, decode_logits(&s, 0, 0), V, cfg, order);
+        for (int t2 = 0; t2 < V; t2++) joint[t1 * V + t2] = (double)p1[t1] * p2[t2];
+        decode_truncate(&s, n);
+    }
+    decode_free(&s);
+}
+
+/* Chi-square statistic of counts against N * expected (cells with expected < 5 pooled), and its
+ * critical value at significance 0.001 (Wilson-Hilferty). Returns 1 if the fit is accepted. */
+static int chi_square_ok(const long *counts, const double *expected, int cells, long N, double *stat_out) {
+    double stat = 0, pooled_e = 0;
+    *stat_out = 0;
+    long pooled_c = 0;
+    int df = -1;
+    for (int i = 0; i < cells; i++) {
+        double e = expected[i] * N;
+        if (e < 5) {
+            pooled_e += e, pooled_c += counts[i];
+            continue;
+        }
+        stat += (counts[i] - e) * (counts[i] - e) / e;
+        df++;
+    }
+    if (pooled_e > 0) stat += (pooled_c - pooled_e) * (pooled_c - pooled_e) / pooled_e, df++;
+    CHECK_MSG(df >= 5, "only %d degrees of freedom: the distribution is too peaked for the test", df);
+    if (df < 1) return 0;
+    double z = 3.090232, a = 2.0 / (9.0 * df);
+    double crit = df * pow(1 - a + z * sqrt(a), 3);
+    *stat_out = stat;
+    return stat < crit;
+}
+
+/* K = 0: the wrong procedure, t1 from head 1 and t2 straight from head 2's draft. */
+static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const char *what, int expect_ok) {
+    char err[256];
+    const int32_t prompt[3] = {1, 7, 3};
+    double joint[V * V];
+    exact_joint(joint, m, prompt, 3, cfg);
+    long counts[V * V] = {0};
+    DecodeState s;
+    CHECK(decode_build(&s, m, 8, K ? K : 2, err, sizeof err) == 0);
+    long proposed = 0, accepted = 0;
+    float p1[V], q2[V];
+    int order[V];
+    if (!K) { /* the drafts' distributions at the prompt */
+        int row = decode_prefill(&s, prompt, 3, 2);
+        decode_sampling_probs(p1, decode_logits(&s, 0, row), V, cfg, order);
+        decode_sampling_probs(q2, decode_logits(&s, 1, row), V, cfg, order);
+    }
+    for (int r = 0; r < RUNS; r++) {
+        MtpRng rng;
+        mtp_rng_seed(&rng, 1000 + r);
+        int32_t out[2];
+        if (!K) {
+            double u1 = mtp_rng_uniform(&rng), u2 = mtp_rng_uniform(&rng), a = 0;
+            out[0] = out[1] = V - 1;
+            for (int v = 0; v < V; v++) if ((a += p1[v]) > u1) { out[0] = v; break; }
+            a = 0;
+            for (int v = 0; v < V; v++) if ((a += q2[v]) > u2) { out[1] = v; break; }
+        } else {
+            decode_truncate(&s, 0);
+            DecodeStats st;
+            int n = decode_sample(&s, prompt, 3, 2, K, -1, cfg, &rng, out, &st, NULL, NULL);
+            CHECK(n == 2);
+            for (int j = 1; j < K; j++) proposed += st.proposed[j], accepted += st.accepted[j];
+        }
+        counts[out[0] * V + out[1]]++;
+    }
+    decode_free(&s);
+    double stat;
+    int ok = chi_square_ok(counts, joint, V * V, RUNS, &stat);
+    CHECK_MSG(ok == expect_ok, "%s, lookahead %d: chi-square %.1f (%s expected)", what, K, stat,
+              expect_ok ? "a fit" : "a misfit");
+    if (K > 1) CHECK_MSG(accepted > 0 && accepted < proposed, "%s: %ld of %ld drafts kept", what, accepted, proposed);
+}
+
+int main(void) {
+    char err[256];
+    CHECK(mtp_core_init(1, MTP_FP32, err, sizeof err) == 0);
+    MtpConfig cfg = {{V, 16, 1, 2, 24, CTX}, {3, HEAD_LINEAR}};
+    MtpModel m;
+    CHECK(mtp_model_build(&m, &cfg, err, sizeof err) == 0);
+    mtp_model_init(&m, 9);
+    MtpRng r;
+    mtp_rng_seed(&r, 5);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.6 * mtp_rng_normal(&r));
+    DecodeSampling plain = {1.0f, 0, 1.0f}, cut = {1.5f, 6, 0.95f};
+    run_test(&m, 1, &plain, "temperature 1", 1);
+    run_test(&m, 3, &plain, "temperature 1", 1);
+    run_test(&m, 3, &cut, "temperature 1.5, top-k 6, top-p 0.95", 1);
+    /* the test has teeth: the second token taken from head 2's draft is not head-1 sampling */
+    run_test(&m, 0, &plain, "second token from head 2's draft (wrong on purpose)", 0);
+    mtp_model_free(&m);
+    mtp_core_shutdown();
+    TEST_DONE();
+}
