@@ -16,7 +16,7 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
     const size_t R = (size_t)max_rows, D = c->dim, T = c->ctx, V = c->vocab;
     const size_t caches = (size_t)c->layers + cached_heads(m, n_heads);
-    s->mem = mtp_calloc(2 * caches * T * D + 3 * R * D + R + (size_t)n_heads * R * V, sizeof(float));
+    s->mem = mtp_calloc(2 * caches * T * D + 3 * R * D + R + (size_t)n_heads * R * (V + D), sizeof(float));
     if (!s->mem || block_decode_scratch_build(&s->scratch, max_rows, c->ctx, c->dim, c->attn_heads, c->ffn)) {
         snprintf(err, errlen, "out of memory for the key/value caches (%zu positions)", T);
         decode_free(s);
@@ -31,6 +31,7 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     s->hn = p, p += R * D;
     s->rstd = p, p += R;
     s->logits = p, p += (size_t)n_heads * R * V;
+    s->heads_h = p, p += (size_t)n_heads * R * D;
     MtpPrecision prec = mtp_core_precision();
     s->trunk_packed = calloc(c->layers ? c->layers : 1, sizeof(BlockPacked));
     int ok = s->trunk_packed != NULL;
@@ -61,15 +62,17 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
     trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
     const int cached = cached_heads(m, s->n_heads) > 0;
     for (int i = 0; i < s->n_heads; i++) {
-        if (!cached && i >= n_logits) continue; /* a linear head has no cache to keep in step */
+        if (!cached && i >= n_logits) continue; /* a linear head has no cache: run it when asked */
         float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * cache : NULL;
         float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * cache : NULL;
-        heads_decode_one(s->h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
+        float *h = s->heads_h + (size_t)i * s->max_rows * c->dim;
+        heads_decode_one(h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
         if (i < n_logits)
-            heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, s->h, R, &m->heads,
+            heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &m->heads,
                                 &s->heads_packed, c);
     }
     s->len += R;
+    s->n_rows = R, s->n_logits = n_logits;
 }
 
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
@@ -83,9 +86,22 @@ int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
     return last;
 }
 
-const float *decode_logits(const DecodeState *s, int head, int row) {
-    const int V = s->model->cfg.trunk.vocab;
-    return s->logits + ((size_t)head * s->max_rows + row) * V;
+const float *decode_logits(DecodeState *s, int head, int row) {
+    const MtpModel *m = s->model;
+    const int V = m->cfg.trunk.vocab, D = m->cfg.trunk.dim;
+    assert(head < s->n_heads && row < s->n_rows);
+    float *logits = s->logits + ((size_t)head * s->max_rows + row) * V;
+    if (head < s->n_logits) return logits;
+    /* this head, this row only: a transformer head's output is kept from the forward; a linear
+     * head runs now on the row's trunk output (at position len - n_rows + row; it needs no cache) */
+    const float *h = s->heads_h + ((size_t)head * s->max_rows + row) * D;
+    if (m->cfg.heads.type == HEAD_LINEAR) {
+        heads_decode_one(s->h, s->z + (size_t)row * D, head, 0, 1, NULL, NULL, &m->heads, &s->heads_packed,
+                         &m->cfg.heads, &s->scratch);
+        h = s->h;
+    }
+    heads_decode_logits(logits, s->hn, s->rstd, h, 1, &m->heads, &s->heads_packed, &m->cfg.trunk);
+    return logits;
 }
 
 void decode_truncate(DecodeState *s, int len) {
@@ -103,7 +119,7 @@ static int32_t argmax(const float *x, int n) {
 }
 
 /* The proposal read off one row: head 1's next token, then heads 2..K's guesses after it. */
-static void propose(int32_t *block, const DecodeState *s, int row, int K) {
+static void propose(int32_t *block, DecodeState *s, int row, int K) {
     const int V = s->model->cfg.trunk.vocab;
     for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
 }
@@ -115,7 +131,7 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     memset(st, 0, sizeof *st);
     int32_t block[HEADS_MAX];
     double t0 = mtp_now();
-    propose(block, s, decode_prefill(s, prompt, n, K), K);
+    propose(block, s, decode_prefill(s, prompt, n, 1), K);
     st->t_prefill = mtp_now() - t0;
     int produced = 0;
     while (produced < max_new) {
@@ -125,7 +141,7 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         int accepted = 1;
         if (room > 0) {
             double tf = mtp_now();
-            decode_forward(s, block, k, K);
+            decode_forward(s, block, k, 1);
             st->t_forward += mtp_now() - tf;
             st->forwards++;
             /* block[j] stands if head 1, run on block[0..j), predicts it */
@@ -214,7 +230,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     float *p = q + (size_t)K * V;
     int32_t block[HEADS_MAX];
     double t0 = mtp_now();
-    int row = decode_prefill(s, prompt, n, K);
+    int row = decode_prefill(s, prompt, n, 1);
     st->t_prefill = mtp_now() - t0;
     int32_t first = -1; /* the block's first token when it came from a rejection */
     int produced = 0;
@@ -236,7 +252,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         first = -1;
         if (room > 0) {
             double tf = mtp_now();
-            decode_forward(s, block, k, K);
+            decode_forward(s, block, k, 1);
             st->t_forward += mtp_now() - tf;
             st->forwards++;
             /* block[j] stands with probability min(1, p/q); a rejection draws from max(0, p - q) */

@@ -21,7 +21,9 @@ typedef struct {
     float *k_cache, *v_cache; /* (L + transformer heads kept) x (D, T) keys, x (T, D) values */
     float *z;        /* (R, D) trunk output of the last forward */
     float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
+    float *heads_h;  /* (n_heads, R, D) transformer heads' outputs of the last forward */
     float *logits;   /* (n_heads, R, V) */
+    int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
     BlockDecodeScratch scratch;
     BlockPacked *trunk_packed; /* (L) the trunk's matrices packed once at build */
     HeadsPacked heads_packed;  /* the kept heads' and the unembedding */
@@ -40,8 +42,10 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
 /* Prompt prefill: any number of tokens, in passes of max_rows; logits of head 1..n_logits for
  * the last pass's rows. Returns the row of the last token in that pass. */
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
-/* Logits (V) of head (0-based) for row r of the last forward. */
-const float *decode_logits(const DecodeState *s, int head, int row);
+/* Logits (V) of head (0-based) for row r of the last forward: computed by the forward for heads
+ * below its n_logits, otherwise now, for that row alone (a draft is only read off the row that
+ * ends up last, so the other rows' unembeddings are never spent). */
+const float *decode_logits(DecodeState *s, int head, int row);
 /* Rolls the caches back to len positions (len <= s->len). */
 void decode_truncate(DecodeState *s, int len);
 
