@@ -124,6 +124,24 @@ static void propose(int32_t *block, DecodeState *s, int row, int K) {
     for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
 }
 
+/* After a verification: emits block[0..accepted), cut after an end token, rolls the caches back
+ * over the k - accepted rejected rows, and returns 1 when generation is over. */
+static int settle(DecodeState *s, const int32_t *block, int accepted, int k, int out_of_room, int32_t eos,
+                  int32_t *out, int *produced, DecodeEmit emit, void *emit_ctx) {
+    int take = accepted, stop = out_of_room;
+    for (int j = 0; j < accepted; j++)
+        if (block[j] == eos) {
+            take = j + 1, stop = 1;
+            break;
+        }
+    memcpy(out + *produced, block, take * sizeof(int32_t));
+    if (emit) emit(emit_ctx, block, take);
+    *produced += take;
+    if (stop) return 1;
+    if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+    return 0;
+}
+
 int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
                   int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx) {
     const int K = lookahead, ctx = s->model->cfg.trunk.ctx;
@@ -151,18 +169,7 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         } else {
             st->hit_context = 1;
         }
-        /* an end token ends the output there */
-        int take = accepted, stop = room <= 0;
-        for (int j = 0; j < accepted; j++)
-            if (block[j] == eos) {
-                take = j + 1, stop = 1;
-                break;
-            }
-        memcpy(out + produced, block, take * sizeof(int32_t));
-        if (emit) emit(emit_ctx, block, take);
-        produced += take;
-        if (stop) break;
-        if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx)) break;
         propose(block, s, accepted - 1, K);
     }
     st->tokens = produced;
@@ -274,17 +281,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         } else {
             st->hit_context = 1;
         }
-        int take = accepted, stop = room <= 0;
-        for (int j = 0; j < accepted; j++)
-            if (block[j] == eos) {
-                take = j + 1, stop = 1;
-                break;
-            }
-        memcpy(out + produced, block, take * sizeof(int32_t));
-        if (emit) emit(emit_ctx, block, take);
-        produced += take;
-        if (stop) break;
-        if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx)) break;
         row = accepted - 1;
     }
     free(q), free(order);
