@@ -486,3 +486,11 @@ void mtp_checkpoint_extra_free(MtpCheckpointExtra *x) {
     x->m = x->v = NULL;
     x->has_train = 0;
 }
+
+void mtp_trainer_restore(MtpTrainer *t, const MtpCheckpointExtra *x) {
+    memcpy(t->m, x->m, t->model->n_params * sizeof(float));
+    memcpy(t->v, x->v, t->model->n_params * sizeof(float));
+    t->step = x->step;
+    t->data_rng = x->data_rng;
+    t->batches_drawn = x->batches_drawn;
+}

@@ -307,11 +307,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     if (a.resume) {
-        memcpy(tr.m, ck.m, model.n_params * sizeof(float));
-        memcpy(tr.v, ck.v, model.n_params * sizeof(float));
-        tr.step = ck.step;
-        tr.data_rng = ck.data_rng;
-        tr.batches_drawn = ck.batches_drawn;
+        mtp_trainer_restore(&tr, &ck);
         mtp_checkpoint_extra_free(&ck);
     }
     if (a.log && !(log = fopen(a.log, "a"))) {

@@ -159,5 +159,8 @@ typedef struct {
  * and builds the model. -1 with a one-line message (with the byte offset) on any problem. */
 int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *extra, char *err, size_t errlen);
 void mtp_checkpoint_extra_free(MtpCheckpointExtra *x);
+/* Puts a loaded train state (x->has_train) into a trainer built for the same model: optimizer
+ * moments, step, data position. The run then continues exactly where it was saved. */
+void mtp_trainer_restore(MtpTrainer *t, const MtpCheckpointExtra *x);
 
 #endif

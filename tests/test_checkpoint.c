@@ -203,11 +203,7 @@ static void test_resume(HeadType ht) {
     MtpTrainer tc;
     CHECK(x.has_train);
     CHECK(mtp_trainer_build(&tc, &mc, &x.opt, err, sizeof err) == 0);
-    memcpy(tc.m, x.m, mc.n_params * sizeof(float));
-    memcpy(tc.v, x.v, mc.n_params * sizeof(float));
-    tc.step = x.step;
-    tc.data_rng = x.data_rng;
-    tc.batches_drawn = x.batches_drawn;
+    mtp_trainer_restore(&tc, &x);
     mtp_checkpoint_extra_free(&x);
     for (int i = 3; i < 6; i++) mtp_train_step(&tc, &g_corpus, &sb[i]);
 

@@ -115,8 +115,6 @@ void mtp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float 
 void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                           const float *rstd, int M, int D);
 
-/* out = a + b, n elements (out may alias a or b) */
-void mtp_add(float *out, const float *a, const float *b, size_t n);
 /* out += a */
 void mtp_add_inplace(float *out, const float *a, size_t n);
 
@@ -193,6 +191,5 @@ void mtp_free(void *p);
 double mtp_now(void);
 /* sum of squares of x in double with a fixed reduction order */
 double mtp_sumsq(const float *x, size_t n);
-void mtp_scale(float *x, float s, size_t n);
 
 #endif

@@ -62,19 +62,9 @@ void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 
 /* ---- elementwise ---------------------------------------------------------------------------- */
 
-void mtp_add(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 void mtp_add_inplace(float *out, const float *a, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] += a[i];
-}
-
-void mtp_scale(float *x, float s, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
 static inline float silu(float x) { return x / (1.0f + mtp_expf(-x)); }
@@ -145,46 +135,43 @@ static inline void rope_unrotate(float *dst, const float *src, const float *c, c
     }
 }
 
-void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const float *cos_tab,
-                        const float *sin_tab, int B, int T, int H, int hd) {
-    // qkv (B*T, 3*D) -> q, k, v (B, H, T, hd)
+/* qkv (B*T, 3*D) -> q, k, v (B, H, T, hd), RoPE on q and k; stored as fp32 or (bf16) bfloat16 */
+static void qkv_split_rope(void *q, void *k, void *v, int bf16, const float *qkv, const float *cos_tab,
+                           const float *sin_tab, int B, int T, int H, int hd) {
     int D = H * hd, half = hd / 2;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *row = qkv + ((size_t)b * T + t) * 3 * D;
             const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
+            float tmp[3 * 512]; /* one head's q, k, v: the trunk's config allows head dims up to 512 */
             for (int h = 0; h < H; h++) {
                 size_t o = (((size_t)b * H + h) * T + t) * hd;
-                rope_rotate(q + o, row + h * hd, c, s, half);
-                rope_rotate(k + o, row + D + h * hd, c, s, half);
-                memcpy(v + o, row + 2 * D + h * hd, hd * sizeof(float));
+                rope_rotate(tmp, row + h * hd, c, s, half);
+                rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
+                memcpy(tmp + 2 * hd, row + 2 * D + h * hd, hd * sizeof(float));
+                float *outs[3] = {q, k, v};
+                for (int m = 0; m < 3; m++) {
+                    if (bf16) {
+                        uint16_t *dst = (uint16_t *)outs[m] + o;
+#pragma omp simd
+                        for (int d = 0; d < hd; d++) dst[d] = mtp_f32_to_bf16(tmp[m * hd + d]);
+                    } else {
+                        memcpy(outs[m] + o, tmp + m * hd, hd * sizeof(float));
+                    }
+                }
             }
         }
 }
 
+void mtp_qkv_split_rope(float *q, float *k, float *v, const float *qkv, const float *cos_tab,
+                        const float *sin_tab, int B, int T, int H, int hd) {
+    qkv_split_rope(q, k, v, 0, qkv, cos_tab, sin_tab, B, T, H, hd);
+}
+
 void mtp_qkv_split_rope_bf16(uint16_t *q, uint16_t *k, uint16_t *v, const float *qkv, const float *cos_tab,
                              const float *sin_tab, int B, int T, int H, int hd) {
-    int D = H * hd, half = hd / 2;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *row = qkv + ((size_t)b * T + t) * 3 * D;
-            const float *c = cos_tab + (size_t)t * half, *s = sin_tab + (size_t)t * half;
-            float tmp[2 * 512]; /* one head's q and k: the trunk's config allows head dims up to 512 */
-            for (int h = 0; h < H; h++) {
-                size_t o = (((size_t)b * H + h) * T + t) * hd;
-                assert(hd <= 512);
-                rope_rotate(tmp, row + h * hd, c, s, half);
-                rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
-#pragma omp simd
-                for (int d = 0; d < hd; d++) {
-                    q[o + d] = mtp_f32_to_bf16(tmp[d]);
-                    k[o + d] = mtp_f32_to_bf16(tmp[hd + d]);
-                    v[o + d] = mtp_f32_to_bf16(row[2 * D + h * hd + d]);
-                }
-            }
-        }
+    qkv_split_rope(q, k, v, 1, qkv, cos_tab, sin_tab, B, T, H, hd);
 }
 
 void mtp_qkv_merge_unrope(float *dqkv, const float *dq, const float *dk, const float *dv, const float *cos_tab,
