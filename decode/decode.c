@@ -16,7 +16,8 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
     const size_t R = (size_t)max_rows, D = c->dim, T = c->ctx, V = c->vocab;
     const size_t caches = (size_t)c->layers + cached_heads(m, n_heads);
-    s->mem = mtp_calloc(2 * caches * T * D + 3 * R * D + R + (size_t)n_heads * R * (V + D), sizeof(float));
+    const size_t k_floats = caches * trunk_k_cache_floats(c), v_floats = caches * trunk_v_cache_floats(c);
+    s->mem = mtp_calloc(k_floats + v_floats + 3 * R * D + R + (size_t)n_heads * R * (V + D), sizeof(float));
     if (!s->mem || block_decode_scratch_build(&s->scratch, max_rows, c->ctx, c->dim, c->attn_heads, c->ffn)) {
         snprintf(err, errlen, "out of memory for the key/value caches (%zu positions)", T);
         decode_free(s);
@@ -24,8 +25,8 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     }
     s->model = m, s->max_rows = max_rows, s->n_heads = n_heads;
     float *p = s->mem;
-    s->k_cache = p, p += caches * T * D;
-    s->v_cache = p, p += caches * T * D;
+    s->k_cache = p, p += k_floats;
+    s->v_cache = p, p += v_floats;
     s->z = p, p += R * D;
     s->h = p, p += R * D;
     s->hn = p, p += R * D;
@@ -33,10 +34,18 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     s->logits = p, p += (size_t)n_heads * R * V;
     s->heads_h = p, p += (size_t)n_heads * R * D;
     MtpPrecision prec = mtp_core_precision();
+    /* every packed matrix in one allocation, in the order a forward pass reads them */
+    size_t packed_bytes = (size_t)c->layers * block_packed_bytes(c->dim, c->ffn, prec) +
+                          heads_packed_bytes(n_heads, c, &m->cfg.heads, prec);
+    s->packed_mem = mtp_calloc(packed_bytes, 1);
     s->trunk_packed = calloc(c->layers ? c->layers : 1, sizeof(BlockPacked));
-    int ok = s->trunk_packed != NULL;
-    for (int l = 0; l < c->layers && ok; l++) ok = block_pack(&s->trunk_packed[l], &m->trunk.blocks[l], c->dim, c->ffn, prec) == 0;
-    if (!ok || heads_pack(&s->heads_packed, n_heads, &m->heads, c, &m->cfg.heads, prec)) {
+    int ok = s->trunk_packed && s->packed_mem;
+    char *cursor = s->packed_mem;
+    for (int l = 0; l < c->layers && ok; l++)
+        ok = block_pack(&s->trunk_packed[l], &m->trunk.blocks[l], c->dim, c->ffn, prec, &cursor) == 0;
+    if (ok) ok = heads_pack(&s->heads_packed, n_heads, &m->heads, c, &m->cfg.heads, prec, &cursor) == 0;
+    assert(!ok || cursor == s->packed_mem + packed_bytes);
+    if (!ok) {
         snprintf(err, errlen, "out of memory for the packed weights");
         decode_free(s);
         return -1;
@@ -49,6 +58,7 @@ void decode_free(DecodeState *s) {
         for (int l = 0; l < s->model->cfg.trunk.layers; l++) block_packed_free(&s->trunk_packed[l]);
     free(s->trunk_packed);
     heads_packed_free(&s->heads_packed);
+    mtp_free(s->packed_mem);
     mtp_free(s->mem);
     block_decode_scratch_free(&s->scratch);
     memset(s, 0, sizeof *s);
@@ -58,13 +68,13 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
     const MtpModel *m = s->model;
     const TrunkConfig *c = &m->cfg.trunk;
     assert(R >= 1 && R <= s->max_rows && s->len + R <= c->ctx && n_logits <= s->n_heads);
-    const size_t cache = (size_t)c->ctx * c->dim;
+    const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
     trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
     const int cached = cached_heads(m, s->n_heads) > 0;
     for (int i = 0; i < s->n_heads; i++) {
         if (!cached && i >= n_logits) continue; /* a linear head has no cache: run it when asked */
-        float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * cache : NULL;
-        float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * cache : NULL;
+        float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * k_layer : NULL;
+        float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * v_layer : NULL;
         float *h = s->heads_h + (size_t)i * s->max_rows * c->dim;
         heads_decode_one(h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
         if (i < n_logits)
@@ -94,6 +104,7 @@ const float *decode_logits(DecodeState *s, int head, int row) {
     if (head < s->n_logits) return logits;
     /* this head, this row only: a transformer head's output is kept from the forward; a linear
      * head runs now on the row's trunk output (at position len - n_rows + row; it needs no cache) */
+    const double t0 = mtp_now();
     const float *h = s->heads_h + ((size_t)head * s->max_rows + row) * D;
     if (m->cfg.heads.type == HEAD_LINEAR) {
         heads_decode_one(s->h, s->z + (size_t)row * D, head, 0, 1, NULL, NULL, &m->heads, &s->heads_packed,
@@ -101,6 +112,7 @@ const float *decode_logits(DecodeState *s, int head, int row) {
         h = s->h;
     }
     heads_decode_logits(logits, s->hn, s->rstd, h, 1, &m->heads, &s->heads_packed, &m->cfg.trunk);
+    s->t_lazy += mtp_now() - t0;
     return logits;
 }
 
@@ -147,10 +159,12 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     const int K = lookahead, ctx = s->model->cfg.trunk.ctx;
     assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
     memset(st, 0, sizeof *st);
+    s->t_lazy = 0;
     int32_t block[HEADS_MAX];
     double t0 = mtp_now();
     propose(block, s, decode_prefill(s, prompt, n, 1), K);
     st->t_prefill = mtp_now() - t0;
+    s->t_lazy = 0; /* the first drafts belong to the prefill */
     int produced = 0;
     while (produced < max_new) {
         /* block[0] is head 1's prediction: always right. Past the context it cannot be run, only emitted. */
@@ -164,16 +178,21 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
             st->forwards++;
             /* block[j] stands if head 1, run on block[0..j), predicts it */
             const int V = s->model->cfg.trunk.vocab;
+            const double tc = mtp_now();
             while (accepted < k && argmax(decode_logits(s, 0, accepted - 1), V) == block[accepted]) accepted++;
+            st->t_sample += mtp_now() - tc;
             for (int j = 1; j < k; j++) st->proposed[j]++, st->accepted[j] += j < accepted;
         } else {
             st->hit_context = 1;
         }
         if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx)) break;
+        const double tc = mtp_now(), lazy = s->t_lazy;
         propose(block, s, accepted - 1, K);
+        st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
     }
     st->tokens = produced;
-    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward;
+    st->t_forward += s->t_lazy; /* the drafting heads' share of the passes, run when first read */
+    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward - st->t_sample;
     return produced;
 }
 
@@ -228,6 +247,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
     assert(cfg->temperature > 0);
     memset(st, 0, sizeof *st);
+    s->t_lazy = 0;
     float *q = malloc((size_t)(K + 1) * V * sizeof(float)); /* q[j] (V): head j's draft distribution; q[K]: p */
     int *order = malloc((size_t)V * sizeof(int));
     if (!q || !order) {
@@ -239,10 +259,12 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     double t0 = mtp_now();
     int row = decode_prefill(s, prompt, n, 1);
     st->t_prefill = mtp_now() - t0;
+    s->t_lazy = 0;
     int32_t first = -1; /* the block's first token when it came from a rejection */
     int produced = 0;
     for (;;) {
         /* the block drawn at `row`: head 1's token (unless a rejection already chose it), then drafts */
+        double tc = mtp_now(), lazy = s->t_lazy;
         if (first < 0) {
             decode_sampling_probs(p, decode_logits(s, 0, row), V, cfg, order);
             first = sample_from(p, V, 1.0, rng);
@@ -252,6 +274,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
             decode_sampling_probs(q + (size_t)j * V, decode_logits(s, j, row), V, cfg, order);
             block[j] = sample_from(q + (size_t)j * V, V, 1.0, rng);
         }
+        st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
         if (produced >= max_new) break;
         int room = ctx - s->len, k = K < room ? K : room;
         if (k > max_new - produced) k = max_new - produced;
@@ -263,6 +286,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
             st->t_forward += mtp_now() - tf;
             st->forwards++;
             /* block[j] stands with probability min(1, p/q); a rejection draws from max(0, p - q) */
+            tc = mtp_now();
             for (; accepted < k; accepted++) {
                 const int j = accepted;
                 const float *qj = q + (size_t)j * V;
@@ -278,6 +302,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
                 first = total > 0 ? sample_from(p, V, total, rng) : x; /* total 0 means p == q: x stands */
                 break;
             }
+            st->t_sample += mtp_now() - tc;
         } else {
             st->hit_context = 1;
         }
@@ -286,6 +311,7 @@ int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int
     }
     free(q), free(order);
     st->tokens = produced;
-    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward;
+    st->t_forward += s->t_lazy; /* the drafting heads' share of the passes, run when first read */
+    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward - st->t_sample;
     return produced;
 }

@@ -1,8 +1,8 @@
 /* decode.h - the inference engine: a model with key/value caches, run a few rows at a time.
  *
- * DecodeState keeps, like llama2.c's RunState, one cache per block, the layers one after another:
- * values (position, kv dim) and keys transposed (kv dim, position) so that a query's scores
- * vectorize over positions. There is a pair per trunk block and one per transformer head kept in
+ * DecodeState keeps, like llama2.c's RunState, one key/value cache per block, the layers one after
+ * another, laid out as mtp_attention_cached reads them (keys in tiles of positions, values per
+ * head). There is a pair per trunk block and one per transformer head kept in
  * step: heads 1..n_heads, the ones a lookahead of n_heads needs (lookahead 1 keeps head 1 alone
  * and never runs the others).
  * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
@@ -18,15 +18,17 @@ typedef struct {
     int max_rows;    /* R: rows per decode_forward */
     int n_heads;     /* heads run (and cached) at every position: 1..n */
     int len;         /* positions in the caches */
-    float *k_cache, *v_cache; /* (L + transformer heads kept) x (D, T) keys, x (T, D) values */
+    float *k_cache, *v_cache; /* (L + transformer heads kept) layers' caches (trunk_k/v_cache_floats each) */
     float *z;        /* (R, D) trunk output of the last forward */
     float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
     float *heads_h;  /* (n_heads, R, D) transformer heads' outputs of the last forward */
     float *logits;   /* (n_heads, R, V) */
     int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
+    double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
     BlockDecodeScratch scratch;
     BlockPacked *trunk_packed; /* (L) the trunk's matrices packed once at build */
     HeadsPacked heads_packed;  /* the kept heads' and the unembedding */
+    char *packed_mem;          /* where all of them live, in the order a forward reads them */
     float *mem;
 } DecodeState;
 
@@ -57,7 +59,9 @@ typedef struct {
     long proposed[HEADS_MAX];   /* drafts of head i (0-based; head 0 is never a draft) verified */
     long accepted[HEADS_MAX];   /* ... and accepted */
     int hit_context;            /* stopped because the context was full */
-    double t_prefill, t_forward, t_other; /* seconds */
+    /* seconds: the prompt's pass; the forward passes (drafting heads run lazily included); choosing
+     * tokens (argmax, or sampling and the acceptance draws); the rest (bookkeeping, emitting) */
+    double t_prefill, t_forward, t_sample, t_other;
 } DecodeStats;
 
 /* Called with each run of accepted tokens, in order (for streaming). */

@@ -141,16 +141,26 @@ void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t
     }
 }
 
+size_t heads_packed_bytes(int n, const TrunkConfig *tc, const HeadsConfig *hc, MtpPrecision precision) {
+    const int D = tc->dim;
+    size_t head = hc->type == HEAD_TRANSFORMER ? block_packed_bytes(D, tc->ffn, precision)
+                                                : mtp_packed_weight_bytes(D, D, precision);
+    return (size_t)n * head + mtp_packed_weight_bytes(tc->vocab, D, precision);
+}
+
 int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
-               MtpPrecision precision) {
+               MtpPrecision precision, char **cursor) {
     memset(p, 0, sizeof *p);
     p->n = n;
     const int D = tc->dim;
-    int ok = (p->unembed = mtp_pack_weight(w->unembed, tc->vocab, D, precision)) != NULL;
+    int ok = 1;
     for (int i = 0; i < n && ok; i++) {
-        if (hc->type == HEAD_TRANSFORMER) ok = block_pack(&p->blocks[i], &w->blocks[i], D, tc->ffn, precision) == 0;
-        else ok = (p->lin[i] = mtp_pack_weight(w->lin[i], D, D, precision)) != NULL;
+        if (hc->type == HEAD_TRANSFORMER)
+            ok = block_pack(&p->blocks[i], &w->blocks[i], D, tc->ffn, precision, cursor) == 0;
+        else
+            ok = (p->lin[i] = mtp_pack_weight_at(cursor, w->lin[i], D, D, precision)) != NULL;
     }
+    if (ok) ok = (p->unembed = mtp_pack_weight_at(cursor, w->unembed, tc->vocab, D, precision)) != NULL;
     if (ok) return 0;
     heads_packed_free(p);
     return -1;

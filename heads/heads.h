@@ -82,9 +82,6 @@ void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *
 
 /* ---- inference ------------------------------------------------------------------------------ */
 
-/* Head i (0-based) on R rows of trunk output z (R, D) at positions pos0..: its output into h (R, D).
- * A transformer head writes the rows' keys and values into its caches k_cache, v_cache (T, D);
- * linear heads have no cache (pass NULL). */
 /* The heads' matrices packed for products of a few rows: heads 0..n-1 of the model. */
 typedef struct {
     int n;
@@ -93,10 +90,16 @@ typedef struct {
     MtpPackedWeight *unembed;
 } HeadsPacked;
 
+/* Packs heads 0..n-1, then the unembedding, at *cursor (advanced by heads_packed_bytes), or into
+ * allocations of their own when cursor is NULL. */
+size_t heads_packed_bytes(int n, const TrunkConfig *tc, const HeadsConfig *hc, MtpPrecision precision);
 int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
-               MtpPrecision precision);
+               MtpPrecision precision, char **cursor);
 void heads_packed_free(HeadsPacked *p);
 
+/* Head i (0-based) on R rows of trunk output z (R, D) at positions pos0..: its output into h (R, D).
+ * A transformer head writes the rows' keys and values into its caches k_cache, v_cache (one layer each);
+ * linear heads have no cache (pass NULL). */
 void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
                       const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s);
 /* logits (R, V) of head outputs h (R, D) through the shared final norm and unembedding;

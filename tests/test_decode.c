@@ -4,14 +4,16 @@
  * computed a few rows at a time over the key/value caches, equal those of one full forward pass
  * over the whole sequence (within 1e-4 in fp32), also after rollbacks: the caches are truncated,
  * other tokens are run over the same positions, then the caches are rolled back again and the
- * original tokens run once more. */
+ * original tokens run once more. The shapes reach every path of the cached attention: head dims
+ * below, at and above a tile of values (8, 48, 96), sequences over several key tiles, and passes of
+ * up to 7 rows (a group of 4 rows and a smaller one). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "decode/decode.h"
 #include "tests/test.h"
 
-enum { V = 37, D = 32, L = 2, H = 4, F = 48, CTX = 24, N = 21, NH = 3 };
+enum { V = 37, L = 2, F = 48, CTX = 80, N = 70, NH = 3 };
 
 /* Full forward over tokens (N): logits (NH, N, V) of every head. */
 static void reference(float *ref, const MtpModel *m, const int32_t *tokens) {
@@ -45,7 +47,7 @@ static double run_and_compare(DecodeState *s, const int32_t *tokens, int from, i
     return worst;
 }
 
-static void test_engine(HeadType type) {
+static void test_engine(HeadType type, int D, int H, int max_rows) {
     char err[256];
     MtpConfig cfg = {{V, D, L, H, F, CTX}, {NH, type}};
     MtpModel m;
@@ -60,14 +62,15 @@ static void test_engine(HeadType type) {
     reference(ref, &m, tokens);
 
     DecodeState s;
-    CHECK(decode_build(&s, &m, 4, NH, err, sizeof err) == 0);
-    /* prefill 6 positions in one call, then the rest a few rows at a time */
-    decode_prefill(&s, tokens, 6, NH);
+    CHECK(decode_build(&s, &m, max_rows, NH, err, sizeof err) == 0);
+    /* prefill 20 positions in one call, then the rest a few rows at a time */
+    const int last = decode_prefill(&s, tokens, 20, NH);
     double worst = 0;
     for (int i = 0; i < NH; i++)
-        for (int v = 0; v < V; v++) worst = fmax(worst, fabs(decode_logits(&s, i, 1)[v] - ref[((size_t)i * N + 5) * V + v]));
-    worst = fmax(worst, run_and_compare(&s, tokens, 6, N, ref, &r, NH));
-    CHECK_MSG(worst < 1e-4, "%s heads: incremental logits differ from a full forward by %g", heads_type_name(type), worst);
+        for (int v = 0; v < V; v++) worst = fmax(worst, fabs(decode_logits(&s, i, last)[v] - ref[((size_t)i * N + 19) * V + v]));
+    worst = fmax(worst, run_and_compare(&s, tokens, 20, N, ref, &r, NH));
+    CHECK_MSG(worst < 1e-4, "%s heads, dim %d, %d attention heads: incremental logits differ from a full forward by %g",
+              heads_type_name(type), D, H, worst);
 
     /* rollback: truncate, run other tokens over the same positions, roll back again, rerun */
     for (int trial = 0; trial < 4; trial++) {
@@ -77,7 +80,8 @@ static void test_engine(HeadType type) {
         run_and_compare(&s, other, back, upto, ref, &r, 1); /* other tokens: logits not compared */
         decode_truncate(&s, back);
         double w = run_and_compare(&s, tokens, back, N, ref, &r, NH);
-        CHECK_MSG(w < 1e-4, "%s heads: after rolling back to %d, logits differ by %g", heads_type_name(type), back, w);
+        CHECK_MSG(w < 1e-4, "%s heads, dim %d: after rolling back to %d, logits differ by %g", heads_type_name(type), D,
+                  back, w);
     }
     decode_free(&s);
 
@@ -93,8 +97,11 @@ static void test_engine(HeadType type) {
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
-    test_engine(HEAD_TRANSFORMER);
-    test_engine(HEAD_LINEAR);
+    const int shapes[3][3] = {{32, 4, 4}, {48, 1, 7}, {96, 1, 5}}; /* dim, attention heads, rows per pass */
+    for (int k = 0; k < 3; k++) {
+        test_engine(HEAD_TRANSFORMER, shapes[k][0], shapes[k][1], shapes[k][2]);
+        test_engine(HEAD_LINEAR, shapes[k][0], shapes[k][1], shapes[k][2]);
+    }
     mtp_core_shutdown();
     TEST_DONE();
 }

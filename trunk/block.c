@@ -193,7 +193,8 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
 int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F) {
     memset(s, 0, sizeof *s);
     size_t hd = (size_t)D / H;
-    size_t n = 2 * (size_t)T * (hd / 2) + (size_t)R * D + R + (size_t)R * 3 * D + (size_t)R * H * T + (size_t)R * D +
+    const size_t att = mtp_attention_cached_scratch_floats(R, T, H);
+    size_t n = 2 * (size_t)T * (hd / 2) + (size_t)R * D + R + (size_t)R * 3 * D + att + (size_t)R * D +
                (size_t)R * 2 * F + (size_t)R * F;
     s->mem = mtp_calloc(n, sizeof(float));
     if (!s->mem) return -1;
@@ -204,7 +205,7 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
     s->ln = p, p += (size_t)R * D;
     s->rstd = p, p += R;
     s->qkv = p, p += (size_t)R * 3 * D;
-    s->att = p, p += (size_t)R * H * T;
+    s->att = p, p += att;
     s->atty = p, p += (size_t)R * D;
     s->h13 = p, p += (size_t)R * 2 * F;
     s->g = p, p += (size_t)R * F;
@@ -212,11 +213,17 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
     return 0;
 }
 
-int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision) {
-    p->wqkv = mtp_pack_weight(w->wqkv, 3 * D, D, precision);
-    p->wo = mtp_pack_weight(w->wo, D, D, precision);
-    p->w13 = mtp_pack_weight(w->w13, 2 * F, D, precision);
-    p->w2 = mtp_pack_weight(w->w2, D, F, precision);
+size_t block_packed_bytes(int D, int F, MtpPrecision precision) {
+    return mtp_packed_weight_bytes(3 * D, D, precision) + mtp_packed_weight_bytes(D, D, precision) +
+           mtp_packed_weight_bytes(2 * F, D, precision) + mtp_packed_weight_bytes(D, F, precision);
+}
+
+int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor) {
+    /* in the order block_decode reads them */
+    p->wqkv = mtp_pack_weight_at(cursor, w->wqkv, 3 * D, D, precision);
+    p->wo = mtp_pack_weight_at(cursor, w->wo, D, D, precision);
+    p->w13 = mtp_pack_weight_at(cursor, w->w13, 2 * F, D, precision);
+    p->w2 = mtp_pack_weight_at(cursor, w->w2, D, F, precision);
     if (p->wqkv && p->wo && p->w13 && p->w2) return 0;
     block_packed_free(p);
     return -1;

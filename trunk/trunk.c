@@ -109,11 +109,19 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
     }
 }
 
+size_t trunk_k_cache_floats(const TrunkConfig *c) {
+    return mtp_k_cache_floats(c->ctx, c->attn_heads, c->dim / c->attn_heads);
+}
+
+size_t trunk_v_cache_floats(const TrunkConfig *c) {
+    return mtp_v_cache_floats(c->ctx, c->attn_heads, c->dim / c->attn_heads);
+}
+
 void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
                   const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s) {
     const int D = c->dim;
-    const size_t layer = (size_t)c->ctx * D;
+    const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
     for (int r = 0; r < R; r++) memcpy(x + (size_t)r * D, w->tok_emb + (size_t)tokens[r] * D, D * sizeof(float));
     for (int l = 0; l < c->layers; l++)
-        block_decode(x, k_cache + l * layer, v_cache + l * layer, pos0, R, &w->blocks[l], &packed[l], s);
+        block_decode(x, k_cache + l * k_layer, v_cache + l * v_layer, pos0, R, &w->blocks[l], &packed[l], s);
 }

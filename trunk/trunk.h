@@ -113,7 +113,7 @@ typedef struct {
     float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
     float *ln, *rstd;         /* (R, D), (R) */
     float *qkv;               /* (R, 3D) */
-    float *att;               /* (R, H, T) attention weights */
+    float *att;               /* (R, H, T rounded up to a tile) attention weights */
     float *atty;              /* (R, D) */
     float *h13, *g;           /* (R, 2F), (R, F) */
     float *mem;
@@ -124,7 +124,9 @@ typedef struct {
     MtpPackedWeight *wqkv, *wo, *w13, *w2;
 } BlockPacked;
 
-int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision);
+/* Packs at *cursor (advanced by block_packed_bytes), or into allocations of its own when cursor is NULL. */
+size_t block_packed_bytes(int D, int F, MtpPrecision precision);
+int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor);
 void block_packed_free(BlockPacked *p);
 
 int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F);
@@ -132,8 +134,8 @@ void block_decode_scratch_free(BlockDecodeScratch *s);
 
 /* Runs x (R, D), the residual stream of R rows at positions pos0..pos0+R-1, through the block in
  * place, writing the rows' keys and values into the block's caches at positions pos0.. (what was
- * there is overwritten: rolling back a cache is only a change of length). k_cache (D, T) holds
- * the keys transposed, v_cache (T, D) the values (see mtp_attention_cached). */
+ * there is overwritten: rolling back a cache is only a change of length). The caches are laid out
+ * as mtp_attention_cached wants them (mtp_k_cache_floats, mtp_v_cache_floats). */
 void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
                   const BlockPacked *p, BlockDecodeScratch *s);
 
@@ -170,7 +172,10 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
                     const int32_t *tokens, const TrunkConfig *c, BlockScratch *s);
 
 /* Inference: embeds tokens (R) at positions pos0..pos0+R-1 into x (R, D) and runs every block
- * over its cache: k_cache (L, D, T) and v_cache (L, T, D), a layer's caches contiguous. x ends as z. */
+ * over its cache: k_cache and v_cache hold L layers' caches one after another (trunk_k_cache_floats,
+ * trunk_v_cache_floats each). x ends as z. */
+size_t trunk_k_cache_floats(const TrunkConfig *c);
+size_t trunk_v_cache_floats(const TrunkConfig *c);
 void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
                   const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s);
 

@@ -348,16 +348,14 @@ struct MtpPackedWeight {
     MtpPrecision precision;
     dnnl_memory_desc_t md; /* the layout oneDNN chose for this matrix */
     void *data;
+    int owned; /* data was allocated by mtp_pack_weight (not placed by mtp_pack_weight_into) */
 };
 
-MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision) {
+/* The layout a one-row product wants for W^T (K, N): oneDNN's choice under format_tag_any. */
+static dnnl_memory_desc_t packed_md(int N, int K, MtpPrecision precision) {
     assert(g_mm.initialised);
-    MtpPackedWeight *pw = calloc(1, sizeof *pw);
-    if (!pw) return NULL;
-    pw->N = N, pw->K = K, pw->precision = precision;
     dnnl_data_type_t dt = precision == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
-    /* ask a one-row product which weights layout it wants */
-    dnnl_memory_desc_t a_md, b_any, c_md, w_plain;
+    dnnl_memory_desc_t a_md, b_any, c_md;
     dnnl_dims_t a_dims = {1, K}, b_dims = {K, N}, c_dims = {1, N};
     dnnl_check(dnnl_memory_desc_init_by_tag(&a_md, 2, a_dims, dt, dnnl_ab), "memory_desc_init");
     dnnl_check(dnnl_memory_desc_init_by_tag(&b_any, 2, b_dims, dt, dnnl_format_tag_any), "memory_desc_init");
@@ -365,16 +363,34 @@ MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision prec
     dnnl_matmul_desc_t desc;
     dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_any, NULL, &c_md), "matmul_desc_init");
     dnnl_primitive_desc_t pd = matmul_pd(&desc, NULL, precision, "packing primitive_desc_create");
-    pw->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_memory_desc_t md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
-    /* one reorder from W (N, K) row-major, seen as W^T (K, N), to that layout (and type) */
-    dnnl_dims_t w_strides = {1, K};
-    dnnl_check(dnnl_memory_desc_init_by_strides(&w_plain, 2, b_dims, dnnl_f32, w_strides), "memory_desc_init");
-    pw->data = mtp_calloc(dnnl_memory_desc_get_size(&pw->md), 1);
-    if (!pw->data) {
+    return md;
+}
+
+size_t mtp_packed_weight_bytes(int N, int K, MtpPrecision precision) {
+    dnnl_memory_desc_t md = packed_md(N, K, precision);
+    return (dnnl_memory_desc_get_size(&md) + 63) & ~(size_t)63;
+}
+
+MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K, MtpPrecision precision) {
+    MtpPackedWeight *pw = calloc(1, sizeof *pw);
+    if (!pw) return NULL;
+    pw->N = N, pw->K = K, pw->precision = precision;
+    pw->md = packed_md(N, K, precision);
+    pw->owned = cursor == NULL;
+    if (cursor) {
+        assert(((uintptr_t)*cursor & 63) == 0);
+        pw->data = *cursor;
+        *cursor += (dnnl_memory_desc_get_size(&pw->md) + 63) & ~(size_t)63;
+    } else if (!(pw->data = mtp_calloc(dnnl_memory_desc_get_size(&pw->md), 1))) {
         free(pw);
         return NULL;
     }
+    /* one reorder from W (N, K) row-major, seen as W^T (K, N), to that layout (and type) */
+    dnnl_memory_desc_t w_plain;
+    dnnl_dims_t b_dims = {K, N}, w_strides = {1, K};
+    dnnl_check(dnnl_memory_desc_init_by_strides(&w_plain, 2, b_dims, dnnl_f32, w_strides), "memory_desc_init");
     dnnl_memory_t src, dst;
     dnnl_primitive_desc_t rpd;
     dnnl_primitive_t reorder;
@@ -393,9 +409,13 @@ MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision prec
     return pw;
 }
 
+MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision) {
+    return mtp_pack_weight_at(NULL, W, N, K, precision);
+}
+
 void mtp_packed_weight_free(MtpPackedWeight *pw) {
     if (!pw) return;
-    mtp_free(pw->data);
+    if (pw->owned) mtp_free(pw->data);
     free(pw);
 }
 

@@ -119,13 +119,6 @@ void mtp_rope_tables(float *cos_tab, float *sin_tab, int T, int hd) {
         }
 }
 
-static inline void rope_rotate(float *dst, const float *src, const float *c, const float *s, int half) {
-    for (int i = 0; i < half; i++) {
-        float x0 = src[2 * i], x1 = src[2 * i + 1];
-        dst[2 * i] = x0 * c[i] - x1 * s[i];
-        dst[2 * i + 1] = x0 * s[i] + x1 * c[i];
-    }
-}
 
 static inline void rope_unrotate(float *dst, const float *src, const float *c, const float *s, int half) {
     for (int i = 0; i < half; i++) {
@@ -147,8 +140,8 @@ static void qkv_split_rope(void *q, void *k, void *v, int bf16, const float *qkv
             float tmp[3 * 512]; /* one head's q, k, v: the trunk's config allows head dims up to 512 */
             for (int h = 0; h < H; h++) {
                 size_t o = (((size_t)b * H + h) * T + t) * hd;
-                rope_rotate(tmp, row + h * hd, c, s, half);
-                rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
+                mtp_rope_rotate(tmp, row + h * hd, c, s, half);
+                mtp_rope_rotate(tmp + hd, row + D + h * hd, c, s, half);
                 memcpy(tmp + 2 * hd, row + 2 * D + h * hd, hd * sizeof(float));
                 float *outs[3] = {q, k, v};
                 for (int m = 0; m < 3; m++) {
@@ -219,57 +212,6 @@ void mtp_rows_to_heads_bf16(uint16_t *bhtd, const float *rows, int B, int T, int
 #pragma omp simd
                 for (int d = 0; d < hd; d++) dst[d] = mtp_f32_to_bf16(src[d]);
             }
-}
-
-void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd) {
-    const int D = H * hd, half = hd / 2, n_keys = pos0 + R;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *q = out; /* the rotated queries live in out until each (row, head) overwrites its own */
-    for (int r = 0; r < R; r++) {
-        const float *row = qkv + (size_t)r * 3 * D;
-        const int pos = pos0 + r;
-        const float *c = cos_tab + (size_t)pos * half, *s = sin_tab + (size_t)pos * half;
-        float k[512];
-        for (int h = 0; h < H; h++) {
-            rope_rotate(q + (size_t)r * D + h * hd, row + h * hd, c, s, half);
-            rope_rotate(k, row + D + h * hd, c, s, half);
-            for (int d = 0; d < hd; d++) k_cache[((size_t)h * hd + d) * T + pos] = k[d]; /* keys transposed */
-        }
-        memcpy(v_cache + (size_t)pos * D, row + 2 * D, D * sizeof(float));
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int r = 0; r < R; r++)
-        for (int h = 0; h < H; h++) {
-            const int pos = pos0 + r;
-            float *qh = q + (size_t)r * D + h * hd, *a = att + ((size_t)r * H + h) * n_keys;
-            /* scores over positions 0..pos, a row of the transposed keys at a time: vectorizes */
-            for (int j = 0; j <= pos; j++) a[j] = 0.0f;
-            for (int d = 0; d < hd; d++) {
-                const float qd = qh[d] * scale, *kt = k_cache + ((size_t)h * hd + d) * T;
-#pragma omp simd
-                for (int j = 0; j <= pos; j++) a[j] += qd * kt[j];
-            }
-            float mx = -FLT_MAX;
-#pragma omp simd reduction(max : mx)
-            for (int j = 0; j <= pos; j++) mx = a[j] > mx ? a[j] : mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= pos; j++) {
-                a[j] = mtp_expf(a[j] - mx);
-                sum += a[j];
-            }
-            const float inv = 1.0f / sum;
-            float o[512]; /* one head's output: the trunk's config allows head dims up to 512 */
-            for (int d = 0; d < hd; d++) o[d] = 0.0f;
-            for (int j = 0; j <= pos; j++) {
-                const float *vj = v_cache + (size_t)j * D + h * hd;
-                const float p = a[j] * inv;
-#pragma omp simd
-                for (int d = 0; d < hd; d++) o[d] += p * vj[d];
-            }
-            memcpy(qh, o, hd * sizeof(float)); /* this (row, head)'s query is no longer needed */
-        }
 }
 
 /* ---- causal softmax ------------------------------------------------------------------------- */

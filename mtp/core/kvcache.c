@@ -1,0 +1,141 @@
+/* kvcache.c - attention of a few new rows over a key/value cache (inference).
+ *
+ * Decoding runs 1..8 rows at a time against up to ctx cached positions, between products that
+ * stream megabytes of weights through the caches of the CPU: what matters here is reading the
+ * keys and values as runs of memory and keeping the sums in registers. Keys sit in tiles of
+ * MTP_KV_TILE positions, so the scores of a tile are a vector accumulated over the head's
+ * dimensions; values are per head, padded to whole vectors, so a weighted sum is a vector
+ * multiply-add per position. Rows are done four at a time to read each tile once for all. */
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "mtp/core/core.h"
+
+/* MTP_KV_TILE floats: GCC's vector extension, a zmm register with AVX-512, two ymm with AVX2.
+ * aligned(4): loads and stores make no alignment assumption. */
+typedef float VTile __attribute__((vector_size(MTP_KV_TILE * sizeof(float)), aligned(4)));
+
+enum { ROWS = 4 }; /* rows that share one read of the cache */
+
+static size_t round_tile(size_t n) { return (n + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE; }
+
+size_t mtp_k_cache_floats(int T, int H, int hd) { return (size_t)H * round_tile(T) * hd; }
+size_t mtp_v_cache_floats(int T, int H, int hd) { return (size_t)H * T * round_tile(hd); }
+size_t mtp_attention_cached_scratch_floats(int R, int T, int H) { return (size_t)R * H * round_tile(T); }
+
+/* Both loops below are inlined with n, the rows in use, a constant (see attend), so that the
+ * accumulators of those rows, and only those, live in registers. */
+#define INLINE static inline __attribute__((always_inline))
+
+/* att[r] (tiles t0..t0+nt) = q[r] . keys, for rows r < n: n * nt sums in flight, each a vector
+ * multiply-add per dimension. */
+INLINE void score_tiles(float *const att[ROWS], const float *const q[ROWS], const int n, const float *kh, int t0,
+                        const int nt, int hd) {
+    const float *tile = kh + (size_t)t0 * hd * MTP_KV_TILE;
+    VTile acc[ROWS][4] = {{{0}}};
+    for (int d = 0; d < hd; d++)
+        for (int u = 0; u < nt; u++) {
+            VTile k = *(const VTile *)(tile + ((size_t)u * hd + d) * MTP_KV_TILE);
+            for (int r = 0; r < n; r++) acc[r][u] += q[r][d] * k;
+        }
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < nt; u++) *(VTile *)(att[r] + (size_t)(t0 + u) * MTP_KV_TILE) = acc[r][u];
+}
+
+INLINE void scores(float *const att[ROWS], const float *const q[ROWS], const int n, const float *kh, int n_tiles,
+                   int hd) {
+    const int nt = n <= 2 ? 4 : 2; /* enough independent sums to hide the latency of an add */
+    int t = 0;
+    for (; t + nt <= n_tiles; t += nt) score_tiles(att, q, n, kh, t, nt, hd);
+    for (; t < n_tiles; t++) score_tiles(att, q, n, kh, t, 1, hd);
+}
+
+/* out[r] (dims c0.. of nc tiles) = sum over positions j <= last[r] of p[r][j] v_j, for rows r < n
+ * (consecutive positions: last[r] = last[0] + r). Reads the values as one run. */
+INLINE void weighted_values(float *const out[ROWS], const float *const p[ROWS], const int last[ROWS], const int n,
+                            const float *vh, int hdp, int hd, int c0, const int nc) {
+    VTile acc[ROWS][4] = {{{0}}};
+    for (int j = 0; j <= last[n - 1]; j++) {
+        const float *v = vh + (size_t)j * hdp + c0;
+        for (int c = 0; c < nc; c++) {
+            VTile vc = *(const VTile *)(v + c * MTP_KV_TILE);
+            for (int r = 0; r < n; r++)
+                if (r == n - 1 || j <= last[r]) acc[r][c] += p[r][j] * vc; /* the last row needs no test */
+        }
+    }
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < nc; c++) {
+            const int w = hd - c0 - c * MTP_KV_TILE < MTP_KV_TILE ? hd - c0 - c * MTP_KV_TILE : MTP_KV_TILE;
+            memcpy(out[r] + c0 + c * MTP_KV_TILE, &acc[r][c], (size_t)w * sizeof(float));
+        }
+}
+
+/* One head, rows r < n, then softmax over positions 0..last[r]. */
+INLINE void attend(float *const a[ROWS], float *const o[ROWS], const int last[ROWS], const int n, const float *kh,
+                   const float *vh, int hd, float scale) {
+    scores(a, (const float *const *)o, n, kh, (last[n - 1] + MTP_KV_TILE) / MTP_KV_TILE, hd);
+    for (int i = 0; i < n; i++) {
+        float *ai = a[i], mx = -FLT_MAX, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j <= last[i]; j++) mx = ai[j] > mx ? ai[j] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j <= last[i]; j++) sum += ai[j] = mtp_expf((ai[j] - mx) * scale);
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j <= last[i]; j++) ai[j] *= inv;
+    }
+    const int hdp = (int)round_tile(hd);
+    for (int c0 = 0; c0 < hdp; c0 += 4 * MTP_KV_TILE) {
+        const float *const *p = (const float *const *)a;
+        switch ((hdp - c0) / MTP_KV_TILE) {
+        case 1: weighted_values(o, p, last, n, vh, hdp, hd, c0, 1); break;
+        case 2: weighted_values(o, p, last, n, vh, hdp, hd, c0, 2); break;
+        case 3: weighted_values(o, p, last, n, vh, hdp, hd, c0, 3); break;
+        default: weighted_values(o, p, last, n, vh, hdp, hd, c0, 4); break;
+        }
+    }
+}
+
+void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
+                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd) {
+    const int D = H * hd, half = hd / 2, hdp = (int)round_tile(hd), Tp = (int)round_tile(T);
+    const float scale = 1.0f / sqrtf((float)hd);
+    assert(pos0 >= 0 && R >= 1 && pos0 + R <= T && hd % 2 == 0 && hd <= 512);
+    /* the new rows: rotated queries into out (until each (row, head) overwrites its own), keys and
+     * values into the caches */
+    for (int r = 0; r < R; r++) {
+        const float *row = qkv + (size_t)r * 3 * D;
+        const int pos = pos0 + r;
+        const float *c = cos_tab + (size_t)pos * half, *s = sin_tab + (size_t)pos * half;
+        float k[512];
+        for (int h = 0; h < H; h++) {
+            mtp_rope_rotate(out + (size_t)r * D + h * hd, row + h * hd, c, s, half);
+            mtp_rope_rotate(k, row + D + h * hd, c, s, half);
+            float *kt = k_cache + ((size_t)h * Tp + pos / MTP_KV_TILE * MTP_KV_TILE) * hd + pos % MTP_KV_TILE;
+            for (int d = 0; d < hd; d++) kt[(size_t)d * MTP_KV_TILE] = k[d];
+            memcpy(v_cache + ((size_t)h * T + pos) * hdp, row + 2 * D + h * hd, hd * sizeof(float));
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        const float *kh = k_cache + (size_t)h * Tp * hd, *vh = v_cache + (size_t)h * T * hdp;
+        for (int r0 = 0; r0 < R; r0 += ROWS) {
+            const int n = R - r0 < ROWS ? R - r0 : ROWS;
+            float *a[ROWS], *o[ROWS]; /* o: the rows' queries, then their outputs */
+            int last[ROWS];
+            for (int i = 0; i < n; i++) {
+                a[i] = att + ((size_t)(r0 + i) * H + h) * Tp;
+                o[i] = out + (size_t)(r0 + i) * D + h * hd;
+                last[i] = pos0 + r0 + i;
+            }
+            switch (n) {
+            case 1: attend(a, o, last, 1, kh, vh, hd, scale); break;
+            case 2: attend(a, o, last, 2, kh, vh, hd, scale); break;
+            case 3: attend(a, o, last, 3, kh, vh, hd, scale); break;
+            default: attend(a, o, last, ROWS, kh, vh, hd, scale); break;
+            }
+        }
+    }
+}
