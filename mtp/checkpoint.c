@@ -210,9 +210,10 @@ static int read_tokenizer(MpkReader *r, int vocab) {
         } else if (mpk_skip(r)) return -1;
     }
     if (strcmp(type, "bytes") != 0) return mpk_fail(r, "unknown tokenizer type \"%s\"", type);
-    if (tok_vocab != DS_BYTE_VOCAB || vocab != DS_BYTE_VOCAB)
-        return mpk_fail(r, "byte tokenizer needs vocab %d (tokenizer says %lld, config %d)", DS_BYTE_VOCAB,
-                        (long long)tok_vocab, vocab);
+    /* a model may be wider than its tokenizer (mtp train --vocab): those ids never occur */
+    if (tok_vocab != DS_BYTE_VOCAB || vocab < DS_BYTE_VOCAB)
+        return mpk_fail(r, "byte tokenizer needs vocab %d and a model vocab of at least that (tokenizer says %lld, "
+                        "config %d)", DS_BYTE_VOCAB, (long long)tok_vocab, vocab);
     return 0;
 }
 

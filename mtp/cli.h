@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mtp/core/core.h"
+
 typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } CliOptType;
 
 typedef struct {
@@ -24,6 +26,9 @@ typedef struct {
 int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, const char **positional, int *help);
 /* The option record for name (for ->given). */
 const CliOpt *cli_opt(const CliOpt *opts, const char *name);
+
+/* --precision: "fp32" or "bf16" into *p; otherwise -1 after printing the error. */
+int cli_precision(const char *cmd, const char *s, MtpPrecision *p);
 
 /* "mtp CMD: error: <message>" on stderr */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -19,8 +19,11 @@ static const char *BENCH_HELP =
     "  --max-tokens N      tokens per prompt (default 256; fewer when an example ends or the\n"
     "                      context fills up)\n"
     "  --lookahead LIST    comma-separated lookaheads (default 1..heads); 1 is always measured\n"
-    "  --repeats R         timing repeats; tokens/s is the median (default 3)\n"
+    "  --repeats R         timing repeats, taken round-robin over the lookaheads; tokens/s is\n"
+    "                      the median (default 3)\n"
     "  --threads P         threads (default: all cores)\n"
+    "  --precision P       fp32 (default) or bf16 matrix products: bf16 weights stream half the\n"
+    "                      bytes; the rest of the model stays fp32\n"
     "  --json FILE         also write {\"runs\":[{\"lookahead\":K,\"tokens_per_s\":X,\"speedup\":S,\n"
     "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...]},...]}\n"
     "\n"
@@ -28,9 +31,10 @@ static const char *BENCH_HELP =
     "tokens per forward pass = every token emitted (the always-correct first of each block\n"
     "included) / forward passes after the prefill; acceptance of head i = share of its drafts\n"
     "that head 1 confirmed; bound = tokens per forward x t(single-head forward) / t(forward at\n"
-    "this lookahead), the speedup if nothing but forward passes took time; the time split is\n"
-    "prefill / forward passes / the rest (choosing tokens, bookkeeping); identical = the\n"
-    "output equals lookahead 1's, token for token.\n";
+    "this lookahead), the speedup if nothing but forward passes took time (a forward pass\n"
+    "includes the drafting heads, which run only for the row a draft is read from); the time\n"
+    "split is prefill / forward passes / choosing tokens (argmax) / the rest (bookkeeping), in\n"
+    "seconds over all prompts; identical = the output equals lookahead 1's, token for token.\n";
 
 #define BENCH_MAX_PROMPTS 4096
 #define BENCH_MAX_LINE (1 << 20)
@@ -167,50 +171,56 @@ static int prompts_from_source(Prompts *p, const MtpCheckpointExtra *x, int ctx,
 }
 
 typedef struct {
+    double rate, prefill, forward, sample, other; /* one repeat: tokens/s and seconds over all prompts */
+} Repeat;
+
+typedef struct {
     int K;
+    DecodeState state;
+    Repeat rep[64];
     double tokens_per_s, speedup, tokens_per_forward, bound;
-    double t_prefill, t_forward, t_other, forward_s; /* seconds over all prompts (median repeat) */
+    double t_prefill, t_forward, t_sample, t_other, forward_s; /* of the median repeat */
     long tokens, forwards, proposed[HEADS_MAX], accepted[HEADS_MAX];
     int identical;
 } BenchRun;
 
-/* Decodes every prompt `repeats` times at lookahead r->K. tokens/s is the median repeat's, and so
- * is the time split; outputs of the first repeat are compared with lookahead 1's (outs). */
-static void bench_one(BenchRun *r, DecodeState *s, const Prompts *pr, int max_new, int repeats, int32_t **outs,
-                      int *out_n, int32_t *scratch) {
-    typedef struct {
-        double rate, prefill, forward, other;
-    } Repeat;
-    Repeat rep[64];
-    for (int k = 0; k < repeats; k++) {
-        double t = 0;
-        long tokens = 0, forwards = 0;
-        rep[k].prefill = rep[k].forward = rep[k].other = 0;
-        for (int i = 0; i < pr->n; i++) {
-            decode_truncate(s, 0);
-            DecodeStats st;
-            double t0 = mtp_now();
-            int n = decode_greedy(s, pr->tokens[i], pr->len[i], max_new, r->K, DS_EOS, scratch, &st, NULL, NULL);
-            t += mtp_now() - t0;
-            rep[k].prefill += st.t_prefill, rep[k].forward += st.t_forward, rep[k].other += st.t_other;
-            tokens += n, forwards += st.forwards;
-            if (k > 0) continue;
-            if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
-            else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
-            for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
-        }
-        rep[k].rate = tokens / t;
-        r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
+/* Repeat k of lookahead r->K over every prompt. The first repeat's outputs are compared with
+ * lookahead 1's (outs, which lookahead 1's first repeat fills). */
+static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int32_t **outs, int *out_n,
+                         int32_t *scratch) {
+    Repeat *rep = &r->rep[k];
+    double t = 0;
+    long tokens = 0, forwards = 0;
+    memset(rep, 0, sizeof *rep);
+    for (int i = 0; i < pr->n; i++) {
+        decode_truncate(&r->state, 0);
+        DecodeStats st;
+        double t0 = mtp_now();
+        int n = decode_greedy(&r->state, pr->tokens[i], pr->len[i], max_new, r->K, DS_EOS, scratch, &st, NULL, NULL);
+        t += mtp_now() - t0;
+        rep->prefill += st.t_prefill, rep->forward += st.t_forward, rep->sample += st.t_sample, rep->other += st.t_other;
+        tokens += n, forwards += st.forwards;
+        if (k > 0) continue;
+        if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
+        else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
+        for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
     }
-    /* the median repeat (insertion sort by rate: at most 64) */
-    for (int a = 1; a < repeats; a++)
-        for (int b = a; b > 0 && rep[b].rate < rep[b - 1].rate; b--) {
-            Repeat tmp = rep[b];
-            rep[b] = rep[b - 1], rep[b - 1] = tmp;
+    rep->rate = tokens / t;
+    r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
+}
+
+/* tokens/s and the time split of the median repeat (by rate). */
+static void bench_summarize(BenchRun *r, int repeats) {
+    Repeat sorted[64];
+    memcpy(sorted, r->rep, repeats * sizeof(Repeat));
+    for (int a = 1; a < repeats; a++) /* insertion sort: at most 64 */
+        for (int b = a; b > 0 && sorted[b].rate < sorted[b - 1].rate; b--) {
+            Repeat tmp = sorted[b];
+            sorted[b] = sorted[b - 1], sorted[b - 1] = tmp;
         }
-    int mid = repeats / 2;
-    r->tokens_per_s = rep[mid].rate;
-    r->t_prefill = rep[mid].prefill, r->t_forward = rep[mid].forward, r->t_other = rep[mid].other;
+    const Repeat *mid = &sorted[repeats / 2];
+    r->tokens_per_s = mid->rate;
+    r->t_prefill = mid->prefill, r->t_forward = mid->forward, r->t_sample = mid->sample, r->t_other = mid->other;
     r->tokens_per_forward = r->forwards ? (double)r->tokens / r->forwards : 0;
     r->forward_s = r->forwards ? r->t_forward / r->forwards : 0;
 }
@@ -233,16 +243,20 @@ static int parse_lookaheads(const char *s, int *ks, int n_heads) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *prompts_path = NULL, *list = NULL, *json_path = NULL;
     int max_tokens = 256, repeats = 3, threads = 0, help = 0;
+    const char *precision = "fp32";
+    MtpPrecision prec;
     CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
                      {"--prompts", OPT_STR, &prompts_path, 0, 0, 0},
                      {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 20, 0},
                      {"--lookahead", OPT_STR, &list, 0, 0, 0},
                      {"--repeats", OPT_INT, &repeats, 1, 64, 0},
                      {"--threads", OPT_INT, &threads, 1, 4096, 0},
+                     {"--precision", OPT_STR, &precision, 0, 0, 0},
                      {"--json", OPT_STR, &json_path, 0, 0, 0},
                      {0}};
     if (cli_parse("bench", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
     if (help) return fputs(BENCH_HELP, stdout), 0;
+    if (cli_precision("bench", precision, &prec)) return EXIT_USAGE;
     if (!model_path) {
         cli_error("bench", "--model FILE is required (see mtp bench --help)");
         return EXIT_USAGE;
@@ -255,10 +269,10 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_FAIL;
     }
     const int n_heads = m.cfg.heads.n, ctx = m.cfg.trunk.ctx;
-    int ks[HEADS_MAX + 1], nk = 0, rc = EXIT_FAIL;
+    int ks[HEADS_MAX + 1], nk = 0, rc = EXIT_FAIL, built = 0;
     Prompts pr = {0};
     int32_t **outs = NULL, *out_n = NULL, *scratch = NULL;
-    BenchRun runs[HEADS_MAX + 1];
+    static BenchRun runs[HEADS_MAX + 1];
     if (list) nk = parse_lookaheads(list, ks, n_heads);
     else
         for (nk = 0; nk < n_heads; nk++) ks[nk] = nk + 1;
@@ -267,7 +281,7 @@ int cmd_bench(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    if (mtp_core_init(threads, MTP_FP32, err, sizeof err) ||
+    if (mtp_core_init(threads, prec, err, sizeof err) ||
         (prompts_path ? prompts_from_file(&pr, prompts_path, ctx, err, sizeof err)
                       : prompts_from_source(&pr, &x, ctx, err, sizeof err))) {
         cli_error("bench", "%s", err);
@@ -285,25 +299,38 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mtp bench: %s, %d prompt%s, up to %d tokens each, %d repeat%s, %d thread%s\n", model_path, pr.n,
             pr.n == 1 ? "" : "s", max_tokens, repeats, repeats == 1 ? "" : "s", mtp_core_threads(),
             mtp_core_threads() == 1 ? "" : "s");
+    /* every lookahead's state first, then the repeats round-robin over them: a slow spell of the
+     * machine then lands on all lookaheads alike instead of on one */
     for (int i = 0; i < nk; i++) {
         BenchRun *r = &runs[i];
         memset(r, 0, sizeof *r);
         r->K = ks[i], r->identical = 1;
-        DecodeState s;
-        if (decode_build(&s, &m, r->K > 64 ? r->K : 64, r->K, err, sizeof err)) {
+        if (decode_build(&r->state, &m, r->K > 64 ? r->K : 64, r->K, err, sizeof err)) {
             cli_error("bench", "%s", err);
             goto done;
         }
-        bench_one(r, &s, &pr, max_tokens, repeats, outs, out_n, scratch);
-        decode_free(&s);
+        built = i + 1;
+    }
+    for (int i = 0; i < nk; i++) { /* warm-up, untimed: creates the products' primitives, touches the caches */
+        DecodeStats st;
+        decode_greedy(&runs[i].state, pr.tokens[0], pr.len[0], max_tokens, runs[i].K, DS_EOS, scratch, &st, NULL, NULL);
+        decode_truncate(&runs[i].state, 0);
+    }
+    for (int k = 0; k < repeats; k++)
+        for (int i = 0; i < nk; i++) bench_repeat(&runs[i], k, &pr, max_tokens, outs, out_n, scratch);
+    for (int i = 0; i < nk; i++) {
+        BenchRun *r = &runs[i];
+        bench_summarize(r, repeats);
         r->speedup = r->tokens_per_s / runs[0].tokens_per_s;
         r->bound = runs[0].forward_s > 0 && r->forward_s > 0 ? r->tokens_per_forward * runs[0].forward_s / r->forward_s : 0;
     }
-    printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/other s  acceptance of heads 2..K\n");
+    printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/choose/other s  "
+           "acceptance of heads 2..K\n");
     for (int i = 0; i < nk; i++) {
         const BenchRun *r = &runs[i];
-        printf("%9d %9.0f %7.2fx %12.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f  ", r->K, r->tokens_per_s, r->speedup,
-               r->tokens_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_other);
+        printf("%9d %9.0f %7.2fx %12.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f/%6.3f  ", r->K, r->tokens_per_s, r->speedup,
+               r->tokens_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_sample,
+               r->t_other);
         for (int j = 1; j < r->K; j++)
             printf("%s%.0f%%", j > 1 ? " " : "", r->proposed[j] ? 100.0 * r->accepted[j] / r->proposed[j] : 0.0);
         printf("\n");
@@ -323,8 +350,9 @@ int cmd_bench(int argc, char **argv) {
                     r->identical ? "true" : "false");
             for (int j = 1; j < r->K; j++)
                 fprintf(f, "%s%.4f", j > 1 ? "," : "", r->proposed[j] ? (double)r->accepted[j] / r->proposed[j] : 0.0);
-            fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"other_s\":%.4f}",
-                    r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_other);
+            fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"choose_s\":%.4f,"
+                       "\"other_s\":%.4f}",
+                    r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_sample, r->t_other);
         }
         fprintf(f, "]}\n");
         if (fclose(f)) {
@@ -334,6 +362,7 @@ int cmd_bench(int argc, char **argv) {
     }
     rc = 0;
 done:
+    for (int i = 0; i < built; i++) decode_free(&runs[i].state);
     for (int i = 0; outs && i < pr.n; i++) free(outs[i]);
     free(outs), free(out_n), free(scratch);
     prompts_free(&pr);

@@ -30,6 +30,8 @@ static const char *GENERATE_HELP =
     "                      (default 1: all)\n"
     "  --seed S            seed of the sampling (default 1)\n"
     "  --threads P         threads (default: all cores)\n"
+    "  --precision P       fp32 (default) or bf16 matrix products: bf16 weights stream half the\n"
+    "                      bytes; the rest of the model stays fp32\n"
     "  --stats             print tokens/s, forward passes, tokens per forward pass and each\n"
     "                      head's acceptance to stderr\n";
 
@@ -69,6 +71,8 @@ static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
     int max_tokens = 256, lookahead = 0, threads = 0, stats = 0, help = 0, top_k = 0;
+    const char *precision = "fp32";
+    MtpPrecision prec;
     float temperature = 0.0f, top_p = 1.0f;
     uint64_t seed = 1;
     CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
@@ -81,10 +85,12 @@ int cmd_generate(int argc, char **argv) {
                      {"--top-p", OPT_FLOAT, &top_p, 1e-6, 1, 0},
                      {"--seed", OPT_U64, &seed, 0, 0, 0},
                      {"--threads", OPT_INT, &threads, 1, 4096, 0},
+                     {"--precision", OPT_STR, &precision, 0, 0, 0},
                      {"--stats", OPT_FLAG, &stats, 0, 0, 0},
                      {0}};
     if (cli_parse("generate", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
     if (help) return fputs(GENERATE_HELP, stdout), 0;
+    if (cli_precision("generate", precision, &prec)) return EXIT_USAGE;
     if (!model_path) {
         cli_error("generate", "--model FILE is required (see mtp generate --help)");
         return EXIT_USAGE;
@@ -135,7 +141,7 @@ int cmd_generate(int argc, char **argv) {
     }
     tokens = malloc((n_bytes + 1) * sizeof(int32_t));
     out = malloc((size_t)max_tokens * sizeof(int32_t));
-    if (!tokens || !out || mtp_core_init(threads, MTP_FP32, err, sizeof err) ||
+    if (!tokens || !out || mtp_core_init(threads, prec, err, sizeof err) ||
         decode_build(&s, &m, lookahead > 64 ? lookahead : 64, lookahead, err, sizeof err)) {
         cli_error("generate", "%s", tokens && out ? err : "out of memory");
         goto done;

@@ -30,6 +30,8 @@ static const char *TRAIN_HELP =
     "  --attn-heads H       attention heads, must divide dim (default 8)\n"
     "  --ffn F              SwiGLU hidden width (default 688)\n"
     "  --ctx T              context length (default 256)\n"
+    "  --vocab N            output width (default: the tokenizer's, 259 for bytes); a larger\n"
+    "                       one leaves the ids past the tokenizer's unused (benchmark shapes)\n"
     "training:\n"
     "  --batch B            sequences per micro-batch (default 16)\n"
     "  --accum K            micro-batches per optimizer step (default 1)\n"
@@ -65,13 +67,6 @@ typedef struct {
     MtpTrainOptions opt;
     int threads, save_every, eval_every, eval_batches;
 } TrainArgs;
-
-static int parse_precision(const char *s, MtpPrecision *p) {
-    if (strcmp(s, "fp32") == 0) *p = MTP_FP32;
-    else if (strcmp(s, "bf16") == 0) *p = MTP_BF16;
-    else return -1;
-    return 0;
-}
 
 static void fmt_duration(char *buf, size_t n, double s) {
     if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
@@ -135,7 +130,7 @@ static int check_resume_conflicts(const CliOpt *opts, const TrainArgs *a, const 
         {"--dim", a->cfg.trunk.dim, ck->trunk.dim},       {"--layers", a->cfg.trunk.layers, ck->trunk.layers},
         {"--attn-heads", a->cfg.trunk.attn_heads, ck->trunk.attn_heads},
         {"--ffn", a->cfg.trunk.ffn, ck->trunk.ffn},       {"--ctx", a->cfg.trunk.ctx, ck->trunk.ctx},
-        {"--heads", a->cfg.heads.n, ck->heads.n},
+        {"--heads", a->cfg.heads.n, ck->heads.n},         {"--vocab", a->cfg.trunk.vocab, ck->trunk.vocab},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].ck) {
@@ -177,6 +172,7 @@ int cmd_train(int argc, char **argv) {
         {"--attn-heads", OPT_INT, &a.cfg.trunk.attn_heads, 1, TRUNK_MAX_DIM, 0},
         {"--ffn", OPT_INT, &a.cfg.trunk.ffn, 1, TRUNK_MAX_FFN, 0},
         {"--ctx", OPT_INT, &a.cfg.trunk.ctx, 1, TRUNK_MAX_CTX, 0},
+        {"--vocab", OPT_INT, &a.cfg.trunk.vocab, DS_BYTE_VOCAB, 65536, 0},
         {"--batch", OPT_INT, &a.opt.batch, 1, 65536, 0},
         {"--accum", OPT_INT, &a.opt.accum, 1, 65536, 0},
         {"--steps", OPT_INT, &a.opt.steps, 1, 1e9, 0},
@@ -198,10 +194,7 @@ int cmd_train(int argc, char **argv) {
     if (help) return fputs(TRAIN_HELP, stdout), 0;
 
     MtpPrecision prec;
-    if (parse_precision(a.precision, &prec)) {
-        cli_error("train", "--precision must be fp32 or bf16 (got '%s')", a.precision);
-        return EXIT_USAGE;
-    }
+    if (cli_precision("train", a.precision, &prec)) return EXIT_USAGE;
     if (heads_type_parse(a.head_type, &a.cfg.heads.type)) {
         cli_error("train", "--head-type must be transformer or linear (got '%s')", a.head_type);
         return EXIT_USAGE;

@@ -20,6 +20,16 @@ void cli_error(const char *cmd, const char *fmt, ...) {
     va_end(ap);
 }
 
+int cli_precision(const char *cmd, const char *s, MtpPrecision *p) {
+    if (strcmp(s, "fp32") == 0) *p = MTP_FP32;
+    else if (strcmp(s, "bf16") == 0) *p = MTP_BF16;
+    else {
+        cli_error(cmd, "--precision must be fp32 or bf16 (got '%s')", s);
+        return -1;
+    }
+    return 0;
+}
+
 const CliOpt *cli_opt(const CliOpt *opts, const char *name) {
     for (const CliOpt *o = opts; o->name; o++)
         if (strcmp(o->name, name) == 0) return o;
@@ -169,7 +179,7 @@ int cmd_info(int argc, char **argv) {
         printf("}\n");
     } else {
         printf("%s: mtp checkpoint version %d, %zu bytes\n", path, MTP_FORMAT_VERSION, x.file_size);
-        printf("config:     vocab %d (bytes), dim %d, layers %d, attn-heads %d, ffn %d, ctx %d\n", c->vocab, c->dim,
+        printf("config:     vocab %d (byte tokenizer), dim %d, layers %d, attn-heads %d, ffn %d, ctx %d\n", c->vocab, c->dim,
                c->layers, c->attn_heads, c->ffn, c->ctx);
         printf("heads:      %d %s head%s (head i predicts token t+i)\n", m.cfg.heads.n,
                heads_type_name(m.cfg.heads.type), m.cfg.heads.n == 1 ? "" : "s");
@@ -226,12 +236,7 @@ int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     MtpPrecision prec;
-    if (strcmp(precision, "fp32") == 0) prec = MTP_FP32;
-    else if (strcmp(precision, "bf16") == 0) prec = MTP_BF16;
-    else {
-        cli_error("eval", "--precision must be fp32 or bf16 (got '%s')", precision);
-        return EXIT_USAGE;
-    }
+    if (cli_precision("eval", precision, &prec)) return EXIT_USAGE;
     char err[512];
     MtpModel m;
     MtpCheckpointExtra x;

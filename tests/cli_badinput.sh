@@ -236,6 +236,7 @@ expect_fail 2 "head dim 1024" "$MTP" train --data builtin:arith --out x.ckpt "${
 expect_fail 2 "must be even" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 30 --attn-heads 2
 flags_without --heads
 expect_fail 2 "--heads must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --heads 0
+expect_fail 2 "--vocab must be between 259" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --vocab 258
 expect_fail 2 "--heads must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --heads 65
 flags_without
 expect_fail 2 "--head-type must be" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --head-type foo
@@ -439,6 +440,13 @@ cp out.txt sample1.txt
 run "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --temperature 0.8 --top-k 20 --top-p 0.9 --seed 7 \
     --lookahead 3 --max-tokens 30 --threads 1
 check "sampling is deterministic for a seed" cmp -s out.txt sample1.txt
+for prec in fp32 bf16; do
+    "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --lookahead 3 --max-tokens 40 --threads 1 \
+        --precision "$prec" >"gen.$prec.txt" 2>/dev/null
+done
+check "generate --precision fp32 is the default" cmp -s gen.1.txt gen.fp32.txt
+check "generate --precision bf16 runs" test -s gen.bf16.txt
+expect_fail 2 "--precision must be fp32 or bf16 (got 'fp16')" "$MTP" generate --model gen.ckpt --prompt x --precision fp16
 expect_fail 2 "--temperature must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature -1
 expect_fail 2 "--top-p must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature 1 --top-p 0
 expect_fail 2 "give --temperature > 0 too" "$MTP" generate --model gen.ckpt --prompt x --top-k 5
@@ -470,6 +478,17 @@ printf '{"answer": "x"}\n' >prompts.txt
 expect_fail 1 "line 1: no \"question\" or \"prompt\" field" "$MTP" bench --model gen.ckpt --prompts prompts.txt
 expect_fail 2 "--lookahead '1,5'" "$MTP" bench --model gen.ckpt --lookahead 1,5
 expect_fail 1 "--prompts nope.txt" "$MTP" bench --model gen.ckpt --prompts nope.txt
+expect_fail 2 "--precision must be fp32 or bf16" "$MTP" bench --model gen.ckpt --precision int8
+
+# ---- a model wider than its tokenizer (--vocab): trains, saves, decodes
+flags_without --heads
+run "$MTP" train --data builtin:arith --out wide.ckpt "${FLAGS[@]}" --heads 2 --vocab 300 --steps 5
+check "train --vocab 300 with the byte tokenizer" test "$RC" -eq 0
+run "$MTP" info wide.ckpt
+check "info shows the wider vocab" grep -q "vocab 300" out.txt
+run "$MTP" generate --model wide.ckpt --prompt "Compute 1 + 2." --lookahead 2 --max-tokens 10 --threads 1
+check "generate with a wider vocab" test "$RC" -eq 0
+expect_fail 2 "--vocab 301 conflicts with the checkpoint being resumed (300)" "$MTP" train --resume wide.ckpt --steps 6 --vocab 301
 
 echo "cli_badinput: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]
