@@ -17,7 +17,8 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     const size_t R = (size_t)max_rows, D = c->dim, T = c->ctx, V = c->vocab;
     const size_t caches = (size_t)c->layers + cached_heads(m, n_heads);
     const size_t k_floats = caches * trunk_k_cache_floats(c), v_floats = caches * trunk_v_cache_floats(c);
-    s->mem = mtp_calloc(k_floats + v_floats + 3 * R * D + R + (size_t)n_heads * R * (V + D), sizeof(float));
+    const size_t drafts = (size_t)n_heads * V + heads_drafts_work_floats(n_heads, c);
+    s->mem = mtp_calloc(k_floats + v_floats + 3 * R * D + R + (size_t)n_heads * R * (V + D) + drafts, sizeof(float));
     if (!s->mem || block_decode_scratch_build(&s->scratch, max_rows, c->ctx, c->dim, c->attn_heads, c->ffn)) {
         snprintf(err, errlen, "out of memory for the key/value caches (%zu positions)", T);
         decode_free(s);
@@ -33,6 +34,9 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     s->rstd = p, p += R;
     s->logits = p, p += (size_t)n_heads * R * V;
     s->heads_h = p, p += (size_t)n_heads * R * D;
+    s->drafts = p, p += (size_t)n_heads * V;
+    s->drafts_work = p;
+    s->drafted_row = -1;
     MtpPrecision prec = mtp_core_precision();
     /* every packed matrix in one allocation, in the order a forward pass reads them */
     size_t packed_bytes = (size_t)c->layers * block_packed_bytes(c->dim, c->ffn, prec) +
@@ -82,7 +86,7 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
                                 &s->heads_packed, c);
     }
     s->len += R;
-    s->n_rows = R, s->n_logits = n_logits;
+    s->n_rows = R, s->n_logits = n_logits, s->drafted_row = -1;
 }
 
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
@@ -100,20 +104,21 @@ const float *decode_logits(DecodeState *s, int head, int row) {
     const MtpModel *m = s->model;
     const int V = m->cfg.trunk.vocab, D = m->cfg.trunk.dim;
     assert(head < s->n_heads && row < s->n_rows);
-    float *logits = s->logits + ((size_t)head * s->max_rows + row) * V;
-    if (head < s->n_logits) return logits;
-    /* this head, this row only: a transformer head's output is kept from the forward; a linear
-     * head runs now on the row's trunk output (at position len - n_rows + row; it needs no cache) */
-    const double t0 = mtp_now();
-    const float *h = s->heads_h + ((size_t)head * s->max_rows + row) * D;
-    if (m->cfg.heads.type == HEAD_LINEAR) {
-        heads_decode_one(s->h, s->z + (size_t)row * D, head, 0, 1, NULL, NULL, &m->heads, &s->heads_packed,
-                         &m->cfg.heads, &s->scratch);
-        h = s->h;
+    if (head < s->n_logits) return s->logits + ((size_t)head * s->max_rows + row) * V;
+    if (s->drafted_row != row) {
+        /* every drafting head at this row at once (a draft is only read off the row that ends up
+         * last, so the other rows' drafts are never spent): a linear head runs now on the row's
+         * trunk output (at position len - n_rows + row; it needs no cache), a transformer head's
+         * output is kept from the forward */
+        const double t0 = mtp_now();
+        const float *hs[HEADS_MAX];
+        for (int i = 0; i < s->n_heads; i++) hs[i] = s->heads_h + ((size_t)i * s->max_rows + row) * D;
+        heads_decode_drafts(s->drafts + V, s->drafts_work, s->z + (size_t)row * D, hs, s->n_heads, &m->heads,
+                            &s->heads_packed, &m->cfg.trunk, &m->cfg.heads);
+        s->drafted_row = row;
+        s->t_lazy += mtp_now() - t0;
     }
-    heads_decode_logits(logits, s->hn, s->rstd, h, 1, &m->heads, &s->heads_packed, &m->cfg.trunk);
-    s->t_lazy += mtp_now() - t0;
-    return logits;
+    return s->drafts + (size_t)head * V;
 }
 
 void decode_truncate(DecodeState *s, int len) {

@@ -24,6 +24,9 @@ typedef struct {
     float *heads_h;  /* (n_heads, R, D) transformer heads' outputs of the last forward */
     float *logits;   /* (n_heads, R, V) */
     int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
+    float *drafts;        /* (n_heads, V) drafting heads' logits at drafted_row (row 0 unused) */
+    float *drafts_work;   /* heads_drafts_work_floats() */
+    int drafted_row;      /* row of the last forward whose drafts are in drafts, or -1 */
     double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
     BlockDecodeScratch scratch;
     BlockPacked *trunk_packed; /* (L) the trunk's matrices packed once at build */
@@ -45,8 +48,8 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
  * the last pass's rows. Returns the row of the last token in that pass. */
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
 /* Logits (V) of head (0-based) for row r of the last forward: computed by the forward for heads
- * below its n_logits, otherwise now, for that row alone (a draft is only read off the row that
- * ends up last, so the other rows' unembeddings are never spent). */
+ * below its n_logits; for the others, on the first call for that row, every drafting head's at
+ * once, for that row alone (valid until the next forward or a call for another row). */
 const float *decode_logits(DecodeState *s, int head, int row);
 /* Rolls the caches back to len positions (len <= s->len). */
 void decode_truncate(DecodeState *s, int len);

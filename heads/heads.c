@@ -1,4 +1,5 @@
 /* heads.c - n output heads on one trunk, trained one head at a time. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,9 +144,10 @@ void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t
 
 size_t heads_packed_bytes(int n, const TrunkConfig *tc, const HeadsConfig *hc, MtpPrecision precision) {
     const int D = tc->dim;
-    size_t head = hc->type == HEAD_TRANSFORMER ? block_packed_bytes(D, tc->ffn, precision)
-                                                : mtp_packed_weight_bytes(D, D, precision);
-    return (size_t)n * head + mtp_packed_weight_bytes(tc->vocab, D, precision);
+    size_t heads = hc->type == HEAD_TRANSFORMER ? (size_t)n * block_packed_bytes(D, tc->ffn, precision)
+                                                 : (size_t)n * mtp_packed_weight_bytes(D, D, precision) +
+                                                       (n > 1 ? mtp_packed_weight_bytes((n - 1) * D, D, precision) : 0);
+    return heads + mtp_packed_weight_bytes(tc->vocab, D, precision);
 }
 
 int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
@@ -160,6 +162,11 @@ int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *
         else
             ok = (p->lin[i] = mtp_pack_weight_at(cursor, w->lin[i], D, D, precision)) != NULL;
     }
+    if (ok && hc->type == HEAD_LINEAR && n > 1) {
+        /* the heads' matrices follow one another in the parameters, so heads 1..n-1 are one matrix */
+        for (int i = 2; i < n; i++) assert(w->lin[i] == w->lin[1] + (size_t)(i - 1) * D * D);
+        ok = (p->lin_drafts = mtp_pack_weight_at(cursor, w->lin[1], (n - 1) * D, D, precision)) != NULL;
+    }
     if (ok) ok = (p->unembed = mtp_pack_weight_at(cursor, w->unembed, tc->vocab, D, precision)) != NULL;
     if (ok) return 0;
     heads_packed_free(p);
@@ -171,6 +178,7 @@ void heads_packed_free(HeadsPacked *p) {
         block_packed_free(&p->blocks[i]);
         mtp_packed_weight_free(p->lin[i]);
     }
+    mtp_packed_weight_free(p->lin_drafts);
     mtp_packed_weight_free(p->unembed);
     memset(p, 0, sizeof *p);
 }
@@ -191,4 +199,20 @@ void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, 
                          const HeadsPacked *p, const TrunkConfig *tc) {
     mtp_rmsnorm_forward(hn, rstd, h, w->final_norm, R, tc->dim);
     mtp_matmul_packed(logits, hn, R, p->unembed, 0);
+}
+
+size_t heads_drafts_work_floats(int n, const TrunkConfig *tc) { return (size_t)n * (3 * tc->dim + 1); }
+
+void heads_decode_drafts(float *logits, float *work, const float *z, const float *const *hs, int n,
+                         const HeadsWeights *w, const HeadsPacked *p, const TrunkConfig *tc, const HeadsConfig *hc) {
+    const int D = tc->dim, m = n - 1;
+    assert(n > 1);
+    float *h = work, *hn = h + (size_t)m * D, *u = hn + (size_t)m * D, *rstd = u + (size_t)m * D;
+    if (hc->type == HEAD_LINEAR) {
+        mtp_matmul_packed(u, z, 1, p->lin_drafts, 0); // u ((n-1) D) = z W_1..n-1^T
+        for (int i = 0; i < m; i++) mtp_silu_residual_forward(h + (size_t)i * D, z, u + (size_t)i * D, D);
+    } else {
+        for (int i = 0; i < m; i++) memcpy(h + (size_t)i * D, hs[i + 1], D * sizeof(float));
+    }
+    heads_decode_logits(logits, hn, rstd, h, m, w, p, tc);
 }

@@ -87,6 +87,7 @@ typedef struct {
     int n;
     BlockPacked blocks[HEADS_MAX];  /* transformer heads */
     MtpPackedWeight *lin[HEADS_MAX]; /* linear heads */
+    MtpPackedWeight *lin_drafts;     /* linear heads 1..n-1 stacked, ((n-1) D, D): one product drafts all */
     MtpPackedWeight *unembed;
 } HeadsPacked;
 
@@ -102,6 +103,13 @@ void heads_packed_free(HeadsPacked *p);
  * linear heads have no cache (pass NULL). */
 void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
                       const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s);
+/* The drafts of one row: logits (n-1, V) of heads 1..n-1 (0-based), as one batch of a few products
+ * rather than two small ones per head. z (D) is the row's trunk output (linear heads run here), or
+ * hs[i] (D) head i's output at the row, kept from the forward (transformer heads; hs[0] unused).
+ * work: heads_drafts_work_floats(). */
+size_t heads_drafts_work_floats(int n, const TrunkConfig *tc);
+void heads_decode_drafts(float *logits, float *work, const float *z, const float *const *hs, int n,
+                         const HeadsWeights *w, const HeadsPacked *p, const TrunkConfig *tc, const HeadsConfig *hc);
 /* logits (R, V) of head outputs h (R, D) through the shared final norm and unembedding;
  * hn (R, D) and rstd (R) are scratch. */
 void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
