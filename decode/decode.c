@@ -14,26 +14,30 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
     memset(s, 0, sizeof *s);
     const TrunkConfig *c = &m->cfg.trunk;
     assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
+    /* RP rows go through the trunk at once (a prompt of up to RP tokens is one pass); logits are
+     * only ever computed for R rows */
     const size_t R = (size_t)max_rows, D = c->dim, T = c->ctx, V = c->vocab;
+    const size_t RP = R > DECODE_PREFILL_ROWS ? R : T < DECODE_PREFILL_ROWS ? T : DECODE_PREFILL_ROWS;
     const size_t caches = (size_t)c->layers + cached_heads(m, n_heads);
     const size_t k_floats = caches * trunk_k_cache_floats(c), v_floats = caches * trunk_v_cache_floats(c);
     const size_t drafts = (size_t)n_heads * V + heads_drafts_work_floats(n_heads, c);
-    s->mem = mtp_calloc(k_floats + v_floats + 3 * R * D + R + (size_t)n_heads * R * (V + D) + drafts, sizeof(float));
-    if (!s->mem || block_decode_scratch_build(&s->scratch, max_rows, c->ctx, c->dim, c->attn_heads, c->ffn)) {
+    s->mem = mtp_calloc(k_floats + v_floats + RP * D + 2 * R * D + R + (size_t)n_heads * (R * V + RP * D) + drafts,
+                        sizeof(float));
+    if (!s->mem || block_decode_scratch_build(&s->scratch, (int)RP, c->ctx, c->dim, c->attn_heads, c->ffn)) {
         snprintf(err, errlen, "out of memory for the key/value caches (%zu positions)", T);
         decode_free(s);
         return -1;
     }
-    s->model = m, s->max_rows = max_rows, s->n_heads = n_heads;
+    s->model = m, s->max_rows = max_rows, s->pass_rows = (int)RP, s->n_heads = n_heads;
     float *p = s->mem;
     s->k_cache = p, p += k_floats;
     s->v_cache = p, p += v_floats;
-    s->z = p, p += R * D;
+    s->z = p, p += RP * D;
     s->h = p, p += R * D;
     s->hn = p, p += R * D;
     s->rstd = p, p += R;
     s->logits = p, p += (size_t)n_heads * R * V;
-    s->heads_h = p, p += (size_t)n_heads * R * D;
+    s->heads_h = p, p += (size_t)n_heads * RP * D;
     s->drafts = p, p += (size_t)n_heads * V;
     s->drafts_work = p;
     s->drafted_row = -1;
@@ -68,36 +72,58 @@ void decode_free(DecodeState *s) {
     memset(s, 0, sizeof *s);
 }
 
-void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) {
+/* Runs R new rows (R <= pass_rows) through the trunk and the cached heads and advances len: z and
+ * the transformer heads' outputs for those rows; linear heads have no cache and run when asked. */
+static void run_rows(DecodeState *s, const int32_t *tokens, int R) {
     const MtpModel *m = s->model;
     const TrunkConfig *c = &m->cfg.trunk;
-    assert(R >= 1 && R <= s->max_rows && s->len + R <= c->ctx && n_logits <= s->n_heads);
+    assert(R >= 1 && R <= s->pass_rows && s->len + R <= c->ctx);
     const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
     trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
-    const int cached = cached_heads(m, s->n_heads) > 0;
-    for (int i = 0; i < s->n_heads; i++) {
-        if (!cached && i >= n_logits) continue; /* a linear head has no cache: run it when asked */
-        float *kc = cached ? s->k_cache + (size_t)(c->layers + i) * k_layer : NULL;
-        float *vc = cached ? s->v_cache + (size_t)(c->layers + i) * v_layer : NULL;
-        float *h = s->heads_h + (size_t)i * s->max_rows * c->dim;
-        heads_decode_one(h, s->z, i, s->len, R, kc, vc, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
-        if (i < n_logits)
-            heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &m->heads,
-                                &s->heads_packed, c);
-    }
+    for (int i = 0; i < cached_heads(m, s->n_heads); i++)
+        heads_decode_one(s->heads_h + (size_t)i * s->pass_rows * c->dim, s->z, i, s->len, R,
+                         s->k_cache + (size_t)(c->layers + i) * k_layer, s->v_cache + (size_t)(c->layers + i) * v_layer,
+                         &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
     s->len += R;
+}
+
+/* Logits of heads 0..n_logits-1 for rows 0..R-1 of the last run (R <= max_rows). */
+static void head_logits(DecodeState *s, int R, int n_logits) {
+    const MtpModel *m = s->model;
+    const TrunkConfig *c = &m->cfg.trunk;
+    assert(R <= s->max_rows && n_logits <= s->n_heads);
+    for (int i = 0; i < n_logits; i++) {
+        float *h = s->heads_h + (size_t)i * s->pass_rows * c->dim;
+        if (m->cfg.heads.type == HEAD_LINEAR)
+            heads_decode_one(h, s->z, i, 0, R, NULL, NULL, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
+        heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &m->heads,
+                            &s->heads_packed, c);
+    }
     s->n_rows = R, s->n_logits = n_logits, s->drafted_row = -1;
 }
 
+void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) {
+    assert(R >= 1 && R <= s->max_rows);
+    run_rows(s, tokens, R);
+    head_logits(s, R, n_logits);
+}
+
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
-    int last = 0;
-    for (int done = 0; done < n;) {
-        int R = n - done < s->max_rows ? n - done : s->max_rows;
-        decode_forward(s, tokens + done, R, done + R == n ? n_logits : 0);
-        done += R;
-        last = R - 1;
+    const int D = s->model->cfg.trunk.dim;
+    int R = 0;
+    for (int done = 0; done < n; done += R) {
+        R = n - done < s->pass_rows ? n - done : s->pass_rows;
+        run_rows(s, tokens + done, R);
     }
-    return last;
+    /* only the last token's row is read after a prefill: it becomes row 0, the one row whose
+     * logits are computed */
+    memmove(s->z, s->z + (size_t)(R - 1) * D, D * sizeof(float));
+    for (int i = 0; i < cached_heads(s->model, s->n_heads); i++) {
+        float *h = s->heads_h + (size_t)i * s->pass_rows * D;
+        memmove(h, h + (size_t)(R - 1) * D, D * sizeof(float));
+    }
+    head_logits(s, 1, n_logits);
+    return 0;
 }
 
 const float *decode_logits(DecodeState *s, int head, int row) {
@@ -112,7 +138,7 @@ const float *decode_logits(DecodeState *s, int head, int row) {
          * output is kept from the forward */
         const double t0 = mtp_now();
         const float *hs[HEADS_MAX];
-        for (int i = 0; i < s->n_heads; i++) hs[i] = s->heads_h + ((size_t)i * s->max_rows + row) * D;
+        for (int i = 0; i < s->n_heads; i++) hs[i] = s->heads_h + ((size_t)i * s->pass_rows + row) * D;
         heads_decode_drafts(s->drafts + V, s->drafts_work, s->z + (size_t)row * D, hs, s->n_heads, &m->heads,
                             &s->heads_packed, &m->cfg.trunk, &m->cfg.heads);
         s->drafted_row = row;

@@ -16,12 +16,13 @@
 typedef struct {
     const MtpModel *model;
     int max_rows;    /* R: rows per decode_forward */
+    int pass_rows;   /* rows per pass of a prefill: max(R, the context up to DECODE_PREFILL_ROWS) */
     int n_heads;     /* heads run (and cached) at every position: 1..n */
     int len;         /* positions in the caches */
     float *k_cache, *v_cache; /* (L + transformer heads kept) layers' caches (trunk_k/v_cache_floats each) */
-    float *z;        /* (R, D) trunk output of the last forward */
+    float *z;        /* (pass_rows, D) trunk output of the last forward */
     float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
-    float *heads_h;  /* (n_heads, R, D) transformer heads' outputs of the last forward */
+    float *heads_h;  /* (n_heads, pass_rows, D) heads' outputs of the last forward */
     float *logits;   /* (n_heads, R, V) */
     int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
     float *drafts;        /* (n_heads, V) drafting heads' logits at drafted_row (row 0 unused) */
@@ -44,8 +45,11 @@ void decode_free(DecodeState *s);
  * kept head runs on every row (their caches stay complete); the logits of heads 1..n_logits
  * (n_logits <= n_heads) are computed for every row. */
 void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
-/* Prompt prefill: any number of tokens, in passes of max_rows; logits of head 1..n_logits for
- * the last pass's rows. Returns the row of the last token in that pass. */
+/* Prompt prefill: n tokens (len + n <= ctx) in one pass, or in passes of pass_rows for a prompt
+ * longer than DECODE_PREFILL_ROWS (the attention's scratch grows with rows x context). Afterwards
+ * the last token's row is row 0, with logits of heads 1..n_logits and drafts of the others; the
+ * other rows are not kept. Returns that row, 0. */
+#define DECODE_PREFILL_ROWS 512
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
 /* Logits (V) of head (0-based) for row r of the last forward: computed by the forward for heads
  * below its n_logits; for the others, on the first call for that row, every drafting head's at

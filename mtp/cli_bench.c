@@ -305,7 +305,7 @@ int cmd_bench(int argc, char **argv) {
         BenchRun *r = &runs[i];
         memset(r, 0, sizeof *r);
         r->K = ks[i], r->identical = 1;
-        if (decode_build(&r->state, &m, r->K > 64 ? r->K : 64, r->K, err, sizeof err)) {
+        if (decode_build(&r->state, &m, r->K, r->K, err, sizeof err)) {
             cli_error("bench", "%s", err);
             goto done;
         }

@@ -142,7 +142,7 @@ int cmd_generate(int argc, char **argv) {
     tokens = malloc((n_bytes + 1) * sizeof(int32_t));
     out = malloc((size_t)max_tokens * sizeof(int32_t));
     if (!tokens || !out || mtp_core_init(threads, prec, err, sizeof err) ||
-        decode_build(&s, &m, lookahead > 64 ? lookahead : 64, lookahead, err, sizeof err)) {
+        decode_build(&s, &m, lookahead, lookahead, err, sizeof err)) {
         cli_error("generate", "%s", tokens && out ? err : "out of memory");
         goto done;
     }

@@ -101,6 +101,41 @@ static void test_engine(HeadType type, int D, int H, int max_rows) {
     mtp_model_free(&m);
 }
 
+/* A prompt longer than DECODE_PREFILL_ROWS is prefilled in several passes: the last token's logits
+ * (and drafts) still equal the full forward's. */
+static void test_long_prefill(void) {
+    enum { LCTX = DECODE_PREFILL_ROWS + 40, LN = DECODE_PREFILL_ROWS + 30 };
+    char err[256];
+    MtpConfig cfg = {{V, 16, 1, 2, 24, LCTX}, {2, HEAD_TRANSFORMER}};
+    MtpModel m;
+    CHECK(mtp_model_build(&m, &cfg, err, sizeof err) == 0);
+    mtp_model_init(&m, 5);
+    MtpRng r;
+    mtp_rng_seed(&r, 6);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.1 * mtp_rng_normal(&r));
+    int32_t *tokens = malloc(LN * sizeof(int32_t));
+    for (int i = 0; i < LN; i++) tokens[i] = (int32_t)mtp_rng_below(&r, V);
+    MtpWorkspace ws;
+    CHECK(mtp_workspace_build(&ws, &m, 1, LN) == 0);
+    trunk_forward(&ws.trunk, &m.trunk, tokens, &m.cfg.trunk, &ws.scratch);
+    const float *z = trunk_output(&ws.trunk, &m.cfg.trunk);
+    DecodeState s;
+    CHECK(decode_build(&s, &m, 2, 2, err, sizeof err) == 0);
+    CHECK(s.pass_rows == DECODE_PREFILL_ROWS);
+    const int row = decode_prefill(&s, tokens, LN, 1);
+    double worst = 0;
+    for (int i = 0; i < 2; i++) { /* head 1 from the prefill, head 2 as a draft */
+        heads_forward_one(&ws.heads, i, z, &m.heads, &m.cfg.trunk, &m.cfg.heads, &ws.scratch);
+        const float *got = decode_logits(&s, i, row), *want = ws.heads.logits + (size_t)(LN - 1) * V;
+        for (int v = 0; v < V; v++) worst = fmax(worst, fabs(got[v] - want[v]));
+    }
+    CHECK_MSG(worst < 1e-4, "a %d-token prefill in passes of %d differs by %g", LN, DECODE_PREFILL_ROWS, worst);
+    decode_free(&s);
+    mtp_workspace_free(&ws);
+    free(tokens);
+    mtp_model_free(&m);
+}
+
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
@@ -109,6 +144,7 @@ int main(void) {
         test_engine(HEAD_TRANSFORMER, shapes[k][0], shapes[k][1], shapes[k][2]);
         test_engine(HEAD_LINEAR, shapes[k][0], shapes[k][1], shapes[k][2]);
     }
+    test_long_prefill();
     mtp_core_shutdown();
     TEST_DONE();
 }
