@@ -1,4 +1,5 @@
-/* ds.h - training data: corpora, the byte tokenizer, batches, and the built-in arithmetic corpus.
+/* ds.h - training data: corpora, the byte tokenizer, batches, and the built-in arithmetic corpus;
+ * the byte-level BPE tokenizer and the JSON lines reader that corpora will be built on.
  *
  * A corpus is two arrays of token ids, a training split and a validation split. Tokens are bytes
  * (ids 0..255) plus three specials, so any file can be trained on without a vocabulary file and
@@ -90,5 +91,98 @@ size_t ds_eval_windows(size_t n, int T1);
    difficulty 0 draws a level uniformly from 1..DS_ARITH_MAX_DIFFICULTY for this example; a level
    outside 0..DS_ARITH_MAX_DIFFICULTY writes nothing and returns 0. */
 size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty);
+
+/* ---- byte-level BPE tokenizer (bpe.c) ----------------------------------------------------------
+ *
+ * Ids stay compatible with the byte tokenizer: 0..255 are the bytes, 256..258 BOS/EOS/PAD (never
+ * produced by encode), and merge i makes token DS_BYTE_VOCAB + i. A tokenizer of size N (the
+ * user's "bpe:N", DS_BPE_MIN_VOCAB <= N <= DS_BPE_MAX_VOCAB) has 256 byte tokens and N - 256
+ * merges, so its model vocabulary is N + 3. Every byte is a token, so decode(encode(x)) == x for
+ * any byte string (invalid UTF-8 and NUL included).
+ *
+ * Pre-tokenization: merges never cross a chunk boundary. Bytes fall into classes: letters (a-z,
+ * A-Z and every byte >= 0x80, so UTF-8 characters stay inside words), digits (0-9), newlines
+ * (\n, \r), blanks (space, tab) and punctuation (every other byte, NUL and control bytes
+ * included). From the current position a chunk is the first that applies of:
+ *   1. an optional single space, then exactly one digit (numbers are never merged, so arithmetic
+ *      stays digit by digit), or a maximal run of letters, or a maximal run of punctuation (the
+ *      space is taken only when one of these follows it: " word", " 7", " (");
+ *   2. a maximal run of newlines;
+ *   3. a maximal run of blanks; when a letter, digit or punctuation follows it and the run ends in
+ *      a space, that last space is left out to begin the next chunk ("   x" -> "  ", " x").
+ * A run is cut at DS_BPE_MAX_CHUNK bytes (the space of rule 1 included); a letter run is cut at
+ * the last UTF-8 character start within 3 bytes before the limit, if there is one. So no chunk,
+ * and no token, is longer than DS_BPE_MAX_CHUNK bytes, and the chunks concatenate back to the
+ * input. The rule is versioned by the hash's format tag: changing it must change the tag.
+ *
+ * Errors are returned as -1 with a one-line message in the caller's buffer (no "error:" prefix). */
+#define DS_BPE_MIN_VOCAB 257                               /* N: 256 bytes + at least one merge */
+#define DS_BPE_MAX_VOCAB 65536
+#define DS_BPE_MAX_MERGES (DS_BPE_MAX_VOCAB - 256)
+#define DS_BPE_MAX_CHUNK 64                                /* bytes: longest chunk, so longest token */
+
+typedef struct DsBpe DsBpe;
+
+/* Learns merges on text (the training split's bytes) until the tokenizer has `vocab` = N tokens
+   (DS_BPE_MIN_VOCAB..DS_BPE_MAX_VOCAB), or earlier when no adjacent pair occurs twice; then
+   ds_bpe_n_merges() < N - 256 tells the actual size. Each step merges the most frequent pair of
+   adjacent tokens inside chunks (counted with the chunk's frequency); ties go to the smaller
+   (left id, right id). Deterministic: the same text and N give the same merges. text may be NULL
+   when n is 0; n must be below 2^31. On error returns -1, *out = NULL and a message. */
+int ds_bpe_train(DsBpe **out, const uint8_t *text, size_t n, int vocab, char *err, size_t errlen);
+
+/* Rebuilds a tokenizer from its merge list (what a checkpoint stores): merges is (n_merges, 2)
+   int32 (left id, right id), 0 <= n_merges <= DS_BPE_MAX_MERGES (0 gives the byte tokenizer).
+   Every part of merge i must be a byte or an earlier merge's token (0..255, or 259..258+i; never
+   a special), no pair may repeat, and no token may be longer than DS_BPE_MAX_CHUNK bytes; the
+   message names the first bad merge index. On error returns -1 and *out = NULL. */
+int ds_bpe_from_merges(DsBpe **out, const int32_t *merges, int n_merges, char *err, size_t errlen);
+
+void ds_bpe_free(DsBpe *t);
+
+int ds_bpe_vocab(const DsBpe *t);                     /* model vocabulary: DS_BYTE_VOCAB + merges */
+int ds_bpe_n_merges(const DsBpe *t);
+const int32_t *ds_bpe_merges(const DsBpe *t);         /* (n_merges, 2), owned by t */
+
+/* FNV-1a 64 over a format tag (which versions the pre-tokenization rule) and the merge list:
+   equal hashes mean equal encodings, for cache files and checkpoint checks. */
+uint64_t ds_bpe_hash(const DsBpe *t);
+
+/* Encodes n bytes into out and returns the number of tokens written, at most n (so out can be
+   sized n). Thread-safe: t is only read, and the chunk cache lives in the call (if it cannot be
+   allocated encode runs uncached, so it never fails). */
+size_t ds_bpe_encode(const DsBpe *t, int32_t *out, const uint8_t *bytes, size_t n);
+
+/* Writes the bytes of ids into out, at most cap of them, and returns the full decoded length
+   (like snprintf: call with cap 0 to size the buffer). Specials and ids outside 0..vocab-1 are
+   dropped, so decode(encode(b)) == b exactly. */
+size_t ds_bpe_decode(const DsBpe *t, uint8_t *out, size_t cap, const int32_t *ids, size_t n);
+
+/* The bytes of token id: sets *bytes and returns their count (0 for the specials, which decode to
+   nothing), or -1 for an id outside the vocabulary. */
+int ds_bpe_token_bytes(const DsBpe *t, int32_t id, const uint8_t **bytes);
+
+/* ---- JSON lines (json.c) ------------------------------------------------------------------------
+ *
+ * One JSON object per line; the string values of a few keys are taken out of it. The whole line
+ * is checked (RFC 8259 syntax: a malformed line is always an error, whatever part of it is bad);
+ * other values, nested objects and arrays included, are skipped, nesting at most 64 deep. Strings
+ * are unescaped into UTF-8, \uXXXX included (surrogate pairs joined, a lone one is an error). */
+#define DS_JSON_MAX_KEYS 8
+
+typedef struct {
+    char *data;                 /* the values found, each NUL-terminated (a value may hold NULs) */
+    size_t len, cap;
+    long off[DS_JSON_MAX_KEYS]; /* value of key k: data + off[k], n[k] bytes; -1 when absent or null */
+    size_t n[DS_JSON_MAX_KEYS];
+} DsJsonOut;
+
+/* Parses line (n bytes, an object; surrounding whitespace and a trailing \r are fine) for the
+ * string values of keys[0..n_keys). out starts zeroed and is reused across lines. A key whose value
+ * is not a string (nor null) is an error. On error returns -1 with "byte B: what" in err (B counts
+ * from 1 within the line). */
+int ds_json_strings(const char *line, size_t n, const char *const *keys, int n_keys, DsJsonOut *out, char *err,
+                    size_t errlen);
+void ds_json_out_free(DsJsonOut *out);
 
 #endif
