@@ -8,10 +8,11 @@
 #      1 transformer head, 6 attention heads, ffn 768, vocab 512, ctx 256, n = 1): `mtp bench
 #      --lookahead 1`, fp32 and bf16, in N separate processes (--runs, default 3): min/median/max
 #      of their medians; speed.mtp is trained for 200 steps (about 3 minutes) when missing;
-#   2. the speedup of self-speculative decoding, greedy, lookahead 1..n, for the n = 4 and n = 8
-#      models trained on builtin:arith (arith4.mtp, arith8.mtp), fp32 and bf16: `mtp bench` with
-#      every lookahead in the same process, repeats taken round-robin, the median of R (--repeats,
-#      default 5). Those two take about an hour to train (both at once, 1 thread each); without
+#   2. the speedup of self-speculative decoding, greedy, lookahead 1..n, for the models trained on
+#      builtin:arith: arith4.mtp and arith8.mtp (5M parameters, n = 4 and 8) and arith4L.mtp (15M,
+#      n = 4), fp32 and bf16: `mtp bench` with every lookahead in the same process, repeats taken
+#      round-robin, the median of R (--repeats, default 5). The first two take about 40 minutes
+#      to train (both at once, 1 thread each), the third about 35 minutes on 2 threads; without
 #      --train a missing one is reported and skipped. The training commands are printed below.
 #
 # A Markdown report goes to stdout, progress to stderr, every command is printed so it can be
@@ -47,11 +48,13 @@ log() { echo "[decode_bench $(date +%H:%M:%S)] $*" >&2; }
 # The models: name, then the training command's arguments.
 SPEED_ARGS="--data builtin:arith --vocab 512 --dim 288 --layers 5 --attn-heads 6 --ffn 768 --heads 1 --ctx 256 --steps 200 --batch 16 --threads 2 --precision bf16 --eval-every 0"
 ARITH_ARGS="--data builtin:arith --dim 256 --layers 6 --attn-heads 8 --ffn 688 --head-type linear --steps 2500 --lr 1.5e-3 --batch 16 --threads 1 --precision bf16 --eval-every 250"
+ARITH_L_ARGS="--data builtin:arith --dim 384 --layers 8 --attn-heads 6 --ffn 1024 --heads 4 --head-type linear --steps 1500 --lr 1.5e-3 --batch 16 --threads 2 --precision bf16 --eval-every 250"
 train_cmd() { # train_cmd NAME -> the command line that makes MODELS/NAME.mtp
   case "$1" in
     speed) echo "$MTP train $SPEED_ARGS --out $MODELS/speed.mtp" ;;
     arith4) echo "$MTP train $ARITH_ARGS --heads 4 --out $MODELS/arith4.mtp" ;;
     arith8) echo "$MTP train $ARITH_ARGS --heads 8 --out $MODELS/arith8.mtp" ;;
+    arith4L) echo "$MTP train $ARITH_L_ARGS --out $MODELS/arith4L.mtp" ;;
   esac
 }
 
@@ -75,6 +78,10 @@ if [ $TRAIN = 1 ]; then
     fi
   done
   for p in "${pids[@]}"; do wait "$p"; done
+  if [ ! -f "$MODELS/arith4L.mtp" ]; then
+    log "training arith4L.mtp (about 35 minutes; log in $MODELS/arith4L.train.log)"
+    $(train_cmd arith4L) >"$MODELS/arith4L.train.log" 2>&1
+  fi
 fi
 
 # ---- 1. single-head speed ------------------------------------------------------------------------
@@ -105,9 +112,9 @@ echo
 # ---- 2. speedup ----------------------------------------------------------------------------------
 echo "## Speedup of self-speculative decoding (greedy, 1 thread)"
 echo
-for n in 4 8; do
+for n in 4 8 4L; do
   f=$MODELS/arith$n.mtp
-  echo "### n = $n: \`$(train_cmd arith$n)\`"
+  echo "### arith$n: \`$(train_cmd arith$n)\`"
   echo
   if [ ! -f "$f" ]; then
     echo "(not measured: $f is missing; rerun with --train)"
