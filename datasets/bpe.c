@@ -13,25 +13,15 @@
  * vocab^2. A tokenizer holds its merges, a pair -> rank map and the bytes of every token (at most
  * DS_BPE_MAX_CHUNK each). */
 #include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "datasets/ds.h"
+#include "mtp/core/core.h"
 
 /* versions the encoding: the pre-tokenization rule and the id layout. Change it with either. */
 static const char BPE_FORMAT_TAG[] = "mtp-bpe-v1 chunks64 ids259";
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- pre-tokenization (the rule is documented in ds.h) ---- */
 
@@ -191,18 +181,18 @@ static const char *bad_part(int32_t p, int i) {
 
 int ds_bpe_from_merges(DsBpe **out, const int32_t *merges, int n_merges, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (!out) return fail(err, errlen, "ds_bpe_from_merges: no place for the tokenizer");
+    if (!out) return mtp_fail(err, errlen, "ds_bpe_from_merges: no place for the tokenizer");
     *out = NULL;
     if (n_merges < 0 || n_merges > DS_BPE_MAX_MERGES)
-        return fail(err, errlen, "bpe merge count %d must be between 0 and %d", n_merges, DS_BPE_MAX_MERGES);
-    if (n_merges > 0 && !merges) return fail(err, errlen, "bpe: %d merges but no merge list", n_merges);
+        return mtp_fail(err, errlen, "bpe merge count %d must be between 0 and %d", n_merges, DS_BPE_MAX_MERGES);
+    if (n_merges > 0 && !merges) return mtp_fail(err, errlen, "bpe: %d merges but no merge list", n_merges);
 
     DsBpe *t = calloc(1, sizeof *t);
     int vocab = DS_BYTE_VOCAB + n_merges;
     if (!t || !(t->merges = malloc(((size_t)n_merges * 2 + 1) * sizeof *t->merges)) ||
         !(t->tok_off = malloc(((size_t)vocab + 1) * sizeof *t->tok_off)) || map_init(&t->rank, (size_t)n_merges)) {
         ds_bpe_free(t);
-        return fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
+        return mtp_fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
     }
     t->n_merges = n_merges;
     if (n_merges) memcpy(t->merges, merges, (size_t)n_merges * 2 * sizeof *merges);
@@ -219,24 +209,24 @@ int ds_bpe_from_merges(DsBpe **out, const int32_t *merges, int n_merges, char *e
             if (!why) why = bad_part(p = r, i);
             if (why) {
                 ds_bpe_free(t);
-                return fail(err, errlen, "bpe merge %d (%d, %d): part %d %s (merge %d makes token %d)", i, l, r, p,
+                return mtp_fail(err, errlen, "bpe merge %d (%d, %d): part %d %s (merge %d makes token %d)", i, l, r, p,
                             why, i, id);
             }
             int32_t dup = map_get(&t->rank, pair_key(l, r));
             if (dup >= 0) {
                 ds_bpe_free(t);
-                return fail(err, errlen, "bpe merge %d (%d, %d) repeats merge %d", i, l, r, dup);
+                return mtp_fail(err, errlen, "bpe merge %d (%d, %d) repeats merge %d", i, l, r, dup);
             }
             len = (t->tok_off[l + 1] - t->tok_off[l]) + (t->tok_off[r + 1] - t->tok_off[r]);
             if (len > DS_BPE_MAX_CHUNK) {
                 ds_bpe_free(t);
-                return fail(err, errlen,
+                return mtp_fail(err, errlen,
                             "bpe merge %d (%d, %d) makes a token of %u bytes, longer than the %d-byte chunk limit", i,
                             l, r, len, DS_BPE_MAX_CHUNK);
             }
             if (map_put(&t->rank, pair_key(l, r), i)) {
                 ds_bpe_free(t);
-                return fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
+                return mtp_fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
             }
         }
         t->tok_off[id + 1] = t->tok_off[id] + len; /* at most 65539 * 64 bytes: no overflow */
@@ -244,7 +234,7 @@ int ds_bpe_from_merges(DsBpe **out, const int32_t *merges, int n_merges, char *e
     t->tok_bytes = malloc(t->tok_off[vocab] ? t->tok_off[vocab] : 1);
     if (!t->tok_bytes) {
         ds_bpe_free(t);
-        return fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
+        return mtp_fail(err, errlen, "bpe: out of memory for %d merges", n_merges);
     }
     for (int id = 0; id < vocab; id++) {
         uint8_t *dst = t->tok_bytes + t->tok_off[id];
@@ -632,14 +622,14 @@ static int learn(Trainer *T, const uint8_t *text, size_t n, int max_merges, int3
 
 int ds_bpe_train(DsBpe **out, const uint8_t *text, size_t n, int vocab, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (!out) return fail(err, errlen, "ds_bpe_train: no place for the tokenizer");
+    if (!out) return mtp_fail(err, errlen, "ds_bpe_train: no place for the tokenizer");
     *out = NULL;
     if (vocab < DS_BPE_MIN_VOCAB || vocab > DS_BPE_MAX_VOCAB)
-        return fail(err, errlen, "bpe vocabulary %d must be between %d and %d", vocab, DS_BPE_MIN_VOCAB,
+        return mtp_fail(err, errlen, "bpe vocabulary %d must be between %d and %d", vocab, DS_BPE_MIN_VOCAB,
                     DS_BPE_MAX_VOCAB);
     if (n > (size_t)INT32_MAX)
-        return fail(err, errlen, "bpe training text of %zu bytes is over the %d-byte limit", n, INT32_MAX);
-    if (n > 0 && !text) return fail(err, errlen, "bpe: no training text");
+        return mtp_fail(err, errlen, "bpe training text of %zu bytes is over the %d-byte limit", n, INT32_MAX);
+    if (n > 0 && !text) return mtp_fail(err, errlen, "bpe: no training text");
 
     int max_merges = vocab - 256;
     int32_t *merges = malloc((size_t)max_merges * 2 * sizeof *merges);
@@ -648,7 +638,7 @@ int ds_bpe_train(DsBpe **out, const uint8_t *text, size_t n, int vocab, char *er
     trainer_free(&T);
     if (got < 0) {
         free(merges);
-        return fail(err, errlen, "bpe: out of memory training on %zu bytes", n);
+        return mtp_fail(err, errlen, "bpe: out of memory training on %zu bytes", n);
     }
     int rc = ds_bpe_from_merges(out, merges, got, err, errlen);
     free(merges);

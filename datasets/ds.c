@@ -8,7 +8,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,16 +15,7 @@
 #include <unistd.h>
 
 #include "datasets/ds.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#include "mtp/core/core.h"
 
 void ds_options_init(DsOptions *opt) {
     memset(opt, 0, sizeof *opt);
@@ -106,7 +96,7 @@ int ds_eval_batch(int32_t *out, const int32_t *tok, size_t n, int B, int T1, siz
 static int check_split(const char *spec, const char *size_desc, const char *what, size_t have, size_t need,
                        const char *hint, char *err, size_t errlen) {
     if (have >= need) return 0;
-    return fail(err, errlen, "%s: %s: the %s split has %zu tokens, fewer than the %zu one sequence needs (ctx+1)%s",
+    return mtp_fail(err, errlen, "%s: %s: the %s split has %zu tokens, fewer than the %zu one sequence needs (ctx+1)%s",
                 spec, size_desc, what, have, need, hint);
 }
 
@@ -114,35 +104,35 @@ static int load_file(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen
     const char *path = opt->spec;
     double vf = opt->val_frac;
     if (!(vf > 0.0 && vf < 1.0))
-        return fail(err, errlen, "%s: val_frac %g is out of range, it must be between 0 and 1 (exclusive)", path, vf);
+        return mtp_fail(err, errlen, "%s: val_frac %g is out of range, it must be between 0 and 1 (exclusive)", path, vf);
 
     /* O_NONBLOCK so that opening a FIFO does not wait for a writer; it is refused below anyway */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) return fail(err, errlen, "%s: no such file", path);
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        if (errno == ENOENT) return mtp_fail(err, errlen, "%s: no such file", path);
+        return mtp_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fail(err, errlen, "%s: cannot stat: %s", path, strerror(e));
+        return mtp_fail(err, errlen, "%s: cannot stat: %s", path, strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: is a directory, expected a corpus file", path);
+        return mtp_fail(err, errlen, "%s: is a directory, expected a corpus file", path);
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return mtp_fail(err, errlen, "%s: not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);
-        return fail(err, errlen, "%s: empty file", path);
+        return mtp_fail(err, errlen, "%s: empty file", path);
     }
     if ((int64_t)st.st_size > DS_MAX_FILE_BYTES) {
         close(fd);
-        return fail(err, errlen, "%s: %lld bytes is larger than the %lld-byte limit of the in-memory loader", path,
+        return mtp_fail(err, errlen, "%s: %lld bytes is larger than the %lld-byte limit of the in-memory loader", path,
                     (long long)st.st_size, (long long)DS_MAX_FILE_BYTES);
     }
 
@@ -165,7 +155,7 @@ static int load_file(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen
     if (!c->train || !c->val) {
         close(fd);
         ds_free(c);
-        return fail(err, errlen, "%s: out of memory for %zu tokens", path, total);
+        return mtp_fail(err, errlen, "%s: out of memory for %zu tokens", path, total);
     }
     c->n_train = n_train;
     c->n_val = n_val;
@@ -182,12 +172,12 @@ static int load_file(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen
             int e = errno;
             close(fd);
             ds_free(c);
-            return fail(err, errlen, "%s: read failed at byte %zu: %s", path, got, strerror(e));
+            return mtp_fail(err, errlen, "%s: read failed at byte %zu: %s", path, got, strerror(e));
         }
         if (r == 0) {
             close(fd);
             ds_free(c);
-            return fail(err, errlen, "%s: file shrank while reading (%zu of %zu bytes)", path, got, nbytes);
+            return mtp_fail(err, errlen, "%s: file shrank while reading (%zu of %zu bytes)", path, got, nbytes);
         }
         for (ssize_t i = 0; i < r; i++) {
             size_t t = got + (size_t)i + 1;
@@ -262,14 +252,14 @@ static int arith_stream(TokBuf *t, uint64_t seed, int difficulty, size_t target_
 static int load_arith(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen) {
     const char *spec = opt->spec;
     if (opt->difficulty < 0 || opt->difficulty > DS_ARITH_MAX_DIFFICULTY)
-        return fail(err, errlen, "%s: difficulty %d is out of range, use 0 (mixed) or 1..%d", spec, opt->difficulty,
+        return mtp_fail(err, errlen, "%s: difficulty %d is out of range, use 0 (mixed) or 1..%d", spec, opt->difficulty,
                     DS_ARITH_MAX_DIFFICULTY);
     TokBuf tr = {0}, va = {0};
     if (arith_stream(&tr, opt->seed, opt->difficulty, DS_ARITH_TRAIN_BYTES) ||
         arith_stream(&va, opt->seed ^ DS_ARITH_VAL_SEED_XOR, opt->difficulty, DS_ARITH_VAL_BYTES)) {
         free(tr.tok);
         free(va.tok);
-        return fail(err, errlen, "%s: out of memory generating the corpus", spec);
+        return mtp_fail(err, errlen, "%s: out of memory generating the corpus", spec);
     }
     size_t need = opt->min_tokens > 2 ? opt->min_tokens : 2;
     if (check_split(spec, "generated corpus", "training", tr.n, need, "", err, errlen) ||
@@ -289,13 +279,13 @@ static int load_arith(DsCorpus *c, const DsOptions *opt, char *err, size_t errle
 
 int ds_load(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (!c) return fail(err, errlen, "ds_load: no corpus to fill");
+    if (!c) return mtp_fail(err, errlen, "ds_load: no corpus to fill");
     memset(c, 0, sizeof *c);
-    if (!opt || !opt->spec || !opt->spec[0]) return fail(err, errlen, "no corpus given (a file path or builtin:arith)");
+    if (!opt || !opt->spec || !opt->spec[0]) return mtp_fail(err, errlen, "no corpus given (a file path or builtin:arith)");
     const char *spec = opt->spec;
     if (strncmp(spec, "builtin:", 8) == 0) {
         if (strcmp(spec + 8, "arith") == 0) return load_arith(c, opt, err, errlen);
-        return fail(err, errlen, "%s: unknown builtin corpus (known: builtin:arith)", spec);
+        return mtp_fail(err, errlen, "%s: unknown builtin corpus (known: builtin:arith)", spec);
     }
     return load_file(c, opt, err, errlen);
 }

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* fsync, fileno, O_CLOEXEC, O_DIRECTORY under -std=c11 */
 #endif
 
+#include "mtp/core/core.h"
 #include "mtp/mpk.h"
 
 #include <errno.h>
@@ -388,31 +389,18 @@ int mpk_fail(MpkReader *r, const char *fmt, ...) {
 /* Files                                                                                          */
 /* ---------------------------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int mpk_file_map(MpkFile *f, const char *path, char *err, size_t errlen) {
     f->data = NULL;
     f->size = 0;
     /* O_NONBLOCK so that a FIFO given by mistake is reported, not waited on forever */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        mtp_fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        mtp_fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -422,7 +410,7 @@ int mpk_file_map(MpkFile *f, const char *path, char *err, size_t errlen) {
     else if (st.st_size == 0) bad = "file is empty";
     else if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) bad = "file too large to map";
     if (bad) {
-        set_err(err, errlen, "cannot read %s: %s", path, bad);
+        mtp_fail(err, errlen, "cannot read %s: %s", path, bad);
         close(fd);
         return -1;
     }
@@ -431,7 +419,7 @@ int mpk_file_map(MpkFile *f, const char *path, char *err, size_t errlen) {
     int e = errno;
     close(fd); /* the mapping keeps the file alive */
     if (m == MAP_FAILED) {
-        set_err(err, errlen, "cannot map %s: %s", path, strerror(e));
+        mtp_fail(err, errlen, "cannot map %s: %s", path, strerror(e));
         return -1;
     }
     f->data = (const uint8_t *)m;
@@ -472,20 +460,20 @@ static void writer_free(MpkWriter *w) {
 int mpk_writer_open(MpkWriter *w, const char *path, char *err, size_t errlen) {
     memset(w, 0, sizeof *w);
     if (!path || !*path) {
-        set_err(err, errlen, "cannot write checkpoint: empty path");
+        mtp_fail(err, errlen, "cannot write checkpoint: empty path");
         return -1;
     }
     /* rename() would fail at commit anyway; say so before the caller writes gigabytes */
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "cannot write %s: is a directory", path);
+        mtp_fail(err, errlen, "cannot write %s: is a directory", path);
         return -1;
     }
     size_t n = strlen(path);
     w->path = malloc(n + 1);
     w->tmp_path = malloc(n + 32);
     if (!w->path || !w->tmp_path) {
-        set_err(err, errlen, "cannot write %s: out of memory", path);
+        mtp_fail(err, errlen, "cannot write %s: out of memory", path);
         writer_free(w);
         return -1;
     }
@@ -493,7 +481,7 @@ int mpk_writer_open(MpkWriter *w, const char *path, char *err, size_t errlen) {
     snprintf(w->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
-        set_err(err, errlen, "cannot write %s: cannot create temp file %s: %s", path, w->tmp_path, strerror(errno));
+        mtp_fail(err, errlen, "cannot write %s: cannot create temp file %s: %s", path, w->tmp_path, strerror(errno));
         writer_free(w);
         return -1;
     }
@@ -519,7 +507,7 @@ static int fsync_dir(const char *path, char *dir, size_t dirlen) {
 
 int mpk_writer_commit(MpkWriter *w, char *err, size_t errlen) {
     if (!w->f) {
-        set_err(err, errlen, "mpk_writer_commit: writer is not open");
+        mtp_fail(err, errlen, "mpk_writer_commit: writer is not open");
         return -1;
     }
     /* each step only runs if the previous ones worked; errnum keeps the first error */
@@ -528,20 +516,20 @@ int mpk_writer_commit(MpkWriter *w, char *err, size_t errlen) {
     if (fclose(w->f) != 0 && !w->failed) w->failed = 1, w->errnum = errno;
     w->f = NULL;
     if (w->failed) {
-        set_err(err, errlen, "cannot write %s: writing %s failed: %s", w->path, w->tmp_path,
+        mtp_fail(err, errlen, "cannot write %s: writing %s failed: %s", w->path, w->tmp_path,
                 strerror(w->errnum ? w->errnum : EIO));
         mpk_writer_abort(w);
         return -1;
     }
     if (rename(w->tmp_path, w->path) != 0) {
-        set_err(err, errlen, "cannot write %s: rename from %s failed: %s", w->path, w->tmp_path, strerror(errno));
+        mtp_fail(err, errlen, "cannot write %s: rename from %s failed: %s", w->path, w->tmp_path, strerror(errno));
         mpk_writer_abort(w);
         return -1;
     }
     char dir[4096];
     if (fsync_dir(w->path, dir, sizeof dir) != 0) {
         /* the new file is in place and complete; only its durability across a crash is unsure */
-        set_err(err, errlen, "%s written, but fsync of directory %s failed: %s", w->path, dir, strerror(errno));
+        mtp_fail(err, errlen, "%s written, but fsync of directory %s failed: %s", w->path, dir, strerror(errno));
         writer_free(w);
         return -1;
     }

@@ -75,6 +75,10 @@ void mtp_packed_weight_free(MtpPackedWeight *pw);
 /* C (M, N) = A (M, K) W^T, or C += with accumulate. */
 void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate);
 
+/* The error convention of every module: writes a one-line message into err (when errlen > 0)
+ * and returns -1. */
+int mtp_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Floating-point operations issued to oneDNN so far (2*M*N*K per product), for MFU reports. */
 double mtp_matmul_flops(void);
 /* Name of the oneDNN implementation chosen for the most recently created primitive ("brg:avx512_core_bf16"). */

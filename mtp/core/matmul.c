@@ -10,6 +10,7 @@
  * weights stay untouched) and oneDNN accumulates in fp32 into an fp32 destination. */
 #include <assert.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,16 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */
+
+int mtp_fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
 
 /* Every allocation carries a 64-byte header (keeping the data 64-byte aligned) that records
  * whether it came from mmap. Large buffers (activations, optimizer state) are mapped: the kernel
