@@ -15,7 +15,9 @@ static const char *BENCH_HELP =
     "\n"
     "  --model FILE        checkpoint (required)\n"
     "  --prompts FILE      prompts, one per line, or JSONL with a \"question\" or \"prompt\"\n"
-    "                      field (default: 16 questions from the model's training source)\n"
+    "                      string field (a line starting with '{'; a malformed one is an error\n"
+    "                      naming its line and byte) (default: 16 questions from the model's\n"
+    "                      training source)\n"
     "  --max-tokens N      tokens per prompt (default 256; fewer when an example ends or the\n"
     "                      context fills up)\n"
     "  --lookahead LIST    comma-separated lookaheads (default 1..heads); 1 is always measured\n"
@@ -62,54 +64,17 @@ static int prompts_add(Prompts *p, const uint8_t *bytes, size_t n, int ctx) {
     return 0;
 }
 
-/* The string value of "question" or "prompt" in a JSON object line, unescaped into out (\n, \t, \",
- * \\, \/, \uXXXX for ASCII). Returns its length, or -1 (malformed) / -2 (no such field). */
-static long json_prompt_field(const char *line, char *out) {
-    const char *keys[2] = {"\"question\"", "\"prompt\""};
-    for (int k = 0; k < 2; k++) {
-        const char *p = strstr(line, keys[k]);
-        if (!p) continue;
-        p += strlen(keys[k]);
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p++ != ':') return -1;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p++ != '"') return -1;
-        long n = 0;
-        for (; *p && *p != '"'; p++) {
-            if (*p != '\\') {
-                out[n++] = *p;
-                continue;
-            }
-            char e = *++p;
-            if (e == 'n') out[n++] = '\n';
-            else if (e == 't') out[n++] = '\t';
-            else if (e == 'r') out[n++] = '\r';
-            else if (e == '"' || e == '\\' || e == '/') out[n++] = e;
-            else if (e == 'u') {
-                unsigned v = 0;
-                for (int d = 1; d <= 4; d++) {
-                    char h = p[d];
-                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F'))) return -1;
-                    v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 32) - 'a' + 10);
-                }
-                p += 4;
-                out[n++] = v < 128 ? (char)v : '?'; /* non-ASCII escapes: a full JSON reader comes with issue 4 */
-            } else return -1;
-        }
-        return *p == '"' ? n : -1;
-    }
-    return -2;
-}
-
 static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "--prompts %s: %s", path, strerror(errno));
         return -1;
     }
-    char *line = malloc(BENCH_MAX_LINE + 2), *text = malloc(BENCH_MAX_LINE + 2);
+    char *line = malloc(BENCH_MAX_LINE + 2);
+    static const char *const keys[2] = {"question", "prompt"};
+    DsJsonOut js = {0};
     int rc = 0, lineno = 0;
-    while (rc == 0 && line && text && fgets(line, BENCH_MAX_LINE + 2, f)) {
+    while (rc == 0 && line && fgets(line, BENCH_MAX_LINE + 2, f)) {
         lineno++;
         size_t n = strlen(line);
         if (n > BENCH_MAX_LINE) {
@@ -120,21 +85,27 @@ static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, s
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
         if (n == 0) continue;
         if (line[0] == '{') {
-            long m = json_prompt_field(line, text);
-            if (m < 0) {
-                snprintf(err, errlen, "--prompts %s: line %d: %s", path, lineno,
-                         m == -2 ? "no \"question\" or \"prompt\" field" : "malformed JSON string");
+            char jerr[200];
+            if (ds_json_strings(line, n, keys, 2, &js, jerr, sizeof jerr)) {
+                snprintf(err, errlen, "--prompts %s: line %d: %s", path, lineno, jerr);
                 rc = -1;
                 break;
             }
-            rc = prompts_add(p, (const uint8_t *)text, (size_t)m, ctx);
+            const int k = js.off[0] >= 0 ? 0 : 1;
+            if (js.off[k] < 0) {
+                snprintf(err, errlen, "--prompts %s: line %d: no \"question\" or \"prompt\" field", path, lineno);
+                rc = -1;
+                break;
+            }
+            rc = prompts_add(p, (const uint8_t *)js.data + js.off[k], js.n[k], ctx);
         } else {
             rc = prompts_add(p, (const uint8_t *)line, n, ctx);
         }
     }
-    if (!line || !text) snprintf(err, errlen, "out of memory"), rc = -1;
+    if (!line) snprintf(err, errlen, "out of memory"), rc = -1;
     else if (rc == 0 && p->n == 0) snprintf(err, errlen, "--prompts %s: no prompts in the file", path), rc = -1;
-    free(line), free(text);
+    free(line);
+    ds_json_out_free(&js);
     fclose(f);
     return rc;
 }

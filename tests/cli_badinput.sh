@@ -473,7 +473,12 @@ for r in runs:
 assert runs[0]["speedup"] == 1.0
 '
 printf 'Compute 1 + 2.\n{"question": "Compute 3 * 4.\\n"}\n{"prompt": 7}\n' >prompts.txt
-expect_fail 1 "prompts.txt: line 3: malformed JSON string" "$MTP" bench --model gen.ckpt --prompts prompts.txt
+expect_fail 1 "prompts.txt: line 3: byte 12: field \"prompt\" is not a string" "$MTP" bench --model gen.ckpt --prompts prompts.txt
+printf '{"question": "Compute 1 + 2.\\n", "meta": {"id": [1, 2]}}\n{"question": "truncated\n' >prompts.txt
+expect_fail 1 "prompts.txt: line 2: byte 24: unterminated string" "$MTP" bench --model gen.ckpt --prompts prompts.txt
+printf '{"prompt": "caf\\u00e9 \\ud83d\\ude00"}\n' >prompts.txt
+run "$MTP" bench --model gen.ckpt --prompts prompts.txt --max-tokens 5 --repeats 1 --threads 1 --lookahead 2
+check "bench reads JSON prompts with unicode escapes" test "$RC" -eq 0
 printf '{"answer": "x"}\n' >prompts.txt
 expect_fail 1 "line 1: no \"question\" or \"prompt\" field" "$MTP" bench --model gen.ckpt --prompts prompts.txt
 expect_fail 2 "--lookahead '1,5'" "$MTP" bench --model gen.ckpt --lookahead 1,5
