@@ -105,7 +105,7 @@ static void check_packed(MtpPrecision prec, MtpRng *r) {
     float *W = malloc(N * K * 4), *A = malloc(8 * K * 4), *C1 = malloc(8 * N * 4), *C2 = malloc(8 * N * 4);
     fill(W, N * K, r), fill(A, 8 * K, r);
     mtp_core_set_precision(prec);
-    MtpPackedWeight *pw = mtp_pack_weight(W, N, K, prec);
+    MtpPackedWeight *pw = mtp_pack_weight_at(NULL, W, N, K, prec);
     CHECK(pw != NULL);
     for (int M = 1; M <= 8 && pw; M += 3)
         for (int acc = 0; acc < 2; acc++) {

@@ -119,7 +119,7 @@ typedef struct {
     float *mem;
 } BlockDecodeScratch;
 
-/* A block's matrices packed for products of a few rows (mtp_pack_weight). */
+/* A block's matrices packed for products of a few rows (mtp_pack_weight_at). */
 typedef struct {
     MtpPackedWeight *wqkv, *wo, *w13, *w2;
 } BlockPacked;

@@ -63,8 +63,7 @@ void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g
  * a few rows costs about what one row does, where plain row-major weights are re-packed on every
  * call. For inference, where weights do not change. */
 typedef struct MtpPackedWeight MtpPackedWeight;
-MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision);
-/* The same at *cursor (64-byte aligned), which then moves past mtp_packed_weight_bytes() (a 64-byte
+/* Packs W at *cursor (64-byte aligned), which then moves past mtp_packed_weight_bytes() (a 64-byte
  * multiple); with a NULL cursor, into its own allocation. The caller's memory outlives the handle.
  * A model's packed matrices share one allocation this way, laid out in the order a forward pass
  * reads them: a one-row pass is bound by streaming its weights, and one run of memory streams

@@ -349,7 +349,7 @@ struct MtpPackedWeight {
     MtpPrecision precision;
     dnnl_memory_desc_t md; /* the layout oneDNN chose for this matrix */
     void *data;
-    int owned; /* data was allocated by mtp_pack_weight (not placed by mtp_pack_weight_into) */
+    int owned; /* data is its own allocation (packed without a cursor) */
 };
 
 /* The layout a one-row product wants for W^T (K, N): oneDNN's choice under format_tag_any. */
@@ -369,9 +369,12 @@ static dnnl_memory_desc_t packed_md(int N, int K, MtpPrecision precision) {
     return md;
 }
 
+/* What a packed matrix of layout md takes at a cursor: cursors stay 64-byte aligned. */
+static size_t packed_span(const dnnl_memory_desc_t *md) { return (dnnl_memory_desc_get_size(md) + 63) & ~(size_t)63; }
+
 size_t mtp_packed_weight_bytes(int N, int K, MtpPrecision precision) {
     dnnl_memory_desc_t md = packed_md(N, K, precision);
-    return (dnnl_memory_desc_get_size(&md) + 63) & ~(size_t)63;
+    return packed_span(&md);
 }
 
 MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K, MtpPrecision precision) {
@@ -383,7 +386,7 @@ MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K,
     if (cursor) {
         assert(((uintptr_t)*cursor & 63) == 0);
         pw->data = *cursor;
-        *cursor += (dnnl_memory_desc_get_size(&pw->md) + 63) & ~(size_t)63;
+        *cursor += packed_span(&pw->md);
     } else if (!(pw->data = mtp_calloc(dnnl_memory_desc_get_size(&pw->md), 1))) {
         free(pw);
         return NULL;
@@ -408,10 +411,6 @@ MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K,
     dnnl_memory_destroy(src);
     dnnl_memory_destroy(dst);
     return pw;
-}
-
-MtpPackedWeight *mtp_pack_weight(const float *W, int N, int K, MtpPrecision precision) {
-    return mtp_pack_weight_at(NULL, W, N, K, precision);
 }
 
 void mtp_packed_weight_free(MtpPackedWeight *pw) {
