@@ -9,7 +9,21 @@
  *  - numbers that are combined column by column are first written one under another, right-aligned
  *    and padded with leading zeros, so a column's digits sit at a fixed distance from each other;
  *  - every step writes the same fields even when they are zero ("carry 0", "+0=...");
- *  - the last step of a row writes its whole value ("write 28") instead of a carry.
+ *  - the last step of a row writes its whole value ("write 28") instead of a carry;
+ *  - a chain ("a - b - c", "a * b * c", "n / d / e") is worked one operation at a time, left to
+ *    right: "Step j: x op y", that operation's usual working, then "x op y = z".
+ *
+ * Levels (typical example length; the tables in each generator give the exact sizes):
+ *  1..5  short to medium problems, about 200 (level 1) to 1,750 (level 5) bytes: 2 to 8 numbers
+ *        added, up to 3 subtracted, up to 8 by 6 digit products, up to 12 digit quotients by one
+ *        divisor. Their bytes and rng draws are frozen (tests pin them): trained models and the
+ *        mixed corpus (difficulty 0, levels 1..DS_ARITH_MIXED_MAX) depend on them.
+ *  6     about 2,200 bytes: 8-11 numbers of 12-15 digits added, 3 subtractions of 13-16 digit
+ *        numbers, up to 9 by 7 digit products, a division chain by 2 divisors.
+ *  7     about 3,500 bytes: 14-20 numbers of 14-16 digits, 4 subtractions of 17-18 digits,
+ *        up to 10 by 8 digit products, 4 divisors.
+ *  8     about 5,200 bytes: 26-34 numbers of 15-16 digits, 6 subtractions of 18 digits, products of
+ *        3 factors of 5-6 digits (two long multiplications), 6 two-digit divisors.
  *
  * All values stay below 10^18 so plain uint64_t arithmetic is exact. Text is produced with tiny
  * append helpers rather than snprintf: that keeps 8 MiB of examples well under a second. */
@@ -167,12 +181,19 @@ static uint64_t sub_columns(Out *o, uint64_t a, uint64_t b) {
     }
     return a - b;
 }
+/* Per-level sizes of the problems, indexed by level (entry 0 unused). Levels 1..5 must never change:
+   they fix the bytes and the rng draws of existing corpora, which trained models and tests rely on.
+   Levels 6..8 only grow the same kinds; their digit bounds keep every value below 10^18 (the
+   worst-case sum of a chain's digit counts is at most 18, and 34 rows of 16 digits stay below it). */
+#define LEVELS (DS_ARITH_MAX_DIFFICULTY + 1)
+#define LEVEL_TABLE(name) _Static_assert(sizeof(name) / sizeof(name)[0] == LEVELS, #name " needs one entry per level")
 
 /* "Compute a + b + c." : several numbers of similar length, summed column by column */
 static uint64_t gen_add(Out *o, MtpRng *rng, int level) {
-    static const int rows_lo[] = {0, 2, 3, 4, 5, 6}, rows_hi[] = {0, 2, 3, 4, 5, 8};
-    static const int dig_lo[] = {0, 2, 3, 4, 6, 10}, dig_hi[] = {0, 3, 4, 6, 9, 13};
-    uint64_t v[8];
+    static const int rows_lo[] = {0, 2, 3, 4, 5, 6, 8, 14, 26}, rows_hi[] = {0, 2, 3, 4, 5, 8, 11, 20, 34};
+    static const int dig_lo[] = {0, 2, 3, 4, 6, 10, 12, 14, 15}, dig_hi[] = {0, 3, 4, 6, 9, 13, 15, 16, 16};
+    LEVEL_TABLE(rows_lo); LEVEL_TABLE(rows_hi); LEVEL_TABLE(dig_lo); LEVEL_TABLE(dig_hi);
+    uint64_t v[34];
     int k = rand_int(rng, rows_lo[level], rows_hi[level]);
     for (int r = 0; r < k; r++) v[r] = rand_digits(rng, rand_int(rng, dig_lo[level], dig_hi[level]));
     put_s(o, "Compute ");
@@ -188,12 +209,34 @@ static uint64_t gen_add(Out *o, MtpRng *rng, int level) {
     return sum;
 }
 
+/* "Step 2: 5012 - 37\n": the header of one link of a chain */
+static void put_step(Out *o, int j, uint64_t a, const char *op, uint64_t b) {
+    put_s(o, "Step ");
+    put_u(o, (uint64_t)j + 1, 0);
+    put_s(o, ": ");
+    put_u(o, a, 0);
+    put_s(o, op);
+    put_u(o, b, 0);
+    put_c(o, '\n');
+}
+
+/* "5012 - 37 = 4975\n": the result of one link of a chain */
+static void put_link(Out *o, uint64_t a, const char *op, uint64_t b, uint64_t r) {
+    put_u(o, a, 0);
+    put_s(o, op);
+    put_u(o, b, 0);
+    put_s(o, " = ");
+    put_u(o, r, 0);
+    put_c(o, '\n');
+}
+
 /* "Compute a - b - c." : one subtraction at a time, each column by column with borrows */
 static uint64_t gen_sub(Out *o, MtpRng *rng, int level) {
-    static const int terms[] = {0, 1, 1, 2, 2, 3};
-    static const int dig_lo[] = {0, 2, 4, 5, 7, 11}, dig_hi[] = {0, 3, 6, 7, 9, 14};
+    static const int terms[] = {0, 1, 1, 2, 2, 3, 3, 4, 6};
+    static const int dig_lo[] = {0, 2, 4, 5, 7, 11, 13, 17, 18}, dig_hi[] = {0, 3, 6, 7, 9, 14, 16, 18, 18};
+    LEVEL_TABLE(terms); LEVEL_TABLE(dig_lo); LEVEL_TABLE(dig_hi);
     uint64_t a = rand_digits(rng, rand_int(rng, dig_lo[level], dig_hi[level]));
-    uint64_t b[3], rest = a;
+    uint64_t b[6], rest = a;
     int k = terms[level];
     /* each subtrahend at most what is left, so the answer is never negative; the lower bound keeps
        it from being trivially small */
@@ -213,22 +256,9 @@ static uint64_t gen_sub(Out *o, MtpRng *rng, int level) {
                    : "Subtract column by column from the right:\n");
     uint64_t cur = a;
     for (int j = 0; j < k; j++) {
-        if (k > 1) {
-            put_s(o, "Step ");
-            put_u(o, (uint64_t)j + 1, 0);
-            put_s(o, ": ");
-            put_u(o, cur, 0);
-            put_s(o, " - ");
-            put_u(o, b[j], 0);
-            put_c(o, '\n');
-        }
+        if (k > 1) put_step(o, j, cur, " - ", b[j]);
         uint64_t next = sub_columns(o, cur, b[j]);
-        put_u(o, cur, 0);
-        put_s(o, " - ");
-        put_u(o, b[j], 0);
-        put_s(o, " = ");
-        put_u(o, next, 0);
-        put_c(o, '\n');
+        put_link(o, cur, " - ", b[j], next);
         cur = next;
     }
     put_s(o, "Difference = ");
@@ -237,21 +267,11 @@ static uint64_t gen_sub(Out *o, MtpRng *rng, int level) {
     return cur;
 }
 
-/* "Compute a * b." : one partial product per digit of b, each digit by digit with carries
+/* a * b (a*b < 10^18): one partial product per digit of b, each digit by digit with carries
    ("8*6+0=48, write 8 carry 4"), then the partial products summed column by column */
-static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
-    static const int da_lo[] = {0, 2, 2, 3, 4, 6}, da_hi[] = {0, 2, 3, 4, 5, 8};
-    static const int db_lo[] = {0, 1, 2, 2, 3, 5}, db_hi[] = {0, 1, 2, 3, 4, 6};
-    uint64_t a = rand_digits(rng, rand_int(rng, da_lo[level], da_hi[level]));
-    int nb = rand_int(rng, db_lo[level], db_hi[level]);
-    uint64_t b = nb == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, nb);
-    int na = n_digits(a);
-    uint64_t part[8];
-    put_s(o, "Compute ");
-    put_u(o, a, 0);
-    put_s(o, " * ");
-    put_u(o, b, 0);
-    put_s(o, ".\n");
+static uint64_t mul_columns(Out *o, uint64_t a, uint64_t b) {
+    int na = n_digits(a), nb = n_digits(b);
+    uint64_t part[20];
     put_s(o, "Multiply ");
     put_u(o, a, 0);
     put_s(o, " by each digit of ");
@@ -299,34 +319,52 @@ static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
         }
         put_c(o, '\n');
     }
-    uint64_t prod = a * b;
     if (nb > 1) {
         put_s(o, "Add the partial products.\n");
         add_columns(o, part, nb);
     }
-    put_s(o, "Product = ");
-    put_u(o, prod, 0);
-    put_c(o, '\n');
-    return prod;
+    return a * b;
 }
 
-/* "Compute n / d." with n = q*d exactly: a table of multiples of d, then long division from the
-   left, each quotient digit x read off the table and justified by x*d <= part < (x+1)*d:
-   "Bring down 2: 412, 9*43=387 <= 412 < 10*43=430, digit 9, 412-387=25" */
-static uint64_t gen_div(Out *o, MtpRng *rng, int level) {
-    static const int dq_lo[] = {0, 2, 3, 4, 6, 10}, dq_hi[] = {0, 2, 3, 5, 7, 12};
-    static const int dd_lo[] = {0, 1, 1, 2, 3, 5}, dd_hi[] = {0, 1, 1, 3, 4, 6};
-    int nq = rand_int(rng, dq_lo[level], dq_hi[level]);
-    int nd = rand_int(rng, dd_lo[level], dd_hi[level]);
-    uint64_t d = nd == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, nd);
-    uint64_t q = rand_digits(rng, nq);
-    uint64_t n = q * d;
-    int nn = n_digits(n);
+/* a factor with n digits; a one-digit factor is 2..9 so that it is never trivial */
+static uint64_t rand_factor(MtpRng *rng, int n) { return n == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, n); }
+
+/* "Compute a * b [* c]." : one multiplication at a time, the running product times the next factor */
+static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
+    static const int factors[] = {0, 2, 2, 2, 2, 2, 2, 2, 3};
+    static const int da_lo[] = {0, 2, 2, 3, 4, 6, 7, 9, 5}, da_hi[] = {0, 2, 3, 4, 5, 8, 9, 10, 6};
+    static const int db_lo[] = {0, 1, 2, 2, 3, 5, 5, 7, 5}, db_hi[] = {0, 1, 2, 3, 4, 6, 7, 8, 6};
+    LEVEL_TABLE(factors); LEVEL_TABLE(da_lo); LEVEL_TABLE(da_hi); LEVEL_TABLE(db_lo); LEVEL_TABLE(db_hi);
+    uint64_t a = rand_digits(rng, rand_int(rng, da_lo[level], da_hi[level]));
+    uint64_t b[2];
+    int k = factors[level] - 1; /* multiplications */
+    for (int j = 0; j < k; j++) b[j] = rand_factor(rng, rand_int(rng, db_lo[level], db_hi[level]));
     put_s(o, "Compute ");
-    put_u(o, n, 0);
-    put_s(o, " / ");
-    put_u(o, d, 0);
+    put_u(o, a, 0);
+    for (int j = 0; j < k; j++) {
+        put_s(o, " * ");
+        put_u(o, b[j], 0);
+    }
     put_s(o, ".\n");
+    if (k > 1) put_s(o, "Multiply one number at a time.\n");
+    uint64_t cur = a;
+    for (int j = 0; j < k; j++) {
+        if (k > 1) put_step(o, j, cur, " * ", b[j]);
+        uint64_t next = mul_columns(o, cur, b[j]);
+        if (k > 1) put_link(o, cur, " * ", b[j], next);
+        cur = next;
+    }
+    put_s(o, "Product = ");
+    put_u(o, cur, 0);
+    put_c(o, '\n');
+    return cur;
+}
+
+/* n / d with d dividing n: a table of multiples of d, then long division from the left, each
+   quotient digit x read off the table and justified by x*d <= part < (x+1)*d:
+   "Bring down 2: 412, 9*43=387 <= 412 < 10*43=430, digit 9, 412-387=25" */
+static uint64_t div_long(Out *o, uint64_t n, uint64_t d) {
+    int nn = n_digits(n);
     put_s(o, "Multiples of ");
     put_u(o, d, 0);
     put_s(o, ":\n");
@@ -384,10 +422,41 @@ static uint64_t gen_div(Out *o, MtpRng *rng, int level) {
         if (pos < 0) break;
         cur = (cur - y) * 10 + (uint64_t)digit_at(n, pos--);
     }
+    return n / d;
+}
+
+/* "Compute n / d [/ e ...]." with n = q*d*e*... exactly: one long division at a time, left to right */
+static uint64_t gen_div(Out *o, MtpRng *rng, int level) {
+    static const int divisors[] = {0, 1, 1, 1, 1, 1, 2, 4, 6};
+    static const int dq_lo[] = {0, 2, 3, 4, 6, 10, 8, 5, 4}, dq_hi[] = {0, 2, 3, 5, 7, 12, 11, 6, 6};
+    static const int dd_lo[] = {0, 1, 1, 2, 3, 5, 2, 2, 2}, dd_hi[] = {0, 1, 1, 3, 4, 6, 3, 3, 2};
+    LEVEL_TABLE(divisors); LEVEL_TABLE(dq_lo); LEVEL_TABLE(dq_hi); LEVEL_TABLE(dd_lo); LEVEL_TABLE(dd_hi);
+    int nq = rand_int(rng, dq_lo[level], dq_hi[level]);
+    int k = divisors[level];
+    uint64_t d[6];
+    for (int j = 0; j < k; j++) d[j] = rand_factor(rng, rand_int(rng, dd_lo[level], dd_hi[level]));
+    uint64_t q = rand_digits(rng, nq);
+    uint64_t n = q;
+    for (int j = 0; j < k; j++) n *= d[j];
+    put_s(o, "Compute ");
+    put_u(o, n, 0);
+    for (int j = 0; j < k; j++) {
+        put_s(o, " / ");
+        put_u(o, d[j], 0);
+    }
+    put_s(o, ".\n");
+    if (k > 1) put_s(o, "Divide by one number at a time.\n");
+    uint64_t cur = n;
+    for (int j = 0; j < k; j++) {
+        if (k > 1) put_step(o, j, cur, " / ", d[j]);
+        uint64_t next = div_long(o, cur, d[j]);
+        if (k > 1) put_link(o, cur, " / ", d[j], next);
+        cur = next;
+    }
     put_s(o, "Quotient = ");
-    put_u(o, q, 0);
+    put_u(o, cur, 0);
     put_c(o, '\n');
-    return q;
+    return cur;
 }
 
 size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty) {
@@ -396,7 +465,8 @@ size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty) {
         if (o.cap) buf[0] = '\0';
         return 0;
     }
-    int level = difficulty ? difficulty : rand_int(rng, 1, DS_ARITH_MAX_DIFFICULTY);
+    /* the mixed corpus keeps to the short levels: its stream (and models trained on it) predate 6..8 */
+    int level = difficulty ? difficulty : rand_int(rng, 1, DS_ARITH_MIXED_MAX);
     uint64_t answer = 0;
     switch (mtp_rng_below(rng, 4)) {
     case 0: answer = gen_add(&o, rng, level); break;

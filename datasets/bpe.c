@@ -62,6 +62,17 @@ static size_t chunk_len(const uint8_t *b, size_t n) {
     return j;
 }
 
+size_t ds_bpe_safe_split(const uint8_t *bytes, size_t n) {
+    /* a chunk's end depends on at most the byte after it, so every chunk that ends before n is
+       final: only the last one might grow (or split differently) once more bytes follow */
+    size_t pos = 0, last = 0;
+    while (pos < n) {
+        last = pos;
+        pos += chunk_len(bytes + pos, n - pos);
+    }
+    return last;
+}
+
 /* FNV-1a: chunks are short, and one multiply per byte is cheap next to the chunk scan */
 static inline uint32_t chunk_hash(const uint8_t *b, size_t len) {
     uint32_t h = 2166136261u;

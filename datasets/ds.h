@@ -24,41 +24,14 @@
 #define DS_EOS 257        /* ends every arithmetic example */
 #define DS_PAD 258        /* fills rows past the end of a split; never a real token, skip it as a target */
 
-/* files larger than this are refused: the whole file is held in memory as int32 tokens (4x its size) */
-#define DS_MAX_FILE_BYTES ((int64_t)2 << 30)
 
 /* built-in arithmetic corpus: bytes of example text generated for each split (the token counts are a
    little larger: every example adds a BOS and an EOS) */
 #define DS_ARITH_TRAIN_BYTES ((size_t)8 << 20)
 #define DS_ARITH_VAL_BYTES ((size_t)512 << 10)
 #define DS_ARITH_VAL_SEED_XOR 0x9E3779B97F4A7C15ull /* validation seed = seed ^ this */
-#define DS_ARITH_MAX_DIFFICULTY 5
-
-typedef struct {
-    int32_t *train; size_t n_train;   /* training split, token ids */
-    int32_t *val;   size_t n_val;     /* validation split */
-    char desc[256];                   /* human-readable: "tinyshakespeare.txt: 1115394 bytes, 1003855 train / 111540 val tokens" */
-} DsCorpus;
-
-typedef struct {
-    const char *spec;     /* "builtin:arith" or a file path */
-    double val_frac;      /* files: fraction at the END used for validation, 0 < val_frac < 1 (default 0.1) */
-    uint64_t seed;        /* builtin:arith: data seed of the training stream; the validation stream uses its own seed derived from it */
-    int difficulty;       /* builtin:arith: 0 = mixed levels (default), 1..DS_ARITH_MAX_DIFFICULTY = one level */
-    size_t min_tokens;    /* each split must hold at least this many tokens (the caller passes ctx+1), else a clear error */
-} DsOptions;
-
-/* Fills opt with the defaults: spec NULL, val_frac 0.1, seed 1, difficulty 0, min_tokens 2. */
-void ds_options_init(DsOptions *opt);
-
-/* Loads the corpus named by opt->spec into c (which need not be initialized). On error returns -1,
-   leaves c empty (safe to ds_free) and writes a one-line message naming the spec into err.
-   Each split holds at least max(min_tokens, 2) tokens: one (input, target) pair at the least.
-   File: stream = DS_BOS then the file's bytes; the last round(val_frac * stream length) tokens are
-   the validation split. builtin:arith: independent training and validation streams of examples,
-   each example DS_BOS, its text, DS_EOS. train and val are separate allocations. */
-int  ds_load(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen);
-void ds_free(DsCorpus *c);
+#define DS_ARITH_MAX_DIFFICULTY 8 /* levels 6..8: long chains, about 2,000 to 6,000 bytes per example */
+#define DS_ARITH_MIXED_MAX 5      /* difficulty 0 mixes levels 1..this */
 
 /* byte tokenizer: encode is the identity on bytes; decode writes the bytes of byte ids and drops
    specials (BOS/EOS/PAD) and any id outside 0..258, so decode(encode(b)) == b exactly for any byte
@@ -88,9 +61,21 @@ size_t ds_eval_windows(size_t n, int T1);
    The text is a question line "Compute <a> <op> <b> ... .", a worked solution (one canonical form per
    question), and a last line "#### <answer>", every line ending in "\n". Kinds: addition of several
    numbers, subtraction of one or more numbers, multiplication, exact long division.
-   difficulty 0 draws a level uniformly from 1..DS_ARITH_MAX_DIFFICULTY for this example; a level
+   difficulty 0 draws a level uniformly from 1..DS_ARITH_MIXED_MAX for this example; a level
    outside 0..DS_ARITH_MAX_DIFFICULTY writes nothing and returns 0. */
 size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty);
+
+/* ---- answers (answer.c) ------------------------------------------------------------------------
+ *
+ * Chain-of-thought examples (builtin:arith, GSM8K) end with a line "#### <answer>". */
+
+/* The final answer of text (n bytes): what follows the LAST "####" in text, with spaces and tabs
+   around it dropped, ending at the first newline (or the end), then normalized: thousands
+   separators (',') removed, a leading '+' dropped, a trailing '.' dropped, and for a number
+   "-0" made "0" and leading zeros dropped ("007" -> "7", "3.50" stays "3.50": only exact text is
+   compared). Writes it NUL-terminated into out (cap >= 1) and returns its length, or -1 when text
+   has no "####", the answer is empty, or it does not fit in cap-1 bytes (out is then ""). */
+int ds_answer_extract(const char *text, size_t n, char *out, size_t cap);
 
 /* ---- byte-level BPE tokenizer (bpe.c) ----------------------------------------------------------
  *
@@ -153,6 +138,11 @@ uint64_t ds_bpe_hash(const DsBpe *t);
    allocated encode runs uncached, so it never fails). */
 size_t ds_bpe_encode(const DsBpe *t, int32_t *out, const uint8_t *bytes, size_t n);
 
+/* Where text may be cut so that encoding the two sides separately gives the tokens of encoding it
+   whole: the start of the last chunk of bytes[0..n) (0 when it is one chunk). A streaming encoder
+   encodes bytes[0..p), keeps bytes[p..n) and prepends them to the next block. */
+size_t ds_bpe_safe_split(const uint8_t *bytes, size_t n);
+
 /* Writes the bytes of ids into out, at most cap of them, and returns the full decoded length
    (like snprintf: call with cap 0 to size the buffer). Specials and ids outside 0..vocab-1 are
    dropped, so decode(encode(b)) == b exactly. */
@@ -184,5 +174,164 @@ typedef struct {
 int ds_json_strings(const char *line, size_t n, const char *const *keys, int n_keys, DsJsonOut *out, char *err,
                     size_t errlen);
 void ds_json_out_free(DsJsonOut *out);
+
+
+/* ---- JSONL corpora (records.c) -----------------------------------------------------------------
+ *
+ * A JSONL source is read line by line (streamed: the file is never held whole) and each non-blank
+ * line becomes one record, rendered to text:
+ *   - when the object has both the question field and the answer field (strings), the template
+ *         <question> "\n" <answer> ["\n" unless the answer already ends with one]
+ *     so a GSM8K line renders as the question, a newline, the worked answer ending "#### 72", and a
+ *     newline; the record's prompt is <question> "\n";
+ *   - otherwise, when it has the text field (a string), the text as it is; its prompt is the text
+ *     up to and including its first newline (all of it when it has none);
+ *   - otherwise the line is bad ("no \"question\"/\"answer\" pair and no \"text\" field").
+ * A line ends at "\n"; a "\r" before it is dropped (CRLF files), and a last line without "\n" is
+ * read like any other (a truncated JSON object on it is a malformed line). Blank lines (only spaces,
+ * tabs, \r) are skipped without counting as bad. A malformed line, or one longer than
+ * DS_JSONL_MAX_LINE bytes, is an error "PATH:LINE: byte B: what" (B from 1 within the line), or,
+ * with skip_bad_lines, skipped and counted. */
+#define DS_JSONL_MAX_LINE ((size_t)256 << 20)
+
+typedef struct {
+    const char *question, *answer; /* template fields (default "question", "answer") */
+    const char *text;              /* single-field records (default "text") */
+    int skip_bad_lines;            /* 0: a bad line is an error (default); 1: skip and count it */
+} DsJsonlOptions;
+
+void ds_jsonl_options_init(DsJsonlOptions *o);
+
+typedef struct {
+    const char *text; /* the rendered record, text[len] == 0; valid until the next call (may hold NULs) */
+    size_t len;
+    size_t prompt_len; /* text[0..prompt_len) is the prompt (see above), 1 <= prompt_len <= len unless len is 0 */
+    long line;         /* 1-based line number in the file */
+} DsRecord;
+
+typedef struct DsJsonl DsJsonl;
+
+/* Opens path for reading records. Errors: the file cannot be opened, is a directory or is not a
+   regular file ("PATH: ..."). */
+int ds_jsonl_open(DsJsonl **out, const char *path, const DsJsonlOptions *o, char *err, size_t errlen);
+/* Next record: 1 with *rec filled, 0 at the end of the file, -1 on error (a bad line without
+   skip_bad_lines, a read error) with the message in err. */
+int ds_jsonl_next(DsJsonl *j, DsRecord *rec, char *err, size_t errlen);
+long ds_jsonl_skipped(const DsJsonl *j);  /* bad lines skipped so far */
+long ds_jsonl_lines(const DsJsonl *j);    /* lines read so far, blank and bad ones included */
+void ds_jsonl_close(DsJsonl *j);          /* NULL is fine */
+
+/* Number of lines of a file (newline bytes, plus one for a last line without a newline), by a
+   streaming pass. -1 with "PATH: ..." on error. */
+long ds_count_lines(const char *path, char *err, size_t errlen);
+
+
+/* ---- corpora (corpus.c) ------------------------------------------------------------------------
+ *
+ * A corpus is one or more sources mixed with weights. A source is a spec string:
+ *   builtin:arith     generated worked arithmetic (DS_ARITH_TRAIN_BYTES of training text from
+ *                     `seed`, DS_ARITH_VAL_BYTES of validation text from seed ^ DS_ARITH_VAL_SEED_XOR);
+ *                     each example is DS_BOS, its text, DS_EOS;
+ *   PATH.jsonl        (also .ndjson) JSON lines, one record per line (see records.c); each record is
+ *                     DS_BOS, its rendered text, DS_EOS; the last round(val_frac * lines) lines are
+ *                     the validation split;
+ *   any other PATH    a file of any bytes: DS_BOS then the file's bytes; the last
+ *                     round(val_frac * (size + 1)) bytes are the validation split.
+ * Text is encoded with the corpus's tokenizer (NULL: bytes). Files are streamed in blocks, never
+ * held whole, and a block is cut at a BPE chunk boundary (ds_bpe_safe_split), so the tokens equal
+ * those of encoding the file in one call.
+ *
+ * Token ids of all sources' training splits lie in one array (source after source), the
+ * validation splits in another. With a cache path the two arrays are a token cache file, mapped
+ * read-only: a corpus larger than memory trains from the page cache. The file is
+ *     "MTPTOKS1", u32 header length, u32 data offset (a multiple of 4096), a msgpack header map
+ *     (format, version, tokenizer hash and vocab, val_frac, seed, difficulty, JSONL fields, and per
+ *     source its spec, size, mtime and token counts), zero padding, then int32 little-endian
+ *     tokens: every training split, then every validation split;
+ * it is written to a temp file beside it, fsync'd and renamed, so an interrupted build leaves no
+ * file that is later trusted. A cache whose header disagrees with the options (another tokenizer,
+ * a source resized or touched, other fields...) is stale and is rebuilt; a cache that is not a
+ * token cache at all (bad magic) is an error rather than overwritten. */
+#define DS_MAX_SOURCES 16
+#define DS_MAX_SPEC 1024                       /* bytes of a source spec, NUL included */
+#define DS_BPE_SAMPLE_BYTES ((size_t)64 << 20) /* BPE training reads at most this much training text */
+#define DS_CACHE_MAGIC "MTPTOKS1"
+
+typedef struct {
+    char spec[DS_MAX_SPEC];
+    double weight; /* > 0; sources are drawn with probability weight / sum of weights */
+} DsSource;
+
+typedef struct {
+    int n_sources;
+    DsSource sources[DS_MAX_SOURCES];
+    const char *spec;     /* shorthand: with n_sources == 0, this one source with weight 1 */
+    double val_frac;      /* files: fraction at the END used for validation, 0 < val_frac < 1 (default 0.1) */
+    uint64_t seed;        /* builtin:arith: data seed of the training stream; the validation stream uses its own seed derived from it */
+    int difficulty;       /* builtin:arith: 0 = mixed levels (default), 1..DS_ARITH_MAX_DIFFICULTY = one level */
+    size_t min_tokens;    /* each source's training split, and all validation splits together, must hold at least
+                             this many tokens (the caller passes ctx+1), else a clear error */
+    DsJsonlOptions jsonl; /* fields and bad-line policy of .jsonl sources */
+    const DsBpe *tokenizer; /* NULL: bytes */
+    const char *cache_path; /* NULL: tokens in memory; else the token cache file to use or (re)build */
+    int val_only;         /* 1: the training splits are left empty (evaluation needs only validation) */
+    int quiet;            /* 0: a line on stderr when a cache is (re)built, and progress on long builds */
+} DsOptions;
+
+typedef struct {
+    int32_t *train; size_t n_train;   /* training splits, token ids (source after source) */
+    int32_t *val;   size_t n_val;     /* validation splits */
+    int n_parts;                      /* sources; 0 (a hand-made corpus) counts as one */
+    size_t part_start[DS_MAX_SOURCES + 1]; /* source i's training tokens: train[part_start[i] .. part_start[i+1]) */
+    double part_cum[DS_MAX_SOURCES];  /* cumulative normalized weights, last one 1 */
+    long skipped_lines;               /* bad JSONL lines skipped (skip_bad_lines) */
+    int from_cache;                   /* 1: mapped from the cache file, 2: ... which this call (re)built */
+    void *map; size_t map_size;       /* the cache mapping, or NULL (train and val are then allocations) */
+    char desc[512];                   /* human-readable: "tinyshakespeare.txt: 1115394 bytes, 1003855 train / 111540 val tokens" */
+} DsCorpus;
+
+/* Fills opt with the defaults: no source, val_frac 0.1, seed 1, difficulty 0, min_tokens 2, the
+   default JSONL options, byte tokenizer, no cache. */
+void ds_options_init(DsOptions *opt);
+
+/* Parses a --data argument "SPEC[:WEIGHT]" into src: when the whole argument names an existing file,
+   or what follows its last ':' is not a number, it is all spec with weight 1 ("builtin:arith",
+   "a.txt", "builtin:arith:0.3" -> weight 0.3). A weight must be finite and > 0. */
+int ds_source_parse(DsSource *src, const char *arg, char *err, size_t errlen);
+
+/* Loads (or maps, or builds) the corpus of opt into c (which need not be initialized). On error
+   returns -1, leaves c empty (safe to ds_free) and writes a one-line message naming the source. */
+int  ds_load(DsCorpus *c, const DsOptions *opt, char *err, size_t errlen);
+void ds_free(DsCorpus *c);
+
+/* Training batch over the corpus: each row first draws its source by weight (only when there are
+   several), then a window as ds_sample_batch does within that source's training tokens. */
+void ds_corpus_sample(int32_t *out, const DsCorpus *c, int B, int T1, MtpRng *rng);
+
+/* The training text of opt's sources, for learning a tokenizer: up to max_bytes in all, each source
+   contributing in proportion to its weight (records and examples joined by "\n"). *text is malloc'd. */
+int ds_training_text(uint8_t **text, size_t *n, const DsOptions *opt, size_t max_bytes, char *err, size_t errlen);
+
+/* The hash that identifies a tokenizer's encoding (NULL: bytes). */
+uint64_t ds_tokenizer_hash(const DsBpe *t);
+
+
+/* ---- held-out problems (problems.c) --------------------------------------------------------------
+ *
+ * The questions of a corpus's validation split with their final answers, for checking generated
+ * chains of thought: builtin:arith's validation examples (the prompt is the question line, newline
+ * included), and the validation records of .jsonl sources (the prompt is the record's prompt, see
+ * records.c). The answer is ds_answer_extract of the whole record; records without one are left
+ * out. Plain text files have no problems. */
+typedef struct {
+    char *text;        /* the whole record (prompt, then the reference chain), NUL-terminated */
+    size_t len, prompt_len;
+    char answer[64];   /* normalized reference answer */
+} DsProblem;
+
+/* Up to limit problems (0: all) of opt's sources, source after source, into a new array. An error
+   when no source can give any ("... has no held-out problems: use a .jsonl file or builtin:arith"). */
+int ds_heldout_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen);
+void ds_problems_free(DsProblem *p, int n);
 
 #endif

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mtp/mpk.h"
+#include "mtp/core/mpk.h"
 #include "mtp/mtp.h"
 
 /* ---- writing -------------------------------------------------------------------------------- */
@@ -60,6 +60,22 @@ static void pack_tensors(msgpack_packer *pk, const MtpModel *m, const float *buf
     }
 }
 
+/* {type, vocab, bos, eos, pad} for bytes; BPE adds its merges ((n, 2) int32 little-endian) and hash */
+static void pack_tokenizer(msgpack_packer *pk, const DsBpe *t) {
+    msgpack_pack_map(pk, t ? 7 : 5);
+    pack_key_str(pk, "type", t ? "bpe" : "bytes");
+    pack_key_int(pk, "vocab", mtp_tokenizer_vocab(t));
+    pack_key_int(pk, "bos", DS_BOS);
+    pack_key_int(pk, "eos", DS_EOS);
+    pack_key_int(pk, "pad", DS_PAD);
+    if (!t) return;
+    size_t bytes = (size_t)ds_bpe_n_merges(t) * 2 * sizeof(int32_t);
+    pack_str(pk, "merges");
+    msgpack_pack_bin(pk, bytes);
+    msgpack_pack_bin_body(pk, ds_bpe_merges(t), bytes);
+    pack_key_uint(pk, "hash", ds_bpe_hash(t));
+}
+
 static void pack_options(msgpack_packer *pk, const MtpTrainOptions *o) {
     msgpack_pack_map(pk, 12);
     pack_key_int(pk, "steps", o->steps);
@@ -99,16 +115,25 @@ int mtp_checkpoint_save(const char *path, const MtpModel *m, const MtpTrainer *t
     pack_key_str(pk, "head_type", heads_type_name(m->cfg.heads.type));
 
     pack_str(pk, "tokenizer");
-    msgpack_pack_map(pk, 5);
-    pack_key_str(pk, "type", "bytes");
-    pack_key_int(pk, "vocab", DS_BYTE_VOCAB);
-    pack_key_int(pk, "bos", DS_BOS);
-    pack_key_int(pk, "eos", DS_EOS);
-    pack_key_int(pk, "pad", DS_PAD);
+    pack_tokenizer(pk, m->tokenizer);
 
     pack_str(pk, "run");
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 7);
     pack_key_str(pk, "data", run->data_spec);
+    pack_str(pk, "sources");
+    int n_src = run->n_sources ? run->n_sources : 1;
+    msgpack_pack_array(pk, (size_t)n_src);
+    for (int i = 0; i < n_src; i++) {
+        msgpack_pack_map(pk, 2);
+        pack_key_str(pk, "spec", run->n_sources ? run->sources[i].spec : run->data_spec);
+        pack_key_double(pk, "weight", run->n_sources ? run->sources[i].weight : 1.0);
+    }
+    pack_str(pk, "jsonl");
+    msgpack_pack_map(pk, 4);
+    pack_key_str(pk, "question", run->jsonl_question);
+    pack_key_str(pk, "answer", run->jsonl_answer);
+    pack_key_str(pk, "text", run->jsonl_text);
+    pack_key_int(pk, "skip_bad_lines", run->skip_bad_lines);
     pack_key_double(pk, "val_frac", run->val_frac);
     pack_key_uint(pk, "data_seed", run->data_seed);
     pack_key_int(pk, "difficulty", run->difficulty);
@@ -195,11 +220,18 @@ static int read_config(MpkReader *r, MtpConfig *c) {
     return 0;
 }
 
-static int read_tokenizer(MpkReader *r, int vocab) {
+/* Reads a tokenizer map into *out (NULL for bytes). vocab is the model's output width (a model may
+   be wider than its tokenizer, mtp train --vocab: those ids never occur), or 0 for a tokenizer file. */
+static int read_tokenizer(MpkReader *r, int vocab, DsBpe **out) {
+    *out = NULL;
     uint32_t n;
     if (mpk_read_map(r, &n)) return -1;
     char type[32] = "";
-    int64_t tok_vocab = -1;
+    int64_t tok_vocab = -1, special[3] = {-1, -1, -1};
+    const uint8_t *merges = NULL;
+    uint32_t merges_len = 0;
+    uint64_t hash = 0;
+    int have_hash = 0;
     for (uint32_t i = 0; i < n; i++) {
         char key[32];
         if (read_key(r, key, sizeof key)) return -1;
@@ -207,13 +239,48 @@ static int read_tokenizer(MpkReader *r, int vocab) {
             if (read_string(r, type, sizeof type, "tokenizer type")) return -1;
         } else if (strcmp(key, "vocab") == 0) {
             if (read_int_in(r, "tokenizer vocab", 0, INT32_MAX, &tok_vocab)) return -1;
+        } else if (strcmp(key, "bos") == 0 || strcmp(key, "eos") == 0 || strcmp(key, "pad") == 0) {
+            if (read_int_in(r, key, 0, INT32_MAX, &special[key[0] == 'b' ? 0 : key[0] == 'e' ? 1 : 2])) return -1;
+        } else if (strcmp(key, "merges") == 0) {
+            if (mpk_read_bin(r, &merges, &merges_len)) return -1;
+        } else if (strcmp(key, "hash") == 0) {
+            if (mpk_read_uint(r, &hash)) return -1;
+            have_hash = 1;
         } else if (mpk_skip(r)) return -1;
     }
-    if (strcmp(type, "bytes") != 0) return mpk_fail(r, "unknown tokenizer type \"%s\"", type);
-    /* a model may be wider than its tokenizer (mtp train --vocab): those ids never occur */
-    if (tok_vocab != DS_BYTE_VOCAB || vocab < DS_BYTE_VOCAB)
-        return mpk_fail(r, "byte tokenizer needs vocab %d and a model vocab of at least that (tokenizer says %lld, "
-                        "config %d)", DS_BYTE_VOCAB, (long long)tok_vocab, vocab);
+    if ((special[0] >= 0 && special[0] != DS_BOS) || (special[1] >= 0 && special[1] != DS_EOS) ||
+        (special[2] >= 0 && special[2] != DS_PAD))
+        return mpk_fail(r, "tokenizer specials (bos %lld, eos %lld, pad %lld) differ from this build's (%d, %d, %d)",
+                        (long long)special[0], (long long)special[1], (long long)special[2], DS_BOS, DS_EOS, DS_PAD);
+    if (strcmp(type, "bytes") == 0) {
+        if (tok_vocab != DS_BYTE_VOCAB || (vocab && vocab < DS_BYTE_VOCAB))
+            return mpk_fail(r, "byte tokenizer needs vocab %d and a model vocab of at least that (tokenizer says "
+                            "%lld, config %d)", DS_BYTE_VOCAB, (long long)tok_vocab, vocab);
+        return 0;
+    }
+    if (strcmp(type, "bpe") != 0) return mpk_fail(r, "unknown tokenizer type \"%s\"", type);
+    if (!merges || merges_len % (2 * sizeof(int32_t)) != 0 || merges_len / 8 > DS_BPE_MAX_MERGES)
+        return mpk_fail(r, "bpe tokenizer: merges must be (n, 2) int32 with n <= %d (%u bytes)", DS_BPE_MAX_MERGES,
+                        merges_len);
+    int n_merges = (int)(merges_len / 8);
+    int32_t *list = malloc(merges_len ? merges_len : 1); /* the bin may be unaligned in the file */
+    if (!list) return mpk_fail(r, "out of memory");
+    memcpy(list, merges, merges_len);
+    char msg[200];
+    DsBpe *t = NULL;
+    int rc = ds_bpe_from_merges(&t, list, n_merges, msg, sizeof msg);
+    free(list);
+    if (rc) return mpk_fail(r, "bpe tokenizer: %s", msg);
+    const char *bad = NULL;
+    if (tok_vocab != ds_bpe_vocab(t)) bad = "its vocab does not match its merges";
+    else if (have_hash && hash != ds_bpe_hash(t)) bad = "its hash does not match its merges (the file is corrupted)";
+    else if (vocab && vocab < ds_bpe_vocab(t)) bad = "the model's vocab is smaller than the tokenizer's";
+    if (bad) {
+        ds_bpe_free(t);
+        return mpk_fail(r, "bpe tokenizer (vocab %lld, %d merges, model vocab %d): %s", (long long)tok_vocab, n_merges,
+                        vocab, bad);
+    }
+    *out = t;
     return 0;
 }
 
@@ -239,6 +306,42 @@ static int read_run(MpkReader *r, MtpRunInfo *run) {
             char p[16];
             if (read_string(r, p, sizeof p, "precision")) return -1;
             run->precision = strcmp(p, "bf16") == 0 ? MTP_BF16 : MTP_FP32;
+        } else if (strcmp(key, "sources") == 0) {
+            uint32_t m;
+            if (mpk_read_array(r, &m)) return -1;
+            if (m > DS_MAX_SOURCES) return mpk_fail(r, "run: %u data sources, at most %d", m, DS_MAX_SOURCES);
+            run->n_sources = (int)m;
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t nk;
+                if (mpk_read_map(r, &nk)) return -1;
+                DsSource *s = &run->sources[j];
+                s->weight = 1.0;
+                for (uint32_t k = 0; k < nk; k++) {
+                    char sk[16];
+                    if (read_key(r, sk, sizeof sk)) return -1;
+                    if (strcmp(sk, "spec") == 0) {
+                        if (read_string(r, s->spec, sizeof s->spec, "run source")) return -1;
+                    } else if (strcmp(sk, "weight") == 0) {
+                        if (mpk_read_double(r, &s->weight)) return -1;
+                        if (!(s->weight > 0) || !isfinite(s->weight)) return mpk_fail(r, "run: source weight %g", s->weight);
+                    } else if (mpk_skip(r)) return -1;
+                }
+            }
+        } else if (strcmp(key, "jsonl") == 0) {
+            uint32_t m;
+            if (mpk_read_map(r, &m)) return -1;
+            for (uint32_t j = 0; j < m; j++) {
+                char jk[32];
+                if (read_key(r, jk, sizeof jk)) return -1;
+                char *dst = strcmp(jk, "question") == 0 ? run->jsonl_question : strcmp(jk, "answer") == 0 ? run->jsonl_answer
+                          : strcmp(jk, "text") == 0 ? run->jsonl_text : NULL;
+                if (dst) {
+                    if (read_string(r, dst, sizeof run->jsonl_text, "jsonl field")) return -1;
+                } else if (strcmp(jk, "skip_bad_lines") == 0) {
+                    if (read_int_in(r, jk, 0, 1, &v)) return -1;
+                    run->skip_bad_lines = (int)v;
+                } else if (mpk_skip(r)) return -1;
+            }
         } else if (mpk_skip(r)) return -1;
     }
     return 0;
@@ -456,8 +559,9 @@ int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *x, ch
         rc = mpk_fail(&p, "format version %lld is not supported (this build reads version %d)", (long long)version,
                       MTP_FORMAT_VERSION);
     MtpConfig cfg;
+    DsBpe *tok = NULL;
     if (rc == 0) rc = read_config(SEEK(off_config), &cfg);
-    if (rc == 0) rc = read_tokenizer(SEEK(off_tok), cfg.trunk.vocab);
+    if (rc == 0) rc = read_tokenizer(SEEK(off_tok), cfg.trunk.vocab, &tok);
     if (rc == 0) {
         size_t n_params = mtp_param_counts(&cfg).total;
         if (n_params > f.size / sizeof(float))
@@ -466,7 +570,9 @@ int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *x, ch
     if (rc == 0) {
         char msg[200];
         if (mtp_model_build(m, &cfg, msg, sizeof msg)) rc = mpk_fail(&p, "%s", msg);
+        else m->tokenizer = tok, tok = NULL;
     }
+    ds_bpe_free(tok);
     if (rc == 0) rc = read_tensors(SEEK(off_tensors), m, m->params, "tensors");
     x->run.val_frac = 0.1;
     if (rc == 0 && off_run) rc = read_run(SEEK(off_run), &x->run);
@@ -494,4 +600,57 @@ void mtp_trainer_restore(MtpTrainer *t, const MtpCheckpointExtra *x) {
     t->step = x->step;
     t->data_rng = x->data_rng;
     t->batches_drawn = x->batches_drawn;
+}
+
+/* ---- tokenizer files -------------------------------------------------------------------------- */
+
+#define MTP_TOKENIZER_FORMAT "mtp-tokenizer"
+
+int mtp_tokenizer_save(const char *path, const DsBpe *t, char *err, size_t errlen) {
+    MpkWriter w;
+    if (mpk_writer_open(&w, path, err, errlen)) return -1;
+    msgpack_pack_map(&w.pk, 3);
+    pack_key_str(&w.pk, "format", MTP_TOKENIZER_FORMAT);
+    pack_key_int(&w.pk, "version", 1);
+    pack_str(&w.pk, "tokenizer");
+    pack_tokenizer(&w.pk, t);
+    return mpk_writer_commit(&w, err, errlen);
+}
+
+int mtp_tokenizer_load(const char *path, DsBpe **t, char *err, size_t errlen) {
+    *t = NULL;
+    MpkFile f;
+    if (mpk_file_map(&f, path, err, errlen)) return -1;
+    MpkReader r;
+    mpk_reader_init(&r, f.data, f.size);
+    /* find "format" and "tokenizer" among the top-level keys (skipping a checkpoint's tensors
+       costs nothing: bins are skipped by length) */
+    uint32_t n = 0;
+    size_t off_format = 0, off_tok = 0;
+    int rc = mpk_peek(&r) == MPK_MAP ? mpk_read_map(&r, &n) : mpk_fail(&r, "not a tokenizer file or checkpoint");
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        char key[32];
+        if ((rc = read_key(&r, key, sizeof key))) break;
+        if (strcmp(key, "format") == 0) off_format = mpk_offset(&r);
+        if (strcmp(key, "tokenizer") == 0) off_tok = mpk_offset(&r);
+        rc = mpk_skip(&r);
+    }
+    MpkReader p;
+    char fmt[64] = "";
+    if (rc == 0 && !off_format) rc = mpk_fail(&r, "not a tokenizer file or checkpoint (no \"format\")");
+    if (rc == 0) {
+        mpk_reader_init(&p, f.data, f.size);
+        p.p = p.base + off_format;
+        rc = read_string(&p, fmt, sizeof fmt, "format");
+        if (rc == 0 && strcmp(fmt, MTP_TOKENIZER_FORMAT) != 0 && strcmp(fmt, MTP_FORMAT_NAME) != 0)
+            rc = mpk_fail(&p, "format \"%s\" is neither a tokenizer file nor a checkpoint", fmt);
+        if (rc == 0 && !off_tok) rc = mpk_fail(&p, "no tokenizer in the file");
+        if (rc == 0) {
+            p.p = p.base + off_tok;
+            rc = read_tokenizer(&p, 0, t);
+        }
+    }
+    if (rc) snprintf(err, errlen, "%s: %s", path, r.failed ? r.err : p.err);
+    mpk_file_unmap(&f);
+    return rc;
 }

@@ -10,15 +10,23 @@
 #include <stdio.h>
 
 #include "mtp/core/core.h"
+#include "mtp/mtp.h"
 
-typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } CliOptType;
+typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG, OPT_STRS } CliOptType;
+
+/* OPT_STRS: an option that may be repeated ("--data a.txt --data b.txt"), values in order */
+#define CLI_MAX_STRS 16
+typedef struct {
+    const char *v[CLI_MAX_STRS];
+    int n;
+} CliStrs;
 
 typedef struct {
     const char *name;  /* "--dim" */
     CliOptType type;
-    void *target;      /* int*, uint64_t*, float*, const char**, int* (flag) */
+    void *target;      /* int*, uint64_t*, float*, const char**, int* (flag), CliStrs* */
     double min, max;   /* numeric range (inclusive) */
-    int given;         /* set by cli_parse */
+    int given;         /* set by cli_parse: times given */
 } CliOpt;
 
 /* Parses argv[first..argc) into opts. Positional arguments go to *positional (at most one, NULL
@@ -38,6 +46,21 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_eval_answers(int argc, char **argv);
+
+/* The corpus options shared by train, eval and tokenize: --data (repeatable, SPEC[:WEIGHT]),
+   --fields Q,A | T, --skip-bad-lines. Fills run's sources and JSONL fields from them (only the
+   ones given); -1 after printing the error. */
+#define CLI_DATA_OPTS(d)                                                                          \
+    {"--data", OPT_STRS, &(d)->data, 0, 0, 0}, {"--fields", OPT_STR, &(d)->fields, 0, 0, 0},     \
+    {"--skip-bad-lines", OPT_FLAG, &(d)->skip_bad_lines, 0, 0, 0}
+typedef struct {
+    CliStrs data;
+    const char *fields;
+    int skip_bad_lines;
+} CliData;
+int cli_data_apply(const char *cmd, const CliData *d, MtpRunInfo *run);
 
 /* exit codes */
 #define EXIT_USAGE 2       /* bad command line */

@@ -52,19 +52,19 @@ static void prompts_free(Prompts *p) {
     p->n = 0;
 }
 
-/* Adds BOS + bytes (cut to fit the context with room to generate). */
-static int prompts_add(Prompts *p, const uint8_t *bytes, size_t n, int ctx) {
+/* Adds BOS + the tokens of bytes (cut to fit the context with room to generate). */
+static int prompts_add(Prompts *p, const DsBpe *tok, const uint8_t *bytes, size_t n, int ctx) {
     if (p->n == BENCH_MAX_PROMPTS) return 0;
-    if (n + 1 > (size_t)ctx / 2) n = (size_t)ctx / 2 - 1;
     int32_t *t = malloc((n + 1) * sizeof(int32_t));
     if (!t) return -1;
     t[0] = DS_BOS;
-    ds_encode_bytes(t + 1, bytes, n);
-    p->tokens[p->n] = t, p->len[p->n] = (int)n + 1, p->n++;
+    size_t k = 1 + mtp_encode(tok, t + 1, bytes, n);
+    if (k > (size_t)ctx / 2) k = (size_t)ctx / 2;
+    p->tokens[p->n] = t, p->len[p->n] = (int)k, p->n++;
     return 0;
 }
 
-static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, size_t errlen) {
+static int prompts_from_file(Prompts *p, const DsBpe *tok, const char *path, int ctx, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "--prompts %s: %s", path, strerror(errno));
@@ -97,9 +97,9 @@ static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, s
                 rc = -1;
                 break;
             }
-            rc = prompts_add(p, (const uint8_t *)js.data + js.off[k], js.n[k], ctx);
+            rc = prompts_add(p, tok, (const uint8_t *)js.data + js.off[k], js.n[k], ctx);
         } else {
-            rc = prompts_add(p, (const uint8_t *)line, n, ctx);
+            rc = prompts_add(p, tok, (const uint8_t *)line, n, ctx);
         }
     }
     if (!line) snprintf(err, errlen, "out of memory"), rc = -1;
@@ -110,34 +110,38 @@ static int prompts_from_file(Prompts *p, const char *path, int ctx, char *err, s
     return rc;
 }
 
-/* Without --prompts: the question line of the first examples of the training source's validation
- * split (builtin:arith), or 64-byte windows of a text file's. */
-static int prompts_from_source(Prompts *p, const MtpCheckpointExtra *x, int ctx, char *err, size_t errlen) {
+/* Without --prompts: the questions of the first held-out problems of the training data
+ * (builtin:arith, .jsonl), or else 64-token windows of its validation split. */
+static int prompts_from_source(Prompts *p, const MtpModel *m, const MtpCheckpointExtra *x, int ctx, char *err,
+                               size_t errlen) {
     DsOptions o;
-    ds_options_init(&o);
-    o.spec = x->run.data_spec, o.val_frac = x->run.val_frac, o.seed = x->run.data_seed;
-    o.difficulty = x->run.difficulty, o.min_tokens = (size_t)ctx + 1;
-    if (!*o.spec) {
+    if (mtp_run_data_options(&x->run, &o) == 0) {
         snprintf(err, errlen, "the checkpoint records no training data: give --prompts");
         return -1;
     }
+    DsProblem *probs;
+    int np;
+    if (ds_heldout_problems(&probs, &np, &o, 16, err, errlen) == 0) {
+        int rc = 0;
+        for (int i = 0; i < np && rc == 0; i++)
+            rc = prompts_add(p, m->tokenizer, (const uint8_t *)probs[i].text, probs[i].prompt_len, ctx);
+        ds_problems_free(probs, np);
+        if (rc) snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    o.min_tokens = (size_t)ctx + 1, o.tokenizer = m->tokenizer, o.val_only = 1, o.quiet = 1;
     DsCorpus c;
     if (ds_load(&c, &o, err, errlen)) return -1;
-    uint8_t buf[256];
-    int arith = strcmp(o.spec, "builtin:arith") == 0;
-    for (size_t i = 0; i + 1 < c.n_val && p->n < 16;) {
-        size_t j = i + 1, n = 0;
-        if (arith) { /* from a BOS to the end of its first line, newline included */
-            if (c.val[i] != DS_BOS) { i++; continue; }
-            while (j < c.n_val && c.val[j] < 256 && n < sizeof buf && (n == 0 || buf[n - 1] != '\n')) buf[n++] = (uint8_t)c.val[j++];
-        } else {
-            while (j < c.n_val && n < 64) buf[n++] = (uint8_t)c.val[j++];
-        }
-        if (n && prompts_add(p, buf, n, ctx)) break;
-        i = arith ? j : j + 4096;
+    int32_t win = ctx / 2 < 64 ? ctx / 2 : 64;
+    for (size_t i = 0; i + (size_t)win <= c.n_val && p->n < 16; i += 4096) {
+        int32_t *t = malloc((size_t)win * sizeof *t);
+        if (!t) break;
+        t[0] = DS_BOS;
+        memcpy(t + 1, c.val + i, (size_t)(win - 1) * sizeof *t);
+        p->tokens[p->n] = t, p->len[p->n] = win, p->n++;
     }
     ds_free(&c);
-    if (p->n == 0) snprintf(err, errlen, "no prompts could be taken from %s", o.spec);
+    if (p->n == 0) snprintf(err, errlen, "no prompts could be taken from %.200s", o.sources[0].spec);
     return p->n ? 0 : -1;
 }
 
@@ -253,8 +257,8 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     if (mtp_core_init(threads, prec, err, sizeof err) ||
-        (prompts_path ? prompts_from_file(&pr, prompts_path, ctx, err, sizeof err)
-                      : prompts_from_source(&pr, &x, ctx, err, sizeof err))) {
+        (prompts_path ? prompts_from_file(&pr, m.tokenizer, prompts_path, ctx, err, sizeof err)
+                      : prompts_from_source(&pr, &m, &x, ctx, err, sizeof err))) {
         cli_error("bench", "%s", err);
         goto done;
     }

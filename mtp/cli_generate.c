@@ -35,11 +35,11 @@ static const char *GENERATE_HELP =
     "  --stats             print tokens/s, forward passes, tokens per forward pass and each\n"
     "                      head's acceptance to stderr\n";
 
+/* ctx: the model's tokenizer (NULL: bytes); a token is at most DS_BPE_MAX_CHUNK bytes */
 static void emit_bytes(void *ctx, const int32_t *tokens, int n) {
-    (void)ctx;
-    uint8_t buf[HEADS_MAX];
-    size_t k = ds_decode_bytes(buf, tokens, (size_t)n);
-    fwrite(buf, 1, k, stdout);
+    uint8_t buf[HEADS_MAX * DS_BPE_MAX_CHUNK];
+    size_t k = mtp_decode(ctx, buf, sizeof buf, tokens, (size_t)n);
+    fwrite(buf, 1, k < sizeof buf ? k : sizeof buf, stdout);
     fflush(stdout);
 }
 
@@ -123,7 +123,9 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     size_t n_bytes = prompt ? strlen(prompt) : 0;
-    if (prompt_file && !(text = read_prompt_file(prompt_file, (size_t)ctx - 1, &n_bytes, err, sizeof err))) {
+    /* a token is at most DS_BPE_MAX_CHUNK bytes: a longer file cannot fit the context */
+    size_t max_bytes = ((size_t)ctx - 1) * (m.tokenizer ? DS_BPE_MAX_CHUNK : 1);
+    if (prompt_file && !(text = read_prompt_file(prompt_file, max_bytes, &n_bytes, err, sizeof err))) {
         cli_error("generate", "%s", err);
         goto done;
     }
@@ -133,13 +135,14 @@ int cmd_generate(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    /* the prompt is BOS + its bytes (as every training example starts); it must leave room for one token */
-    if (n_bytes + 1 > (size_t)ctx) {
-        cli_error("generate", "the prompt is %zu tokens; the model's context is %d", n_bytes + 1, ctx);
+    /* the prompt is BOS + its tokens (as every training example starts); it must leave room for one token */
+    tokens = malloc((n_bytes + 1) * sizeof(int32_t));
+    size_t n_prompt = tokens ? 1 + mtp_encode(m.tokenizer, tokens + 1, bytes, n_bytes) : 0;
+    if (tokens && n_prompt > (size_t)ctx) {
+        cli_error("generate", "the prompt is %zu tokens; the model's context is %d", n_prompt, ctx);
         rc = EXIT_USAGE;
         goto done;
     }
-    tokens = malloc((n_bytes + 1) * sizeof(int32_t));
     out = malloc((size_t)max_tokens * sizeof(int32_t));
     if (!tokens || !out || mtp_core_init(threads, prec, err, sizeof err) ||
         decode_build(&s, &m, lookahead, lookahead, err, sizeof err)) {
@@ -147,7 +150,6 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     tokens[0] = DS_BOS;
-    ds_encode_bytes(tokens + 1, bytes, n_bytes);
     DecodeStats st;
     double t0 = mtp_now();
     int n;
@@ -155,14 +157,14 @@ int cmd_generate(int argc, char **argv) {
         DecodeSampling cfg = {temperature, top_k, top_p};
         MtpRng rng;
         mtp_rng_seed(&rng, seed);
-        n = decode_sample(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, &cfg, &rng, out, &st,
-                          emit_bytes, NULL);
+        n = decode_sample(&s, tokens, (int)n_prompt, max_tokens, lookahead, DS_EOS, &cfg, &rng, out, &st,
+                          emit_bytes, m.tokenizer);
         if (n < 0) {
             cli_error("generate", "out of memory");
             goto done;
         }
     } else {
-        n = decode_greedy(&s, tokens, (int)n_bytes + 1, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, NULL);
+        n = decode_greedy(&s, tokens, (int)n_prompt, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, m.tokenizer);
     }
     double dt = mtp_now() - t0;
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);

@@ -11,17 +11,31 @@
 #include "mtp/mtp.h"
 
 static const char *TRAIN_HELP =
-    "usage: mtp train --data PATH|builtin:arith --out FILE [options]\n"
+    "usage: mtp train --data SPEC[:WEIGHT] [--data ...] --out FILE [options]\n"
     "\n"
     "Train a transformer with n output heads (head i predicts token t+i). The loss is the sum\n"
     "over heads of each head's mean cross-entropy over the positions that have a target.\n"
     "\n"
     "data:\n"
-    "  --data SPEC          a text file (any bytes) or builtin:arith (generated arithmetic\n"
-    "                       with worked, step-by-step solutions); required unless --resume\n"
-    "  --val-frac F         validation fraction at the end of a file (default 0.1)\n"
-    "  --difficulty N       builtin:arith level 1..5, 0 = mixed (default 0)\n"
+    "  --data SPEC[:W]      a source, required unless --resume; repeat it to mix sources,\n"
+    "                       rows drawn with probability W / sum of weights (default W 1):\n"
+    "                       a .jsonl/.ndjson file (one record per line), builtin:arith\n"
+    "                       (generated arithmetic with worked solutions), or any other\n"
+    "                       file (bytes); e.g. --data a.txt:0.7 --data builtin:arith:0.3\n"
+    "  --fields Q,A | T     JSONL fields: a question/answer pair rendered as question,\n"
+    "                       newline, answer (default question,answer), or one text field\n"
+    "                       (default text); a line with neither is bad\n"
+    "  --skip-bad-lines     skip (and count) malformed JSONL lines instead of stopping\n"
+    "  --val-frac F         validation fraction at the end of each file (default 0.1)\n"
+    "  --difficulty N       builtin:arith level 1..8 (6..8: chains of thousands of\n"
+    "                       bytes), 0 = mixed levels 1..5 (default 0)\n"
     "  --data-seed S        builtin:arith generator seed (default 1)\n"
+    "  --tokenizer T        bytes (default), bpe:N (byte-level BPE with N tokens,\n"
+    "                       257..65536, learned on the training split and stored in the\n"
+    "                       checkpoint), or FILE (the tokenizer of a tokenizer file or\n"
+    "                       checkpoint)\n"
+    "  --token-cache FILE   the tokenized corpus, memory-mapped (default OUT.tokens; built\n"
+    "                       once, rebuilt when the data or tokenizer changes); none = memory\n"
     "model:\n"
     "  --heads N            output heads (default 4)\n"
     "  --head-type T        transformer (one block per head, default) or linear (x + silu(Wx))\n"
@@ -59,7 +73,8 @@ static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
 
 typedef struct {
-    const char *data, *out, *resume, *log, *head_type, *precision;
+    CliData data;
+    const char *out, *resume, *log, *head_type, *precision, *tokenizer, *token_cache;
     float val_frac;
     int difficulty;
     uint64_t data_seed;
@@ -143,12 +158,51 @@ static int check_resume_conflicts(const CliOpt *opts, const TrainArgs *a, const 
         return -1;
     }
     static const char *fixed[] = {"--batch", "--accum", "--lr", "--min-lr", "--warmup", "--weight-decay",
-                                  "--grad-clip", "--seed", "--difficulty", "--data-seed", "--val-frac"};
+                                  "--grad-clip", "--seed", "--difficulty", "--data-seed", "--val-frac",
+                                  "--tokenizer"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (cli_opt(opts, fixed[i])->given) {
             cli_error("train", "%s cannot change when resuming (the run continues with its saved settings)", fixed[i]);
             return -1;
         }
+    return 0;
+}
+
+/* --tokenizer for a new run: bpe:N learns one on the training text, anything else but "bytes" is a
+   tokenizer file or checkpoint. */
+static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) {
+    char err[1024];
+    *tok = NULL;
+    if (strcmp(spec, "bytes") == 0) return 0;
+    if (strncmp(spec, "bpe:", 4) != 0) {
+        if (mtp_tokenizer_load(spec, tok, err, sizeof err)) {
+            cli_error("train", "--tokenizer %s", err);
+            return -1;
+        }
+        return 0;
+    }
+    char *end;
+    long n = strtol(spec + 4, &end, 10);
+    if (end == spec + 4 || *end || n < DS_BPE_MIN_VOCAB || n > DS_BPE_MAX_VOCAB) {
+        cli_error("train", "--tokenizer %s: the vocabulary must be bpe:N with N from %d to %d", spec, DS_BPE_MIN_VOCAB,
+                  DS_BPE_MAX_VOCAB);
+        return -1;
+    }
+    DsOptions o;
+    mtp_run_data_options(run, &o);
+    double t0 = mtp_now();
+    uint8_t *text = NULL;
+    size_t len = 0;
+    if (ds_training_text(&text, &len, &o, DS_BPE_SAMPLE_BYTES, err, sizeof err) ||
+        ds_bpe_train(tok, text, len, (int)n, err, sizeof err)) {
+        cli_error("train", "--tokenizer %s: %s", spec, err);
+        free(text);
+        return -1;
+    }
+    free(text);
+    int merges = ds_bpe_n_merges(*tok);
+    fprintf(stderr, "mtp train: learned a BPE tokenizer of %d tokens on %.1f MB of training text in %.1f s%s\n",
+            256 + merges, len / 1e6, mtp_now() - t0, 256 + merges < n ? " (no pair repeats beyond that)" : "");
     return 0;
 }
 
@@ -160,7 +214,9 @@ int cmd_train(int argc, char **argv) {
     float min_lr = -1.0f;
     int help = 0;
     CliOpt opts[] = {
-        {"--data", OPT_STR, &a.data, 0, 0, 0},
+        CLI_DATA_OPTS(&a.data),
+        {"--tokenizer", OPT_STR, &a.tokenizer, 0, 0, 0},
+        {"--token-cache", OPT_STR, &a.token_cache, 0, 0, 0},
         {"--val-frac", OPT_FLOAT, &a.val_frac, 1e-6, 0.999999, 0},
         {"--difficulty", OPT_INT, &a.difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
         {"--data-seed", OPT_U64, &a.data_seed, 0, 0, 0},
@@ -247,30 +303,42 @@ int cmd_train(int argc, char **argv) {
         a.opt = ck.opt;
         a.opt.steps = steps;
         if (!cli_opt(opts, "--precision")->given) prec = ck.run.precision;
-        if (a.data) snprintf(run.data_spec, sizeof run.data_spec, "%s", a.data);
+        if (cli_data_apply("train", &a.data, &run)) {
+            mtp_checkpoint_extra_free(&ck);
+            mtp_model_free(&model);
+            return EXIT_USAGE;
+        }
     } else {
-        if (!a.data) {
-            cli_error("train", "--data PATH|builtin:arith is required (see mtp train --help)");
-            return EXIT_USAGE;
-        }
-        if (mtp_config_check(&a.cfg, err, sizeof err)) {
-            cli_error("train", "%s", err);
-            return EXIT_USAGE;
-        }
-        a.opt.min_lr = min_lr >= 0 ? min_lr : a.opt.lr / 10;
-        if (a.opt.warmup > a.opt.steps) a.opt.warmup = a.opt.steps;
-        snprintf(run.data_spec, sizeof run.data_spec, "%s", a.data);
-        if (strlen(a.data) >= sizeof run.data_spec) {
-            cli_error("train", "--data path is too long");
+        if (!a.data.data.n) {
+            cli_error("train", "--data SPEC is required (see mtp train --help)");
             return EXIT_USAGE;
         }
         run.val_frac = a.val_frac;
         run.data_seed = a.data_seed;
         run.difficulty = a.difficulty;
+        if (cli_data_apply("train", &a.data, &run)) return EXIT_USAGE;
+        DsBpe *tok = NULL;
+        if (a.tokenizer && make_tokenizer(a.tokenizer, &run, &tok)) return EXIT_FAIL;
+        int tok_vocab = mtp_tokenizer_vocab(tok);
+        if (!cli_opt(opts, "--vocab")->given) a.cfg.trunk.vocab = tok_vocab;
+        else if (a.cfg.trunk.vocab < tok_vocab) {
+            cli_error("train", "--vocab %d is smaller than the tokenizer's vocabulary (%d)", a.cfg.trunk.vocab, tok_vocab);
+            ds_bpe_free(tok);
+            return EXIT_USAGE;
+        }
+        if (mtp_config_check(&a.cfg, err, sizeof err)) {
+            cli_error("train", "%s", err);
+            ds_bpe_free(tok);
+            return EXIT_USAGE;
+        }
+        a.opt.min_lr = min_lr >= 0 ? min_lr : a.opt.lr / 10;
+        if (a.opt.warmup > a.opt.steps) a.opt.warmup = a.opt.steps;
         if (mtp_model_build(&model, &a.cfg, err, sizeof err)) {
             cli_error("train", "%s", err);
+            ds_bpe_free(tok);
             return EXIT_FAIL;
         }
+        model.tokenizer = tok;
         mtp_model_init(&model, a.opt.seed);
     }
     run.precision = prec;
@@ -285,12 +353,13 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     DsOptions dopt;
-    ds_options_init(&dopt);
-    dopt.spec = run.data_spec;
-    dopt.val_frac = run.val_frac;
-    dopt.seed = run.data_seed;
-    dopt.difficulty = run.difficulty;
+    mtp_run_data_options(&run, &dopt);
     dopt.min_tokens = (size_t)model.cfg.trunk.ctx + 1;
+    dopt.tokenizer = model.tokenizer;
+    char cache[4096 + 16];
+    snprintf(cache, sizeof cache, "%s.tokens", a.out);
+    if (a.token_cache) snprintf(cache, sizeof cache, "%s", a.token_cache);
+    if (strcmp(cache, "none") != 0) dopt.cache_path = cache;
     if (ds_load(&data, &dopt, err, sizeof err)) {
         cli_error("train", "%s", err);
         goto done;
@@ -310,9 +379,11 @@ int cmd_train(int argc, char **argv) {
 
     const int n = model.cfg.heads.n;
     MtpParamCounts pc = mtp_param_counts(&model.cfg);
-    fprintf(stderr, "mtp train: %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", data.desc,
-            pc.total / 1e6, n, heads_type_name(model.cfg.heads.type), n == 1 ? "" : "s", mtp_core_threads(),
-            mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(prec));
+    char tok_desc[32] = "bytes";
+    if (model.tokenizer) snprintf(tok_desc, sizeof tok_desc, "bpe:%d", 256 + ds_bpe_n_merges(model.tokenizer));
+    fprintf(stderr, "mtp train: %s | tokenizer %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", data.desc,
+            tok_desc, pc.total / 1e6, n, heads_type_name(model.cfg.heads.type), n == 1 ? "" : "s",
+            mtp_core_threads(), mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(prec));
     if (tr.step >= a.opt.steps)
         fprintf(stderr, "mtp train: the checkpoint is already at step %d of %d; nothing to train\n", tr.step,
                 a.opt.steps);

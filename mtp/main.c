@@ -75,11 +75,44 @@ static int parse_value(const char *cmd, CliOpt *o, const char *v) {
         *(const char **)o->target = v;
         return 0;
     case OPT_FLAG:
+    case OPT_STRS: /* handled by cli_parse */
         break;
     }
     cli_error(cmd, "%s: '%s' is not a valid %s", o->name, v,
               o->type == OPT_FLOAT ? "number" : o->type == OPT_U64 ? "non-negative integer" : "integer");
     return -1;
+}
+
+int cli_data_apply(const char *cmd, const CliData *d, MtpRunInfo *run) {
+    char err[DS_MAX_SPEC + 128];
+    if (d->data.n) {
+        DsSource src[DS_MAX_SOURCES];
+        for (int i = 0; i < d->data.n; i++)
+            if (ds_source_parse(&src[i], d->data.v[i], err, sizeof err)) {
+                cli_error(cmd, "%s", err);
+                return -1;
+            }
+        mtp_run_set_sources(run, src, d->data.n);
+    }
+    if (d->fields) {
+        /* "QUESTION,ANSWER" names the template's two fields; one name is the text field */
+        const char *comma = strchr(d->fields, ',');
+        size_t cap = sizeof run->jsonl_text;
+        size_t a = comma ? (size_t)(comma - d->fields) : strlen(d->fields), b = comma ? strlen(comma + 1) : 0;
+        if (a == 0 || (comma && (b == 0 || strchr(comma + 1, ','))) || a >= cap || b >= cap) {
+            cli_error(cmd, "--fields must be QUESTION,ANSWER or TEXT: field names of 1..%zu bytes (got '%s')", cap - 1,
+                      d->fields);
+            return -1;
+        }
+        if (comma) {
+            snprintf(run->jsonl_question, cap, "%.*s", (int)a, d->fields);
+            snprintf(run->jsonl_answer, cap, "%s", comma + 1);
+        } else {
+            snprintf(run->jsonl_text, cap, "%s", d->fields);
+        }
+    }
+    if (d->skip_bad_lines) run->skip_bad_lines = 1;
+    return 0;
 }
 
 int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, const char **positional, int *help) {
@@ -111,11 +144,11 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, c
             cli_error(cmd, "unknown option '%s' (see mtp %s --help)", name, cmd);
             return -1;
         }
-        if (o->given) {
+        if (o->given && o->type != OPT_STRS) {
             cli_error(cmd, "%s given twice", name);
             return -1;
         }
-        o->given = 1;
+        o->given++;
         if (o->type == OPT_FLAG) {
             if (eq) {
                 cli_error(cmd, "%s takes no value", name);
@@ -129,7 +162,18 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, c
             cli_error(cmd, "%s needs a value", name);
             return -1;
         }
-        if (parse_value(cmd, o, v)) return -1;
+        if (o->type == OPT_STRS) {
+            CliStrs *l = o->target;
+            if (!*v) {
+                cli_error(cmd, "%s needs a non-empty value", name);
+                return -1;
+            }
+            if (l->n >= CLI_MAX_STRS) {
+                cli_error(cmd, "%s given more than %d times", name, CLI_MAX_STRS);
+                return -1;
+            }
+            l->v[l->n++] = v;
+        } else if (parse_value(cmd, o, v)) return -1;
     }
     return 0;
 }
@@ -169,7 +213,10 @@ int cmd_info(int argc, char **argv) {
                "\"heads\":%d,\"head_type\":\"%s\"},",
                c->vocab, c->dim, c->layers, c->attn_heads, c->ffn, c->ctx, m.cfg.heads.n,
                heads_type_name(m.cfg.heads.type));
-        printf("\"tokenizer\":\"bytes\",");
+        if (m.tokenizer)
+            printf("\"tokenizer\":{\"type\":\"bpe\",\"vocab\":%d,\"merges\":%d},", ds_bpe_vocab(m.tokenizer),
+                   ds_bpe_n_merges(m.tokenizer));
+        else printf("\"tokenizer\":{\"type\":\"bytes\",\"vocab\":%d},", DS_BYTE_VOCAB);
         printf("\"params\":{\"embedding\":%zu,\"trunk\":%zu,\"heads\":%zu,\"final_norm\":%zu,\"unembedding\":%zu,"
                "\"total\":%zu},",
                p.embedding, p.trunk, p.heads, p.final_norm, p.unembedding, p.total);
@@ -179,7 +226,9 @@ int cmd_info(int argc, char **argv) {
         printf("}\n");
     } else {
         printf("%s: mtp checkpoint version %d, %zu bytes\n", path, MTP_FORMAT_VERSION, x.file_size);
-        printf("config:     vocab %d (byte tokenizer), dim %d, layers %d, attn-heads %d, ffn %d, ctx %d\n", c->vocab, c->dim,
+        char tok[64] = "byte tokenizer";
+        if (m.tokenizer) snprintf(tok, sizeof tok, "BPE tokenizer of %d tokens", 256 + ds_bpe_n_merges(m.tokenizer));
+        printf("config:     vocab %d (%s), dim %d, layers %d, attn-heads %d, ffn %d, ctx %d\n", c->vocab, tok, c->dim,
                c->layers, c->attn_heads, c->ffn, c->ctx);
         printf("heads:      %d %s head%s (head i predicts token t+i)\n", m.cfg.heads.n,
                heads_type_name(m.cfg.heads.type), m.cfg.heads.n == 1 ? "" : "s");
@@ -188,8 +237,8 @@ int cmd_info(int argc, char **argv) {
                "  unembedding %12zu\n",
                p.embedding, p.trunk, p.heads, p.final_norm, p.unembedding);
         if (x.has_train)
-            printf("training:   step %d of %d, data %s, %s\n", x.step, x.opt.steps, x.run.data_spec,
-                   mtp_precision_name(x.run.precision));
+            printf("training:   step %d of %d, data %s%s, %s\n", x.step, x.opt.steps, x.run.data_spec,
+                   x.run.n_sources > 1 ? " (and more)" : "", mtp_precision_name(x.run.precision));
         else
             printf("training:   no optimizer state (cannot be resumed)\n");
     }
@@ -201,14 +250,19 @@ int cmd_info(int argc, char **argv) {
 /* ---- mtp eval ------------------------------------------------------------------------------- */
 
 static const char *EVAL_HELP =
-    "usage: mtp eval --model FILE --data PATH|builtin:arith [options]\n"
+    "usage: mtp eval --model FILE [--data SPEC ...] [options]\n"
+    "       mtp eval --task answers --model FILE [--data SPEC] [options] (mtp eval --task answers --help)\n"
     "\n"
     "Loss and top-1 accuracy of every head on the validation split: head i is scored\n"
-    "against token t+i. For a file the split is its last --val-frac; for builtin:arith it\n"
-    "is the generator's validation stream (same data seed and difficulty as training).\n"
+    "against token t+i. For a file the split is its last --val-frac (the last lines of a\n"
+    ".jsonl file); for builtin:arith it is the generator's validation stream (same data seed\n"
+    "and difficulty as training). Text is encoded with the model's tokenizer.\n"
     "\n"
     "  --model FILE        checkpoint to evaluate (required)\n"
-    "  --data SPEC         a text file or builtin:arith (default: the data the model was trained on)\n"
+    "  --task T            loss (default) or answers (accuracy of generated chains of thought)\n"
+    "  --data SPEC         a source as in mtp train, repeatable (default: the model's training data)\n"
+    "  --fields Q,A | T    JSONL fields (default: as trained)\n"
+    "  --skip-bad-lines    skip malformed JSONL lines (default: as trained)\n"
     "  --batches K         evaluate at most K batches (default 32; 0 = the whole split)\n"
     "  --batch B           rows per batch (default 8)\n"
     "  --val-frac F        validation fraction of a file (default: as trained)\n"
@@ -217,11 +271,24 @@ static const char *EVAL_HELP =
     "  --json              print {\"heads\":[{\"head\":1,\"loss\":L,\"accuracy\":A},...],\"tokens\":N}\n";
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_path = NULL, *data = NULL, *precision = "fp32";
+    /* --task picks the evaluation: answers has its own options (cli_answers.c) */
+    for (int i = 2; i < argc; i++) {
+        const char *t = strncmp(argv[i], "--task=", 7) == 0 ? argv[i] + 7
+                      : strcmp(argv[i], "--task") == 0 && i + 1 < argc ? argv[i + 1] : NULL;
+        if (!t) continue;
+        if (strcmp(t, "answers") == 0) return cmd_eval_answers(argc, argv);
+        if (strcmp(t, "loss") != 0) {
+            cli_error("eval", "--task must be loss or answers (got '%s')", t);
+            return EXIT_USAGE;
+        }
+    }
+    const char *model_path = NULL, *precision = "fp32", *task = "loss";
+    CliData data = {0};
     int batches = 32, batch = 8, threads = 0, json = 0, help = 0;
     float val_frac = 0.1f;
     CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
-                     {"--data", OPT_STR, &data, 0, 0, 0},
+                     {"--task", OPT_STR, &task, 0, 0, 0},
+                     CLI_DATA_OPTS(&data),
                      {"--batches", OPT_INT, &batches, 0, 1e9, 0},
                      {"--batch", OPT_INT, &batch, 1, 4096, 0},
                      {"--val-frac", OPT_FLOAT, &val_frac, 1e-6, 0.999999, 0},
@@ -248,13 +315,16 @@ int cmd_eval(int argc, char **argv) {
     DsCorpus corpus = {0};
     MtpWorkspace ws = {0};
     DsOptions dopt;
-    ds_options_init(&dopt);
-    dopt.spec = data ? data : x.run.data_spec;
-    dopt.val_frac = cli_opt(opts, "--val-frac")->given ? val_frac : x.run.val_frac;
-    dopt.seed = x.run.data_seed;
-    dopt.difficulty = x.run.difficulty;
+    if (cli_data_apply("eval", &data, &x.run)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    int have_data = mtp_run_data_options(&x.run, &dopt);
+    if (cli_opt(opts, "--val-frac")->given) dopt.val_frac = val_frac;
     dopt.min_tokens = (size_t)m.cfg.trunk.ctx + 1;
-    if (!*dopt.spec) {
+    dopt.tokenizer = m.tokenizer;
+    dopt.val_only = 1;
+    if (!have_data) {
         cli_error("eval", "--data is required: the checkpoint does not record its training data");
         rc = EXIT_USAGE;
         goto done;
@@ -317,6 +387,7 @@ static const char *MAIN_HELP =
     "  info      print a checkpoint's configuration and parameter counts\n"
     "  generate  continue a prompt (greedy; the extra heads draft with --lookahead)\n"
     "  bench     decoding speed at each lookahead against lookahead 1\n"
+    "  tokenize  show how a model's tokenizer splits a text\n"
     "\n"
     "Run 'mtp COMMAND --help' for the options of a command.\n";
 
@@ -331,7 +402,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
-    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench; see mtp --help)\n",
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
+    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, tokenize; see mtp --help)\n",
             cmd);
     return EXIT_USAGE;
 }

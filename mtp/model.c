@@ -89,6 +89,7 @@ int mtp_model_build(MtpModel *m, const MtpConfig *cfg, char *err, size_t errlen)
 }
 
 void mtp_model_free(MtpModel *m) {
+    ds_bpe_free(m->tokenizer);
     mtp_free(m->params);
     free(m->trunk_blocks);
     free(m->tensors);
@@ -175,4 +176,48 @@ void mtp_forward_eval(MtpWorkspace *ws, const MtpModel *m, const int32_t *tokens
     take_inputs(ws->inputs, tokens, ws->B, ws->T);
     trunk_forward(&ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
     heads_eval(stats, trunk_output(&ws->trunk, tc), tokens, ignore_target, &m->heads, tc, &m->cfg.heads, &ws->heads, &ws->scratch);
+}
+
+/* ---- tokenizers and run data ------------------------------------------------------------------ */
+
+size_t mtp_encode(const DsBpe *t, int32_t *out, const uint8_t *bytes, size_t n) {
+    return t ? ds_bpe_encode(t, out, bytes, n) : ds_encode_bytes(out, bytes, n);
+}
+
+size_t mtp_decode(const DsBpe *t, uint8_t *out, size_t cap, const int32_t *ids, size_t n) {
+    if (t) return ds_bpe_decode(t, out, cap, ids, n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < 256) {
+            if (k < cap) out[k] = (uint8_t)ids[i];
+            k++;
+        }
+    return k;
+}
+
+int mtp_tokenizer_vocab(const DsBpe *t) { return t ? ds_bpe_vocab(t) : DS_BYTE_VOCAB; }
+
+int mtp_run_data_options(const MtpRunInfo *run, DsOptions *o) {
+    ds_options_init(o);
+    o->n_sources = run->n_sources;
+    memcpy(o->sources, run->sources, sizeof o->sources);
+    if (o->n_sources == 0 && run->data_spec[0]) {
+        snprintf(o->sources[0].spec, sizeof o->sources[0].spec, "%s", run->data_spec);
+        o->sources[0].weight = 1.0;
+        o->n_sources = 1;
+    }
+    o->val_frac = run->val_frac;
+    o->seed = run->data_seed;
+    o->difficulty = run->difficulty;
+    if (run->jsonl_question[0]) o->jsonl.question = run->jsonl_question;
+    if (run->jsonl_answer[0]) o->jsonl.answer = run->jsonl_answer;
+    if (run->jsonl_text[0]) o->jsonl.text = run->jsonl_text;
+    o->jsonl.skip_bad_lines = run->skip_bad_lines;
+    return o->n_sources;
+}
+
+void mtp_run_set_sources(MtpRunInfo *run, const DsSource *src, int n) {
+    run->n_sources = n;
+    for (int i = 0; i < n; i++) run->sources[i] = src[i];
+    snprintf(run->data_spec, sizeof run->data_spec, "%s", n ? src[0].spec : "");
 }

@@ -40,6 +40,7 @@ typedef struct {
     HeadsWeights heads;
     MtpTensor *tensors;
     int n_tensors;
+    DsBpe *tokenizer;             /* its text encoding, owned: NULL for bytes, else byte-level BPE */
 } MtpModel;
 
 /* Parameter counts by part, for `mtp info`. */
@@ -131,12 +132,37 @@ long mtp_evaluate(MtpWorkspace *ws, const MtpModel *m, const int32_t *tok, size_
 
 /* What a checkpoint records about the training run besides the weights. */
 typedef struct {
-    char data_spec[512];
+    char data_spec[DS_MAX_SPEC];  /* the first source's spec (what version-1 files without "sources" have) */
+    int n_sources;                /* 0: data_spec alone, weight 1 */
+    DsSource sources[DS_MAX_SOURCES];
     double val_frac;
     uint64_t data_seed;
     int difficulty;
+    char jsonl_question[64], jsonl_answer[64], jsonl_text[64]; /* "" = the default field */
+    int skip_bad_lines;
     MtpPrecision precision;
 } MtpRunInfo;
+
+/* The corpus options of a run (its sources, split, seed, JSONL fields): fills o, whose JSONL field
+   names then point into run. Returns the number of sources (0 when the run records none). */
+int mtp_run_data_options(const MtpRunInfo *run, DsOptions *o);
+/* Sets the run's sources (and data_spec) from a list. */
+void mtp_run_set_sources(MtpRunInfo *run, const DsSource *src, int n);
+
+/* ---- tokenizers ------------------------------------------------------------------------------- */
+
+/* Text <-> ids with a model's tokenizer (t NULL: bytes). encode writes at most n ids for n bytes;
+   decode is like ds_bpe_decode (returns the full length, writes at most cap). */
+size_t mtp_encode(const DsBpe *t, int32_t *out, const uint8_t *bytes, size_t n);
+size_t mtp_decode(const DsBpe *t, uint8_t *out, size_t cap, const int32_t *ids, size_t n);
+int mtp_tokenizer_vocab(const DsBpe *t);   /* DS_BYTE_VOCAB for bytes */
+
+/* A tokenizer file: {"format": "mtp-tokenizer", "version": 1, "tokenizer": {...}} with the tokenizer
+   map a checkpoint has. Written atomically. */
+int mtp_tokenizer_save(const char *path, const DsBpe *t, char *err, size_t errlen);
+/* Reads the tokenizer of a tokenizer file or of a checkpoint (without loading its weights).
+   *t = NULL for the byte tokenizer. */
+int mtp_tokenizer_load(const char *path, DsBpe **t, char *err, size_t errlen);
 
 /* Writes the model (and, when t != NULL, the optimizer state, step and data position)
  * atomically: a temp file beside path, fsync, rename. */

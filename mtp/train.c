@@ -91,7 +91,7 @@ int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
     memset(t->grads, 0, m->n_params * sizeof(float));
     HeadStats acc[HEADS_MAX] = {{0}};
     for (int k = 0; k < t->opt.accum; k++) {
-        ds_sample_batch(t->batch, data->train, data->n_train, B, T + 1, &t->data_rng);
+        ds_corpus_sample(t->batch, data, B, T + 1, &t->data_rng);
         t->batches_drawn++;
         HeadStats hs[HEADS_MAX];
         mtp_forward_backward(&t->ws, m, t->grads, t->batch, 1.0f / t->opt.accum, hs);

@@ -8,7 +8,7 @@
 #define _GNU_SOURCE /* mkdtemp */
 #endif
 
-#include "mtp/mpk.h"
+#include "mtp/core/mpk.h"
 #include "mtp/mtp.h"
 #include "tests/test.h"
 

@@ -247,7 +247,7 @@ expect_fail 2 "is not a valid number" "$MTP" train --data builtin:arith --out x.
 expect_fail 2 "--lr must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --lr -0.1
 expect_fail 2 "not a valid non-negative integer" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --seed -1
 expect_fail 2 "--val-frac must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --val-frac 1
-expect_fail 2 "--difficulty must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --difficulty 6
+expect_fail 2 "--difficulty must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --difficulty 9
 expect_fail 2 "--data needs a non-empty value" "$MTP" train --data "" --out x.ckpt "${FLAGS[@]}"
 mkdir -p outdir
 expect_fail 2 "is a directory" "$MTP" train --data builtin:arith --out outdir "${FLAGS[@]}"

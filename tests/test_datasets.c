@@ -388,7 +388,7 @@ static void test_arith_examples(void) {
     CHECK(need == full && small[19] == '\0' && memcmp(small, buf, 19) == 0);
     CHECK(memcmp(&r1, &r2, sizeof r1) == 0);
     CHECK(ds_arith_example(NULL, 0, &r2, 3) > 0);
-    CHECK(ds_arith_example(buf, sizeof buf, &r2, 6) == 0 && buf[0] == '\0');
+    CHECK(ds_arith_example(buf, sizeof buf, &r2, DS_ARITH_MAX_DIFFICULTY + 1) == 0 && buf[0] == '\0');
     CHECK(ds_arith_example(buf, sizeof buf, &r2, -1) == 0);
 }
 
@@ -450,7 +450,7 @@ static void test_arith_corpus(void) {
     ds_free(&a);
     ds_free(&b);
 
-    opt.difficulty = 6;
+    opt.difficulty = DS_ARITH_MAX_DIFFICULTY + 1;
     expect_error(&opt, "difficulty");
     opt.difficulty = 0;
     opt.min_tokens = DS_ARITH_VAL_BYTES * 2;

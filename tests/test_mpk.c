@@ -9,7 +9,7 @@
 #define _GNU_SOURCE /* mkdtemp */
 #endif
 
-#include "mtp/mpk.h"
+#include "mtp/core/mpk.h"
 #include "tests/test.h"
 
 #include <dirent.h>

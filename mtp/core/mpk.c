@@ -10,7 +10,7 @@
 #endif
 
 #include "mtp/core/core.h"
-#include "mtp/mpk.h"
+#include "mtp/core/mpk.h"
 
 #include <errno.h>
 #include <fcntl.h>

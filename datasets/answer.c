@@ -1,0 +1,124 @@
+/* answer.c - the final answer of a chain-of-thought text: the "#### <answer>" line that ends
+ * builtin:arith and GSM8K examples.
+ *
+ * Evaluation compares a model's answer with the reference as exact text, so both go through the
+ * same normalization here: the ways of writing one number that GSM8K answers and model outputs
+ * actually vary in (thousands separators, a '+' sign, a full stop after the number, leading zeros,
+ * "-0") are made equal. Nothing numeric beyond that ("3.50" stays "3.50", "-0.0" stays "-0.0"):
+ * a looser comparison would credit answers that are not what the reference wrote.
+ *
+ * The text is a byte range, not a C string: a model's output may hold NUL bytes. */
+#include <limits.h>
+#include <string.h>
+
+#include "datasets/ds.h"
+
+#define MARKER "####"
+#define MARKER_LEN 4
+
+/* Index just past the last MARKER in text, or (size_t)-1 when there is none. Scanning from the
+   end finds the last one directly (a model may repeat the line; the last one is its final word). */
+static size_t after_last_marker(const char *text, size_t n) {
+    if (!text || n < MARKER_LEN) return (size_t)-1;
+    for (size_t i = n - MARKER_LEN + 1; i-- > 0;)
+        if (memcmp(text + i, MARKER, MARKER_LEN) == 0) return i + MARKER_LEN;
+    return (size_t)-1;
+}
+
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* The raw answer [*s, *e): from p, blanks skipped, up to the newline, blanks and the '\r' of a
+   CRLF line dropped from its end. */
+static void answer_span(const char *text, size_t n, size_t p, size_t *s, size_t *e) {
+    while (p < n && is_blank(text[p])) p++;
+    size_t q = p;
+    while (q < n && text[q] != '\n') q++;
+    while (q > p && (is_blank(text[q - 1]) || text[q - 1] == '\r')) q--;
+    *s = p;
+    *e = q;
+}
+
+/* The bytes of [i, e) other than ',', one at a time: separators are ignored everywhere, so the
+   rules below see "1,234" as "1234" without a copy (the copy could be longer than out). */
+typedef struct {
+    const char *t;
+    size_t i, e;
+} Chars;
+
+/* next byte (0..255), or -1 at the end */
+static int chars_next(Chars *c) {
+    while (c->i < c->e && c->t[c->i] == ',') c->i++;
+    return c->i < c->e ? (unsigned char)c->t[c->i++] : -1;
+}
+
+static int is_digit(int ch) { return ch >= '0' && ch <= '9'; }
+
+/* whether the bytes match -?[0-9]+(\.[0-9]+)? */
+static int is_number(Chars c) {
+    int ch = chars_next(&c);
+    if (ch == '-') ch = chars_next(&c);
+    if (!is_digit(ch)) return 0;
+    while (is_digit(ch)) ch = chars_next(&c);
+    if (ch == '.') {
+        ch = chars_next(&c);
+        if (!is_digit(ch)) return 0;
+        while (is_digit(ch)) ch = chars_next(&c);
+    }
+    return ch == -1;
+}
+
+/* Output that counts what it would need past cap-1 bytes, so "does not fit" is known at the end. */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} Sink;
+
+static void sink_put(Sink *k, int ch) {
+    if (k->len + 1 < k->cap) k->buf[k->len] = (char)ch;
+    k->len++;
+}
+
+static void sink_rest(Sink *k, Chars *c) {
+    for (int ch; (ch = chars_next(c)) >= 0;) sink_put(k, ch);
+}
+
+/* A number without leading zeros (one digit kept: "000" -> "0", "00.5" -> "0.5") and "-0" as "0". */
+static void sink_number(Sink *k, Chars c) {
+    int ch = chars_next(&c), neg = ch == '-';
+    if (neg) ch = chars_next(&c);
+    for (;;) { /* drop a '0' while a digit follows it */
+        Chars peek = c;
+        int next = chars_next(&peek);
+        if (ch != '0' || !is_digit(next)) break;
+        c = peek;
+        ch = next;
+    }
+    Chars peek = c;
+    if (neg && !(ch == '0' && chars_next(&peek) == -1)) sink_put(k, '-');
+    sink_put(k, ch);
+    sink_rest(k, &c);
+}
+
+int ds_answer_extract(const char *text, size_t n, char *out, size_t cap) {
+    if (!out || cap == 0) return -1;
+    out[0] = '\0';
+    size_t p = after_last_marker(text, n);
+    if (p == (size_t)-1) return -1;
+    size_t s, e;
+    answer_span(text, n, p, &s, &e);
+    /* a leading '+' and a trailing '.' (the first and last bytes that are not separators) */
+    Chars c = {text, s, e};
+    Chars peek = c;
+    if (chars_next(&peek) == '+') c = peek;
+    while (c.e > c.i && text[c.e - 1] == ',') c.e--;
+    if (c.e > c.i && text[c.e - 1] == '.') c.e--;
+    Sink k = {out, cap, 0};
+    if (is_number(c)) sink_number(&k, c);
+    else sink_rest(&k, &c);
+    if (k.len == 0 || k.len >= cap || k.len > INT_MAX) {
+        out[0] = '\0';
+        return -1;
+    }
+    out[k.len] = '\0';
+    return (int)k.len;
+}

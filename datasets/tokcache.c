@@ -1,0 +1,419 @@
+/* tokcache.c - the token cache file: a corpus tokenized once, then memory-mapped for training.
+ *
+ * Layout (ds.h, "corpora"): 16 bytes of preamble ("MTPTOKS1", u32 header length, u32 data offset),
+ * the msgpack header, zero padding up to the data offset (a multiple of 4096, so the tokens are
+ * page-aligned), then int32 tokens: every training split, then every validation split.
+ *
+ * The header is written last, into room reserved at the start, because its counts are known only
+ * at the end. The whole file goes to "<path>.tmp.<pid>" and is renamed over path only once it is
+ * complete and fsync'd: a cache file that exists was finished. The validation tokens are staged in
+ * a second, already-unlinked temp file and appended after the training tokens.
+ *
+ * A cache is trusted only when its header matches the current options and every source's size and
+ * modification time; it is then checked for size and token range before use, so even a damaged
+ * file cannot make training index outside the embedding. */
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datasets/corpus_internal.h"
+#include "mtp/core/core.h"
+#include "mtp/core/mpk.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the token cache stores little-endian int32 tokens and maps them in place"
+#endif
+
+#define CACHE_FORMAT "mtp-tokens"
+#define CACHE_VERSION 1
+#define PREAMBLE 16
+#define PAGE 4096
+#define DS_CACHE_ANNOUNCE_BYTES ((uint64_t)64 << 20)
+
+void ds_cache_unmap(void *map, size_t size) {
+    if (map) munmap(map, size);
+}
+
+static int tokenizer_vocab(const DsOptions *o) { return o->tokenizer ? ds_bpe_vocab(o->tokenizer) : DS_BYTE_VOCAB; }
+
+static int any_kind(const DsOptions *o, DsSourceKind k) {
+    for (int i = 0; i < o->n_sources; i++)
+        if (ds_source_kind(o->sources[i].spec) == k) return 1;
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------------------------------- */
+
+static void pack_str(msgpack_packer *pk, const char *s) {
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceInfo *info, uint64_t n_train,
+                        uint64_t n_val) {
+    msgpack_pack_map(pk, 11);
+    pack_str(pk, "format"), pack_str(pk, CACHE_FORMAT);
+    pack_str(pk, "version"), msgpack_pack_int(pk, CACHE_VERSION);
+    pack_str(pk, "tokenizer_hash"), msgpack_pack_uint64(pk, ds_tokenizer_hash(o->tokenizer));
+    pack_str(pk, "vocab"), msgpack_pack_int(pk, tokenizer_vocab(o));
+    pack_str(pk, "val_frac"), msgpack_pack_double(pk, o->val_frac);
+    pack_str(pk, "seed"), msgpack_pack_uint64(pk, o->seed);
+    pack_str(pk, "difficulty"), msgpack_pack_int(pk, o->difficulty);
+    pack_str(pk, "jsonl");
+    msgpack_pack_map(pk, 4);
+    pack_str(pk, "question"), pack_str(pk, o->jsonl.question);
+    pack_str(pk, "answer"), pack_str(pk, o->jsonl.answer);
+    pack_str(pk, "text"), pack_str(pk, o->jsonl.text);
+    pack_str(pk, "skip_bad_lines");
+    if (o->jsonl.skip_bad_lines) msgpack_pack_true(pk);
+    else msgpack_pack_false(pk);
+    pack_str(pk, "train_tokens"), msgpack_pack_uint64(pk, n_train);
+    pack_str(pk, "val_tokens"), msgpack_pack_uint64(pk, n_val);
+    pack_str(pk, "sources");
+    msgpack_pack_array(pk, (size_t)o->n_sources);
+    for (int i = 0; i < o->n_sources; i++) {
+        const DsSourceInfo *s = &info[i];
+        msgpack_pack_map(pk, 7);
+        pack_str(pk, "spec"), pack_str(pk, o->sources[i].spec);
+        pack_str(pk, "size"), msgpack_pack_uint64(pk, s->size);
+        pack_str(pk, "mtime_ns"), msgpack_pack_int64(pk, s->mtime_ns);
+        pack_str(pk, "start"), msgpack_pack_uint64(pk, s->start);
+        pack_str(pk, "train_tokens"), msgpack_pack_uint64(pk, s->train_tokens);
+        pack_str(pk, "val_tokens"), msgpack_pack_uint64(pk, s->val_tokens);
+        pack_str(pk, "skipped_lines"), msgpack_pack_uint64(pk, (uint64_t)s->skipped);
+    }
+}
+
+/* Room for the header: every fixed field plus the specs and field names, rounded up to a page. */
+static size_t header_room(const DsOptions *o) {
+    size_t n = PREAMBLE + 1024 + strlen(o->jsonl.question) + strlen(o->jsonl.answer) + strlen(o->jsonl.text);
+    for (int i = 0; i < o->n_sources; i++) n += strlen(o->sources[i].spec) + 160;
+    return (n + PAGE - 1) / PAGE * PAGE;
+}
+
+static int write_at(int fd, const void *data, size_t n, off_t at) {
+    const char *p = data;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, at);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w, n -= (size_t)w, at += w;
+    }
+    return 0;
+}
+
+/* Appends the staged validation tokens (val_fd, from its start) to fd at offset at. */
+static int append_file(int fd, off_t at, int val_fd) {
+    if (lseek(val_fd, 0, SEEK_SET) < 0) return -1;
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(val_fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) return 0;
+        if (write_at(fd, buf, (size_t)r, at)) return -1;
+        at += r;
+    }
+}
+
+static void fsync_dir(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: the file is complete either way */
+        close(fd);
+    }
+}
+
+static int build_cache(const DsOptions *o, char *err, size_t errlen) {
+    const char *path = o->cache_path;
+    size_t plen = strlen(path) + 32;
+    char *tmp = malloc(plen), *vtmp = malloc(plen);
+    if (!tmp || !vtmp) {
+        free(tmp), free(vtmp);
+        return mtp_fail(err, errlen, "out of memory");
+    }
+    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(vtmp, plen, "%s.val.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int vfd = fd < 0 ? -1 : open(vtmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = 0;
+    if (fd < 0 || vfd < 0) rc = mtp_fail(err, errlen, "token cache %s: cannot create %s: %s", path,
+                                         fd < 0 ? tmp : vtmp, strerror(errno));
+    if (vfd >= 0) unlink(vtmp); /* the staging file vanishes with the process, whatever happens */
+
+    size_t room = header_room(o);
+    DsSink train = {.fd = fd, .cap = 1 << 18}, val = {.fd = vfd, .cap = 1 << 18};
+    train.buf = malloc(train.cap * sizeof(int32_t));
+    val.buf = malloc(val.cap * sizeof(int32_t));
+    if (rc == 0 && (!train.buf || !val.buf)) rc = mtp_fail(err, errlen, "out of memory");
+    if (rc == 0 && lseek(fd, (off_t)room, SEEK_SET) < 0)
+        rc = mtp_fail(err, errlen, "token cache %s: cannot seek: %s", tmp, strerror(errno));
+    DsSourceInfo info[DS_MAX_SOURCES];
+    double t0 = mtp_now();
+    if (rc == 0) rc = ds_build_sources(o, &train, &val, info, err, errlen);
+    if (rc == 0 && append_file(fd, (off_t)(room + train.count * sizeof(int32_t)), vfd))
+        rc = mtp_fail(err, errlen, "token cache %s: writing: %s", tmp, strerror(errno));
+    if (rc == 0) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        pack_header(&pk, o, info, train.count, val.count);
+        uint8_t pre[PREAMBLE];
+        memcpy(pre, DS_CACHE_MAGIC, 8);
+        uint32_t hl = (uint32_t)sb.size, off = (uint32_t)room;
+        memcpy(pre + 8, &hl, 4);
+        memcpy(pre + 12, &off, 4);
+        if (!sb.data || PREAMBLE + sb.size > room) rc = mtp_fail(err, errlen, "token cache %s: header does not fit", path);
+        else if (write_at(fd, pre, PREAMBLE, 0) || write_at(fd, sb.data, sb.size, PREAMBLE) || fsync(fd))
+            rc = mtp_fail(err, errlen, "token cache %s: writing: %s", tmp, strerror(errno));
+        msgpack_sbuffer_destroy(&sb);
+    }
+    if (fd >= 0 && close(fd) && rc == 0) rc = mtp_fail(err, errlen, "token cache %s: %s", tmp, strerror(errno));
+    if (vfd >= 0) close(vfd);
+    if (rc == 0 && rename(tmp, path)) rc = mtp_fail(err, errlen, "token cache %s: rename: %s", path, strerror(errno));
+    if (rc == 0) fsync_dir(path);
+    else if (fd >= 0) unlink(tmp);
+    if (rc == 0 && !o->quiet && mtp_now() - t0 > 2.0)
+        fprintf(stderr, "mtp: token cache %s: %llu train / %llu val tokens, built in %.1f s\n", path,
+                (unsigned long long)train.count, (unsigned long long)val.count, mtp_now() - t0);
+    free(train.buf), free(val.buf), free(tmp), free(vtmp);
+    return rc;
+}
+
+/* ---- reading ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    int have_format, version;
+    uint64_t tok_hash, n_train, n_val, seed;
+    int64_t vocab, difficulty;
+    double val_frac;
+    char question[256], answer[256], text[256];
+    int skip;
+    int n_sources;
+    char spec[DS_MAX_SOURCES][DS_MAX_SPEC];
+    DsSourceInfo info[DS_MAX_SOURCES];
+} CacheHeader;
+
+static int read_key_is(MpkReader *r, const char **k, uint32_t *kn) { return mpk_read_str(r, k, kn); }
+
+static int read_cstr(MpkReader *r, char *out, size_t cap) {
+    const char *s;
+    uint32_t n;
+    if (mpk_read_str(r, &s, &n)) return -1;
+    if (n >= cap) return mpk_fail(r, "string too long");
+    memcpy(out, s, n);
+    out[n] = 0;
+    return 0;
+}
+
+static int read_source(MpkReader *r, CacheHeader *h, int i) {
+    uint32_t n;
+    if (mpk_read_map(r, &n)) return -1;
+    DsSourceInfo *s = &h->info[i];
+    for (uint32_t k = 0; k < n; k++) {
+        const char *key;
+        uint32_t kn;
+        uint64_t u = 0;
+        if (read_key_is(r, &key, &kn)) return -1;
+        int rc = 0;
+        if (mpk_str_eq(key, kn, "spec")) rc = read_cstr(r, h->spec[i], DS_MAX_SPEC);
+        else if (mpk_str_eq(key, kn, "size")) rc = mpk_read_uint(r, &s->size);
+        else if (mpk_str_eq(key, kn, "mtime_ns")) rc = mpk_read_int(r, &s->mtime_ns);
+        else if (mpk_str_eq(key, kn, "start")) rc = mpk_read_uint(r, &s->start);
+        else if (mpk_str_eq(key, kn, "train_tokens")) rc = mpk_read_uint(r, &s->train_tokens);
+        else if (mpk_str_eq(key, kn, "val_tokens")) rc = mpk_read_uint(r, &s->val_tokens);
+        else if (mpk_str_eq(key, kn, "skipped_lines")) rc = mpk_read_uint(r, &u), s->skipped = (long)(u > 1u << 30 ? 1u << 30 : u);
+        else rc = mpk_skip(r);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int read_header(MpkReader *r, CacheHeader *h) {
+    uint32_t n;
+    if (mpk_read_map(r, &n)) return -1;
+    for (uint32_t k = 0; k < n; k++) {
+        const char *key;
+        uint32_t kn;
+        int64_t v = 0;
+        if (read_key_is(r, &key, &kn)) return -1;
+        int rc = 0;
+        if (mpk_str_eq(key, kn, "format")) {
+            char f[32];
+            rc = read_cstr(r, f, sizeof f);
+            h->have_format = rc == 0 && strcmp(f, CACHE_FORMAT) == 0;
+        } else if (mpk_str_eq(key, kn, "version")) rc = mpk_read_int(r, &v), h->version = (int)v;
+        else if (mpk_str_eq(key, kn, "tokenizer_hash")) rc = mpk_read_uint(r, &h->tok_hash);
+        else if (mpk_str_eq(key, kn, "vocab")) rc = mpk_read_int(r, &h->vocab);
+        else if (mpk_str_eq(key, kn, "val_frac")) rc = mpk_read_double(r, &h->val_frac);
+        else if (mpk_str_eq(key, kn, "seed")) rc = mpk_read_uint(r, &h->seed);
+        else if (mpk_str_eq(key, kn, "difficulty")) rc = mpk_read_int(r, &h->difficulty);
+        else if (mpk_str_eq(key, kn, "train_tokens")) rc = mpk_read_uint(r, &h->n_train);
+        else if (mpk_str_eq(key, kn, "val_tokens")) rc = mpk_read_uint(r, &h->n_val);
+        else if (mpk_str_eq(key, kn, "jsonl")) {
+            uint32_t m;
+            rc = mpk_read_map(r, &m);
+            for (uint32_t j = 0; j < m && rc == 0; j++) {
+                const char *jk;
+                uint32_t jn;
+                if ((rc = read_key_is(r, &jk, &jn))) break;
+                if (mpk_str_eq(jk, jn, "question")) rc = read_cstr(r, h->question, sizeof h->question);
+                else if (mpk_str_eq(jk, jn, "answer")) rc = read_cstr(r, h->answer, sizeof h->answer);
+                else if (mpk_str_eq(jk, jn, "text")) rc = read_cstr(r, h->text, sizeof h->text);
+                else if (mpk_str_eq(jk, jn, "skip_bad_lines")) rc = mpk_read_bool(r, &h->skip);
+                else rc = mpk_skip(r);
+            }
+        } else if (mpk_str_eq(key, kn, "sources")) {
+            uint32_t m;
+            if ((rc = mpk_read_array(r, &m)) == 0 && m > DS_MAX_SOURCES) rc = mpk_fail(r, "too many sources");
+            h->n_sources = (int)m;
+            for (uint32_t j = 0; j < m && rc == 0; j++) rc = read_source(r, h, (int)j);
+        } else rc = mpk_skip(r);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* Why the cache does not match the options, or NULL when it does. */
+static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *buf, size_t cap, char *err,
+                                size_t errlen, int *failed) {
+    *failed = 0;
+    if (!h->have_format || h->version != CACHE_VERSION) return "written by another version";
+    if (h->tok_hash != ds_tokenizer_hash(o->tokenizer) || h->vocab != tokenizer_vocab(o)) return "another tokenizer";
+    if (h->val_frac != o->val_frac) return "another validation fraction";
+    if (h->n_sources != o->n_sources) return "other data sources";
+    for (int i = 0; i < o->n_sources; i++)
+        if (strcmp(h->spec[i], o->sources[i].spec) != 0) return "other data sources";
+    if (any_kind(o, DS_SRC_ARITH) && (h->seed != o->seed || h->difficulty != o->difficulty))
+        return "another builtin:arith seed or difficulty";
+    if (any_kind(o, DS_SRC_JSONL) &&
+        (strcmp(h->question, o->jsonl.question) || strcmp(h->answer, o->jsonl.answer) ||
+         strcmp(h->text, o->jsonl.text) || h->skip != (o->jsonl.skip_bad_lines != 0)))
+        return "other JSONL fields or bad-line policy";
+    for (int i = 0; i < o->n_sources; i++) {
+        uint64_t size;
+        int64_t mtime;
+        if (ds_source_stat(o->sources[i].spec, &size, &mtime, err, errlen)) {
+            *failed = 1;
+            return "a source cannot be read";
+        }
+        if (size != h->info[i].size || mtime != h->info[i].mtime_ns) {
+            snprintf(buf, cap, "%s changed since the cache was built", o->sources[i].spec);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+typedef enum { MAP_OK, MAP_MISSING, MAP_STALE, MAP_ERROR } MapResult;
+
+/* Maps an existing cache and checks it against o. */
+static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *why, size_t whylen, char *err,
+                           size_t errlen) {
+    const char *path = o->cache_path;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return MAP_MISSING;
+    if (fd < 0) return mtp_fail(err, errlen, "token cache %s: cannot open: %s", path, strerror(errno)), MAP_ERROR;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return mtp_fail(err, errlen, "token cache %s: not a regular file", path), MAP_ERROR;
+    }
+    size_t size = (size_t)st.st_size;
+    void *map = size >= PREAMBLE ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map == MAP_FAILED || memcmp(map, DS_CACHE_MAGIC, 8) != 0) {
+        if (map != MAP_FAILED) munmap(map, size);
+        mtp_fail(err, errlen, "token cache %s exists and is not a token cache (remove it or choose another path)",
+                 path);
+        return MAP_ERROR;
+    }
+    const uint8_t *base = map;
+    uint32_t hl, off;
+    memcpy(&hl, base + 8, 4);
+    memcpy(&off, base + 12, 4);
+    CacheHeader *h = calloc(1, sizeof *h);
+    MapResult res = MAP_STALE;
+    int failed = 0;
+    const char *reason = "damaged header";
+    if (!h) {
+        mtp_fail(err, errlen, "out of memory");
+        res = MAP_ERROR;
+    } else if ((size_t)PREAMBLE + hl <= off && off % PAGE == 0 && off <= size) {
+        MpkReader r;
+        mpk_reader_init(&r, base + PREAMBLE, hl);
+        if (read_header(&r, h) == 0 && mpk_left(&r) == 0 &&
+            (reason = stale_reason(h, o, why, whylen, err, errlen, &failed)) == NULL) {
+            reason = "damaged data";
+            uint64_t sum = 0, n_tok = h->n_train + h->n_val;
+            int ok = h->n_train <= (size - off) / 4 && h->n_val <= (size - off) / 4 && off + n_tok * 4 == size;
+            for (int i = 0; i < h->n_sources && ok; i++) {
+                const DsSourceInfo *s = &h->info[i];
+                ok = s->start == sum && s->train_tokens <= h->n_train - sum;
+                sum += s->train_tokens;
+            }
+            ok = ok && sum == h->n_train;
+            const int32_t *tok = (const int32_t *)(base + off);
+            const int32_t vocab = (int32_t)tokenizer_vocab(o);
+            long bad = 0;
+            if (ok) {
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+                for (int64_t i = 0; i < (int64_t)n_tok; i++) bad += (tok[i] < 0) | (tok[i] >= vocab) | (tok[i] == DS_PAD);
+            }
+            if (ok && bad == 0) {
+                c->map = map, c->map_size = size;
+                c->train = (int32_t *)tok, c->n_train = (size_t)h->n_train;
+                c->val = (int32_t *)tok + h->n_train, c->n_val = (size_t)h->n_val;
+                c->from_cache = 1;
+                memcpy(info, h->info, (size_t)o->n_sources * sizeof *info);
+                res = MAP_OK;
+            }
+        }
+    }
+    if (failed) res = MAP_ERROR;
+    if (res == MAP_STALE && reason != why) snprintf(why, whylen, "%s", reason);
+    if (res != MAP_OK) munmap(map, size);
+    free(h);
+    return res;
+}
+
+int ds_cache_load(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *err, size_t errlen) {
+    char why[DS_MAX_SPEC + 64] = "";
+    MapResult r = map_cache(c, o, info, why, sizeof why, err, errlen);
+    if (r == MAP_OK) return 0;
+    if (r == MAP_ERROR) return -1;
+    /* small corpora build in a blink: say something only when it will take a while */
+    uint64_t bytes = 0;
+    for (int i = 0; i < o->n_sources; i++) {
+        uint64_t size;
+        int64_t mtime;
+        if (ds_source_stat(o->sources[i].spec, &size, &mtime, err, errlen) == 0) bytes += size;
+    }
+    if (!o->quiet && bytes >= DS_CACHE_ANNOUNCE_BYTES && r == MAP_STALE)
+        fprintf(stderr, "mtp: token cache %s is stale (%s): rebuilding it\n", o->cache_path, why);
+    else if (!o->quiet && bytes >= DS_CACHE_ANNOUNCE_BYTES)
+        fprintf(stderr, "mtp: tokenizing %.0f MB of data into %s\n", bytes / 1e6, o->cache_path);
+    if (build_cache(o, err, errlen)) return -1;
+    r = map_cache(c, o, info, why, sizeof why, err, errlen);
+    if (r == MAP_OK) {
+        c->from_cache = 2;
+        return 0;
+    }
+    if (r == MAP_STALE)
+        mtp_fail(err, errlen, "token cache %s: %s right after it was built (was a source modified meanwhile?)",
+                 o->cache_path, why);
+    return -1;
+}
