@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,7 +45,12 @@ int ds_source_parse(DsSource *src, const char *arg, char *err, size_t errlen) {
     if (n == 0) return mtp_fail(err, errlen, "--data: empty source");
     const char *colon = strrchr(arg, ':');
     struct stat st;
-    if (colon && colon > arg && colon[1] && stat(arg, &st) != 0) {
+    /* a weight is written as a decimal number ("0.3", "2", "1e-3"; "0", "-1", "nan" and "inf" are
+       refused below); with anything else after the colon (hex, spaces, words) it is part of the path */
+    const char *w_txt = colon ? colon + 1 : "";
+    int numeric = strspn(w_txt, "0123456789.eE+-") == strlen(w_txt) || strcasecmp(w_txt, "nan") == 0 ||
+                  strcasecmp(w_txt, "inf") == 0 || strcasecmp(w_txt, "infinity") == 0;
+    if (colon && colon > arg && colon[1] && numeric && stat(arg, &st) != 0) {
         char *end;
         errno = 0;
         double w = strtod(colon + 1, &end);
@@ -391,8 +397,11 @@ static int normalize(DsOptions *o, const DsOptions *in, char *err, size_t errlen
         uint64_t size;
         int64_t mtime;
         if (ds_source_stat(s->spec, &size, &mtime, err, errlen)) return -1; /* before any work or message */
+        struct stat si, sj;
         for (int j = 0; j < i; j++)
-            if (strcmp(o->sources[j].spec, s->spec) == 0)
+            if (strcmp(o->sources[j].spec, s->spec) == 0 ||
+                (k != DS_SRC_ARITH && stat(s->spec, &si) == 0 && stat(o->sources[j].spec, &sj) == 0 &&
+                 si.st_dev == sj.st_dev && si.st_ino == sj.st_ino))
                 return mtp_fail(err, errlen, "%s is given twice as a data source (give it one weight)", s->spec);
     }
     return 0;
@@ -432,21 +441,23 @@ static int finish(DsCorpus *c, const DsOptions *o, const DsSourceInfo *info, cha
         return mtp_fail(err, errlen, "%s: the validation split has %zu tokens, fewer than the %zu one sequence needs "
                         "(ctx+1); use a larger file or a larger val_frac", spec, c->n_val, need);
     }
+    char counts[96];
+    if (o->val_only) snprintf(counts, sizeof counts, "%zu validation tokens", c->n_val);
+    else snprintf(counts, sizeof counts, "%zu train / %zu val tokens", c->n_train, c->n_val);
     if (o->n_sources == 1) {
         const DsSource *s = &o->sources[0];
         if (ds_source_kind(s->spec) == DS_SRC_ARITH)
-            snprintf(c->desc, sizeof c->desc, "builtin:arith (difficulty %d, seed %llu): %zu train / %zu val tokens",
-                     o->difficulty, (unsigned long long)o->seed, c->n_train, c->n_val);
+            snprintf(c->desc, sizeof c->desc, "builtin:arith (difficulty %d, seed %llu): %s", o->difficulty,
+                     (unsigned long long)o->seed, counts);
         else
-            snprintf(c->desc, sizeof c->desc, "%.300s: %llu bytes, %zu train / %zu val tokens", base_name(s->spec),
-                     (unsigned long long)info[0].size, c->n_train, c->n_val);
+            snprintf(c->desc, sizeof c->desc, "%.300s: %llu bytes, %s", base_name(s->spec),
+                     (unsigned long long)info[0].size, counts);
     } else {
         size_t k = (size_t)snprintf(c->desc, sizeof c->desc, "%d sources (", o->n_sources);
         for (int i = 0; i < o->n_sources && k < sizeof c->desc; i++)
-            k += (size_t)snprintf(c->desc + k, sizeof c->desc - k, "%s%s %.0f%%", i ? ", " : "",
+            k += (size_t)snprintf(c->desc + k, sizeof c->desc - k, "%s%.100s %.0f%%", i ? ", " : "",
                                   base_name(o->sources[i].spec), 100 * o->sources[i].weight / wsum);
-        if (k < sizeof c->desc)
-            snprintf(c->desc + k, sizeof c->desc - k, "): %zu train / %zu val tokens", c->n_train, c->n_val);
+        if (k < sizeof c->desc) snprintf(c->desc + k, sizeof c->desc - k, "): %s", counts);
     }
     if (c->skipped_lines && strlen(c->desc) + 40 < sizeof c->desc)
         snprintf(c->desc + strlen(c->desc), sizeof c->desc - strlen(c->desc), ", %ld bad lines skipped",
@@ -544,6 +555,7 @@ int ds_training_text(uint8_t **text, size_t *n, const DsOptions *in, size_t max_
             for (size_t got = 0; rc == 0 && got < DS_ARITH_TRAIN_BYTES && out.n - start < quota;) {
                 size_t len = ds_arith_example(buf, cap, &rng, o->difficulty);
                 if (len >= cap) continue; /* longer than any level writes; the next one will do */
+                if (len > quota - (out.n - start)) len = quota - (out.n - start);
                 rc = bytes_add(&out, buf, len);
                 got += len;
             }
@@ -555,9 +567,11 @@ int ds_training_text(uint8_t **text, size_t *n, const DsOptions *in, size_t max_
             DsRecord rec;
             int r = 0;
             while (rc == 0 && out.n - start < quota && (r = ds_jsonl_next(j, &rec, err, errlen)) == 1 &&
-                   rec.line <= train_lines)
-                if (bytes_add(&out, rec.text, rec.len) || bytes_add(&out, "\n", 1))
+                   rec.line <= train_lines) {
+                size_t left = quota - (out.n - start), take = rec.len < left ? rec.len : left;
+                if (bytes_add(&out, rec.text, take) || (take < left && bytes_add(&out, "\n", 1)))
                     rc = mtp_fail(err, errlen, "out of memory for the tokenizer's training text");
+            }
             if (r < 0) rc = -1;
             ds_jsonl_close(j);
         } else {

@@ -12,8 +12,10 @@
  * A cache is trusted only when its header matches the current options and every source's size and
  * modification time; it is then checked for size and token range before use, so even a damaged
  * file cannot make training index outside the embedding. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ void ds_cache_unmap(void *map, size_t size) {
     if (map) munmap(map, size);
 }
 
+static const char *or_empty(const char *s) { return s ? s : ""; } /* a NULL field name: not used */
+
 static int tokenizer_vocab(const DsOptions *o) { return o->tokenizer ? ds_bpe_vocab(o->tokenizer) : DS_BYTE_VOCAB; }
 
 static int any_kind(const DsOptions *o, DsSourceKind k) {
@@ -58,7 +62,7 @@ static void pack_str(msgpack_packer *pk, const char *s) {
 
 static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceInfo *info, uint64_t n_train,
                         uint64_t n_val) {
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     pack_str(pk, "format"), pack_str(pk, CACHE_FORMAT);
     pack_str(pk, "version"), msgpack_pack_int(pk, CACHE_VERSION);
     pack_str(pk, "tokenizer_hash"), msgpack_pack_uint64(pk, ds_tokenizer_hash(o->tokenizer));
@@ -66,11 +70,12 @@ static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceIn
     pack_str(pk, "val_frac"), msgpack_pack_double(pk, o->val_frac);
     pack_str(pk, "seed"), msgpack_pack_uint64(pk, o->seed);
     pack_str(pk, "difficulty"), msgpack_pack_int(pk, o->difficulty);
+    pack_str(pk, "val_only"), msgpack_pack_int(pk, o->val_only != 0); /* training splits left out */
     pack_str(pk, "jsonl");
     msgpack_pack_map(pk, 4);
-    pack_str(pk, "question"), pack_str(pk, o->jsonl.question);
-    pack_str(pk, "answer"), pack_str(pk, o->jsonl.answer);
-    pack_str(pk, "text"), pack_str(pk, o->jsonl.text);
+    pack_str(pk, "question"), pack_str(pk, or_empty(o->jsonl.question));
+    pack_str(pk, "answer"), pack_str(pk, or_empty(o->jsonl.answer));
+    pack_str(pk, "text"), pack_str(pk, or_empty(o->jsonl.text));
     pack_str(pk, "skip_bad_lines");
     if (o->jsonl.skip_bad_lines) msgpack_pack_true(pk);
     else msgpack_pack_false(pk);
@@ -93,7 +98,8 @@ static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceIn
 
 /* Room for the header: every fixed field plus the specs and field names, rounded up to a page. */
 static size_t header_room(const DsOptions *o) {
-    size_t n = PREAMBLE + 1024 + strlen(o->jsonl.question) + strlen(o->jsonl.answer) + strlen(o->jsonl.text);
+    size_t n = PREAMBLE + 1024 + strlen(or_empty(o->jsonl.question)) + strlen(or_empty(o->jsonl.answer)) +
+               strlen(or_empty(o->jsonl.text));
     for (int i = 0; i < o->n_sources; i++) n += strlen(o->sources[i].spec) + 160;
     return (n + PAGE - 1) / PAGE * PAGE;
 }
@@ -136,8 +142,39 @@ static void fsync_dir(const char *path) {
     }
 }
 
+/* Removes "<path>.tmp.<pid>" and "<path>.val.tmp.<pid>" files left by builds that were killed
+   (their process is gone): they are never read, but a big corpus leaves big ones. */
+static void remove_stale_temps(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *rest = e->d_name;
+        if (strncmp(rest, base, bl) != 0) continue;
+        rest += bl;
+        if (strncmp(rest, ".val", 4) == 0) rest += 4;
+        if (strncmp(rest, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(rest + 5, &end, 10);
+        if (end == rest + 5 || *end || pid <= 0) continue;               /* not a name we give */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;         /* its builder may be running */
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     const char *path = o->cache_path;
+    remove_stale_temps(path);
     size_t plen = strlen(path) + 32;
     char *tmp = malloc(plen), *vtmp = malloc(plen);
     if (!tmp || !vtmp) {
@@ -200,8 +237,9 @@ typedef struct {
     uint64_t tok_hash, n_train, n_val, seed;
     int64_t vocab, difficulty;
     double val_frac;
-    char question[256], answer[256], text[256];
-    int skip;
+    const char *field[3]; /* question, answer, text: in the mapped header, not NUL-terminated */
+    uint32_t field_len[3];
+    int skip, val_only;
     int n_sources;
     char spec[DS_MAX_SOURCES][DS_MAX_SPEC];
     DsSourceInfo info[DS_MAX_SOURCES];
@@ -261,6 +299,7 @@ static int read_header(MpkReader *r, CacheHeader *h) {
         else if (mpk_str_eq(key, kn, "val_frac")) rc = mpk_read_double(r, &h->val_frac);
         else if (mpk_str_eq(key, kn, "seed")) rc = mpk_read_uint(r, &h->seed);
         else if (mpk_str_eq(key, kn, "difficulty")) rc = mpk_read_int(r, &h->difficulty);
+        else if (mpk_str_eq(key, kn, "val_only")) rc = mpk_read_int(r, &v), h->val_only = v != 0;
         else if (mpk_str_eq(key, kn, "train_tokens")) rc = mpk_read_uint(r, &h->n_train);
         else if (mpk_str_eq(key, kn, "val_tokens")) rc = mpk_read_uint(r, &h->n_val);
         else if (mpk_str_eq(key, kn, "jsonl")) {
@@ -270,9 +309,9 @@ static int read_header(MpkReader *r, CacheHeader *h) {
                 const char *jk;
                 uint32_t jn;
                 if ((rc = read_key_is(r, &jk, &jn))) break;
-                if (mpk_str_eq(jk, jn, "question")) rc = read_cstr(r, h->question, sizeof h->question);
-                else if (mpk_str_eq(jk, jn, "answer")) rc = read_cstr(r, h->answer, sizeof h->answer);
-                else if (mpk_str_eq(jk, jn, "text")) rc = read_cstr(r, h->text, sizeof h->text);
+                int f = mpk_str_eq(jk, jn, "question") ? 0 : mpk_str_eq(jk, jn, "answer") ? 1
+                      : mpk_str_eq(jk, jn, "text") ? 2 : -1;
+                if (f >= 0) rc = mpk_read_str(r, &h->field[f], &h->field_len[f]);
                 else if (mpk_str_eq(jk, jn, "skip_bad_lines")) rc = mpk_read_bool(r, &h->skip);
                 else rc = mpk_skip(r);
             }
@@ -294,14 +333,16 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
     if (!h->have_format || h->version != CACHE_VERSION) return "written by another version";
     if (h->tok_hash != ds_tokenizer_hash(o->tokenizer) || h->vocab != tokenizer_vocab(o)) return "another tokenizer";
     if (h->val_frac != o->val_frac) return "another validation fraction";
+    if (h->val_only != (o->val_only != 0)) return h->val_only ? "it holds no training tokens" : "built for training";
     if (h->n_sources != o->n_sources) return "other data sources";
     for (int i = 0; i < o->n_sources; i++)
         if (strcmp(h->spec[i], o->sources[i].spec) != 0) return "other data sources";
     if (any_kind(o, DS_SRC_ARITH) && (h->seed != o->seed || h->difficulty != o->difficulty))
         return "another builtin:arith seed or difficulty";
     if (any_kind(o, DS_SRC_JSONL) &&
-        (strcmp(h->question, o->jsonl.question) || strcmp(h->answer, o->jsonl.answer) ||
-         strcmp(h->text, o->jsonl.text) || h->skip != (o->jsonl.skip_bad_lines != 0)))
+        (!mpk_str_eq(h->field[0], h->field_len[0], or_empty(o->jsonl.question)) ||
+         !mpk_str_eq(h->field[1], h->field_len[1], or_empty(o->jsonl.answer)) ||
+         !mpk_str_eq(h->field[2], h->field_len[2], or_empty(o->jsonl.text)) || h->skip != (o->jsonl.skip_bad_lines != 0)))
         return "other JSONL fields or bad-line policy";
     for (int i = 0; i < o->n_sources; i++) {
         uint64_t size;

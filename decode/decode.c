@@ -201,8 +201,12 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         /* block[0] is head 1's prediction: always right. Past the context it cannot be run, only emitted. */
         int room = ctx - s->len, k = K < room ? K : room;
         if (k > max_new - produced) k = max_new - produced;
+        /* a first token that ends the generation (the end token, or the last one allowed) is
+           emitted as it is: running it would only compute what nobody reads */
+        const int last = block[0] == eos || max_new - produced == 1;
+        if (last) k = 1;
         int accepted = 1;
-        if (room > 0) {
+        if (room > 0 && !last) {
             double tf = mtp_now();
             decode_forward(s, block, k, 1);
             st->t_forward += mtp_now() - tf;
@@ -213,10 +217,10 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
             while (accepted < k && argmax(decode_logits(s, 0, accepted - 1), V) == block[accepted]) accepted++;
             st->t_sample += mtp_now() - tc;
             for (int j = 1; j < k; j++) st->proposed[j]++, st->accepted[j] += j < accepted;
-        } else {
+        } else if (room <= 0) {
             st->hit_context = 1;
         }
-        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx)) break;
+        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx) || produced >= max_new) break;
         const double tc = mtp_now(), lazy = s->t_lazy;
         propose(block, s, accepted - 1, K);
         st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);

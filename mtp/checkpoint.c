@@ -277,8 +277,9 @@ static int read_tokenizer(MpkReader *r, int vocab, DsBpe **out) {
     else if (vocab && vocab < ds_bpe_vocab(t)) bad = "the model's vocab is smaller than the tokenizer's";
     if (bad) {
         ds_bpe_free(t);
-        return mpk_fail(r, "bpe tokenizer (vocab %lld, %d merges, model vocab %d): %s", (long long)tok_vocab, n_merges,
-                        vocab, bad);
+        if (vocab) return mpk_fail(r, "bpe tokenizer (vocab %lld, %d merges, model vocab %d): %s", (long long)tok_vocab,
+                                   n_merges, vocab, bad);
+        return mpk_fail(r, "bpe tokenizer (vocab %lld, %d merges): %s", (long long)tok_vocab, n_merges, bad);
     }
     *out = t;
     return 0;

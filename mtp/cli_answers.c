@@ -48,7 +48,7 @@ static int generate(DecodeState *s, const int32_t *prompt, int n, int max_new, i
     int got = decode_greedy(s, prompt, n, max_new, K, DS_EOS, out, &st, NULL, NULL);
     t->seconds += mtp_now() - t0;
     t->tokens += got;
-    t->forwards += st.forwards + 1; /* the prompt's pass gives the first token */
+    t->forwards += st.forwards; /* after the prompt's pass, as mtp bench counts them */
     if (hit_context) *hit_context = st.hit_context;
     return got;
 }
@@ -147,10 +147,10 @@ int cmd_eval_answers(int argc, char **argv) {
             skipped++;
             continue;
         }
-        int room = ctx - n < max_new ? ctx - n : max_new, hit = 0;
-        int got = generate(&sk, prompt, n, room, lookahead, out_k, &tk, &hit);
+        int hit = 0; /* decoding stops by itself when the context is full, and says so */
+        int got = generate(&sk, prompt, n, max_new, lookahead, out_k, &tk, &hit);
         if (lookahead > 1) {
-            int got1 = generate(&s1, prompt, n, room, 1, out_1, &t1, NULL);
+            int got1 = generate(&s1, prompt, n, max_new, 1, out_1, &t1, NULL);
             identical += got1 == got && memcmp(out_1, out_k, (size_t)got * sizeof *out_k) == 0;
         }
         size_t len = mtp_decode(m.tokenizer, text, (size_t)max_new * DS_BPE_MAX_CHUNK, out_k, (size_t)got);

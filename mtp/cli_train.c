@@ -169,7 +169,7 @@ static int check_resume_conflicts(const CliOpt *opts, const TrainArgs *a, const 
 }
 
 /* --tokenizer for a new run: bpe:N learns one on the training text, anything else but "bytes" is a
-   tokenizer file or checkpoint. */
+   tokenizer file or checkpoint. Returns 0, or the exit status after printing the error. */
 static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) {
     char err[1024];
     *tok = NULL;
@@ -177,7 +177,7 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
     if (strncmp(spec, "bpe:", 4) != 0) {
         if (mtp_tokenizer_load(spec, tok, err, sizeof err)) {
             cli_error("train", "--tokenizer %s", err);
-            return -1;
+            return EXIT_FAIL;
         }
         return 0;
     }
@@ -186,7 +186,7 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
     if (end == spec + 4 || *end || n < DS_BPE_MIN_VOCAB || n > DS_BPE_MAX_VOCAB) {
         cli_error("train", "--tokenizer %s: the vocabulary must be bpe:N with N from %d to %d", spec, DS_BPE_MIN_VOCAB,
                   DS_BPE_MAX_VOCAB);
-        return -1;
+        return EXIT_USAGE;
     }
     DsOptions o;
     mtp_run_data_options(run, &o);
@@ -197,7 +197,7 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
         ds_bpe_train(tok, text, len, (int)n, err, sizeof err)) {
         cli_error("train", "--tokenizer %s: %s", spec, err);
         free(text);
-        return -1;
+        return EXIT_FAIL;
     }
     free(text);
     int merges = ds_bpe_n_merges(*tok);
@@ -275,7 +275,11 @@ int cmd_train(int argc, char **argv) {
         cli_error("train", "--out %s: cannot write to directory %s: %s", a.out, dir, strerror(errno));
         return EXIT_USAGE;
     }
-    char err[512];
+    if (a.token_cache && (strcmp(a.token_cache, a.out) == 0 || (a.resume && strcmp(a.token_cache, a.resume) == 0))) {
+        cli_error("train", "--token-cache %s is the checkpoint's own path; give the cache another name", a.token_cache);
+        return EXIT_USAGE;
+    }
+    char err[1024];
     MtpModel model = {0};
     MtpCheckpointExtra ck = {0};
     MtpRunInfo run = {0};
@@ -318,7 +322,8 @@ int cmd_train(int argc, char **argv) {
         run.difficulty = a.difficulty;
         if (cli_data_apply("train", &a.data, &run)) return EXIT_USAGE;
         DsBpe *tok = NULL;
-        if (a.tokenizer && make_tokenizer(a.tokenizer, &run, &tok)) return EXIT_FAIL;
+        int trc = a.tokenizer ? make_tokenizer(a.tokenizer, &run, &tok) : 0;
+        if (trc) return trc;
         int tok_vocab = mtp_tokenizer_vocab(tok);
         if (!cli_opt(opts, "--vocab")->given) a.cfg.trunk.vocab = tok_vocab;
         else if (a.cfg.trunk.vocab < tok_vocab) {

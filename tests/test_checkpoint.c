@@ -7,6 +7,9 @@
  *    (per-step losses and final parameters bitwise equal);
  *  - interoperability: msgpack-c's own unpacker reads the whole file, the documented keys are
  *    there, each tensor's bytes are the model's floats and its crc32 is the standard CRC-32.
+ *  - tokenizers: a BPE tokenizer and a run with several sources and JSONL fields round-trip; a
+ *    tokenizer file round-trips; mtp_tokenizer_load reads a checkpoint's tokenizer; a model
+ *    narrower than its tokenizer, bad merges and a wrong hash are refused.
  * Damaged and crafted files: test_checkpoint_damage.c. TEST_VERBOSE=1 prints expected errors. */
 #include "tests/ckpt_test.h"
 
@@ -312,6 +315,109 @@ static void test_msgpack_c_reads(const char *path, const MtpModel *m, const MtpT
 }
 
 
+
+/* ---- tokenizers ----------------------------------------------------------------------------- */
+
+/* a crafted tokenizer file: {"format":"mtp-tokenizer","version":1,"tokenizer":{bpe, merges, vocab, hash}} */
+static void write_tokenizer_file(const char *path, const int32_t *merges, int n_merges, int vocab, uint64_t hash) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "format", 6), msgpack_pack_str_with_body(&pk, "mtp-tokenizer", 13);
+    msgpack_pack_str_with_body(&pk, "version", 7), msgpack_pack_int(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "tokenizer", 9);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "type", 4), msgpack_pack_str_with_body(&pk, "bpe", 3);
+    msgpack_pack_str_with_body(&pk, "vocab", 5), msgpack_pack_int(&pk, vocab);
+    msgpack_pack_str_with_body(&pk, "merges", 6), msgpack_pack_bin_with_body(&pk, merges, (size_t)n_merges * 8);
+    msgpack_pack_str_with_body(&pk, "hash", 4), msgpack_pack_uint64(&pk, hash);
+    write_all(path, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_tokenizer_round_trip(void) {
+    static const char text[] = "the cat sat on the mat; the cat ate the rat. 12 + 34 = 46\n#### 46\n";
+    char err[512], ck[600], tf[600];
+    DsBpe *tok = NULL;
+    CHECK_MSG(ds_bpe_train(&tok, (const uint8_t *)text, sizeof text - 1, 270, err, sizeof err) == 0, "%s", err);
+    if (!tok) return;
+    const int V = ds_bpe_vocab(tok);
+    CHECK(V > DS_BYTE_VOCAB);
+    MtpConfig cfg = small_cfg(HEAD_LINEAR);
+    cfg.trunk.vocab = V;
+    MtpModel m;
+    CHECK(mtp_model_build(&m, &cfg, err, sizeof err) == 0);
+    mtp_model_init(&m, 7);
+    m.tokenizer = tok;
+    MtpRunInfo run = small_run();
+    DsSource src[2] = {{"a/b.jsonl", 0.7}, {"builtin:arith", 0.3}};
+    mtp_run_set_sources(&run, src, 2);
+    snprintf(run.jsonl_question, sizeof run.jsonl_question, "q");
+    snprintf(run.jsonl_answer, sizeof run.jsonl_answer, "a");
+    run.skip_bad_lines = 1;
+    path_in(ck, sizeof ck, "tok.ckpt");
+    path_in(tf, sizeof tf, "tok.tokenizer");
+    CHECK_MSG(mtp_checkpoint_save(ck, &m, NULL, &run, err, sizeof err) == 0, "%s", err);
+    MtpModel l;
+    MtpCheckpointExtra x;
+    int rc = mtp_checkpoint_load(ck, &l, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        CHECK(l.tokenizer && ds_bpe_hash(l.tokenizer) == ds_bpe_hash(tok) && ds_bpe_vocab(l.tokenizer) == V);
+        CHECK(l.tokenizer && ds_bpe_n_merges(l.tokenizer) == ds_bpe_n_merges(tok) &&
+              memcmp(ds_bpe_merges(l.tokenizer), ds_bpe_merges(tok), (size_t)ds_bpe_n_merges(tok) * 8) == 0);
+        CHECK(x.run.n_sources == 2 && strcmp(x.run.sources[0].spec, "a/b.jsonl") == 0 &&
+              x.run.sources[0].weight == 0.7 && strcmp(x.run.sources[1].spec, "builtin:arith") == 0 &&
+              x.run.sources[1].weight == 0.3 && strcmp(x.run.data_spec, "a/b.jsonl") == 0);
+        CHECK(strcmp(x.run.jsonl_question, "q") == 0 && strcmp(x.run.jsonl_answer, "a") == 0 &&
+              x.run.jsonl_text[0] == 0 && x.run.skip_bad_lines == 1);
+        DsOptions o;
+        CHECK(mtp_run_data_options(&x.run, &o) == 2 && strcmp(o.jsonl.question, "q") == 0 &&
+              strcmp(o.jsonl.text, "text") == 0 && o.jsonl.skip_bad_lines == 1);
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&l);
+    }
+    /* the tokenizer alone: from the checkpoint, and through a tokenizer file */
+    DsBpe *t2 = NULL;
+    CHECK_MSG(mtp_tokenizer_load(ck, &t2, err, sizeof err) == 0 && t2 && ds_bpe_hash(t2) == ds_bpe_hash(tok), "%s", err);
+    ds_bpe_free(t2), t2 = NULL;
+    CHECK_MSG(mtp_tokenizer_save(tf, tok, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mtp_tokenizer_load(tf, &t2, err, sizeof err) == 0 && t2 && ds_bpe_hash(t2) == ds_bpe_hash(tok), "%s", err);
+    ds_bpe_free(t2), t2 = NULL;
+    /* a byte model's tokenizer is NULL */
+    m.tokenizer = NULL;
+    CHECK(mtp_tokenizer_save(tf, NULL, err, sizeof err) == 0);
+    t2 = (DsBpe *)1;
+    CHECK(mtp_tokenizer_load(tf, &t2, err, sizeof err) == 0 && t2 == NULL);
+    /* bad files: a checkpoint file is not a tokenizer when it has no format; crafted merges */
+    const int32_t *good = ds_bpe_merges(tok);
+    int nm = ds_bpe_n_merges(tok);
+    int32_t *bad = malloc((size_t)nm * 8);
+    memcpy(bad, good, (size_t)nm * 8);
+    bad[0] = 259 + 5; /* merge 0 uses a token made later */
+    write_tokenizer_file(tf, bad, nm, V, ds_bpe_hash(tok));
+    CHECK(mtp_tokenizer_load(tf, &t2, err, sizeof err) == -1 && t2 == NULL && strstr(err, "merge 0"));
+    write_tokenizer_file(tf, good, nm, V, ds_bpe_hash(tok) ^ 1);
+    CHECK(mtp_tokenizer_load(tf, &t2, err, sizeof err) == -1 && strstr(err, "hash"));
+    write_tokenizer_file(tf, good, nm, V + 1, ds_bpe_hash(tok));
+    CHECK(mtp_tokenizer_load(tf, &t2, err, sizeof err) == -1 && strstr(err, "vocab"));
+    write_tokenizer_file(tf, good, nm - 1, V - 1, ds_bpe_hash(tok)); /* consistent, but not the hash of these merges */
+    CHECK(mtp_tokenizer_load(tf, &t2, err, sizeof err) == -1 && strstr(err, "hash"));
+    if (getenv("TEST_VERBOSE")) fprintf(stderr, "  expected: %s\n", err);
+    free(bad);
+    /* a model narrower than its tokenizer */
+    mtp_model_free(&m);
+    cfg.trunk.vocab = V - 1;
+    CHECK(mtp_model_build(&m, &cfg, err, sizeof err) == 0);
+    m.tokenizer = tok;
+    CHECK(mtp_checkpoint_save(ck, &m, NULL, &run, err, sizeof err) == 0);
+    CHECK(mtp_checkpoint_load(ck, &l, &x, err, sizeof err) == -1 && strstr(err, "smaller than the tokenizer"));
+    mtp_model_free(&m); /* frees tok */
+    unlink(ck), unlink(tf);
+}
+
 int main(void) {
     int rc = ckpt_test_begin("test_checkpoint");
     if (rc) return rc;
@@ -320,6 +426,7 @@ int main(void) {
     test_round_trip_shapes();
     test_resume(HEAD_TRANSFORMER);
     test_resume(HEAD_LINEAR);
+    test_tokenizer_round_trip();
     MtpModel m;
     MtpTrainer t;
     char good[600];
