@@ -18,7 +18,7 @@ static const char *GENERATE_HELP =
     "max(0, p - q)). Either way it takes fewer forward passes.\n"
     "\n"
     "  --model FILE        checkpoint to decode with (required)\n"
-    "  --prompt TEXT       the prompt (bytes; any byte string works with the byte tokenizer)\n"
+    "  --prompt TEXT       the prompt (any bytes; encoded with the model's tokenizer)\n"
     "  --prompt-file F     read the prompt from a file instead\n"
     "  --max-tokens N      generate at most N tokens (default 256); stops early at the end of an\n"
     "                      example (EOS) or when the context is full (said on stderr)\n"
