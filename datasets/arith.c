@@ -329,6 +329,28 @@ static uint64_t mul_columns(Out *o, uint64_t a, uint64_t b) {
 /* a factor with n digits; a one-digit factor is 2..9 so that it is never trivial */
 static uint64_t rand_factor(MtpRng *rng, int n) { return n == 1 ? (uint64_t)rand_int(rng, 2, 9) : rand_digits(rng, n); }
 
+/* A chain "Compute x op v0 op v1 ... ." worked one operation at a time: each step's working from
+   apply (mul_columns, div_long), framed by "Step j: x op y" and "x op y = z" lines when there is more
+   than one; one operation is worked alone, as the lower levels always were. Returns the result. */
+static uint64_t work_chain(Out *o, uint64_t x, const char *op, const uint64_t *v, int k, const char *how,
+                           uint64_t (*apply)(Out *, uint64_t, uint64_t)) {
+    put_s(o, "Compute ");
+    put_u(o, x, 0);
+    for (int j = 0; j < k; j++) {
+        put_s(o, op);
+        put_u(o, v[j], 0);
+    }
+    put_s(o, ".\n");
+    if (k > 1) put_s(o, how);
+    for (int j = 0; j < k; j++) {
+        if (k > 1) put_step(o, j, x, op, v[j]);
+        uint64_t next = apply(o, x, v[j]);
+        if (k > 1) put_link(o, x, op, v[j], next);
+        x = next;
+    }
+    return x;
+}
+
 /* "Compute a * b [* c]." : one multiplication at a time, the running product times the next factor */
 static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
     static const int factors[] = {0, 2, 2, 2, 2, 2, 2, 2, 3};
@@ -339,21 +361,7 @@ static uint64_t gen_mul(Out *o, MtpRng *rng, int level) {
     uint64_t b[2];
     int k = factors[level] - 1; /* multiplications */
     for (int j = 0; j < k; j++) b[j] = rand_factor(rng, rand_int(rng, db_lo[level], db_hi[level]));
-    put_s(o, "Compute ");
-    put_u(o, a, 0);
-    for (int j = 0; j < k; j++) {
-        put_s(o, " * ");
-        put_u(o, b[j], 0);
-    }
-    put_s(o, ".\n");
-    if (k > 1) put_s(o, "Multiply one number at a time.\n");
-    uint64_t cur = a;
-    for (int j = 0; j < k; j++) {
-        if (k > 1) put_step(o, j, cur, " * ", b[j]);
-        uint64_t next = mul_columns(o, cur, b[j]);
-        if (k > 1) put_link(o, cur, " * ", b[j], next);
-        cur = next;
-    }
+    uint64_t cur = work_chain(o, a, " * ", b, k, "Multiply one number at a time.\n", mul_columns);
     put_s(o, "Product = ");
     put_u(o, cur, 0);
     put_c(o, '\n');
@@ -438,21 +446,7 @@ static uint64_t gen_div(Out *o, MtpRng *rng, int level) {
     uint64_t q = rand_digits(rng, nq);
     uint64_t n = q;
     for (int j = 0; j < k; j++) n *= d[j];
-    put_s(o, "Compute ");
-    put_u(o, n, 0);
-    for (int j = 0; j < k; j++) {
-        put_s(o, " / ");
-        put_u(o, d[j], 0);
-    }
-    put_s(o, ".\n");
-    if (k > 1) put_s(o, "Divide by one number at a time.\n");
-    uint64_t cur = n;
-    for (int j = 0; j < k; j++) {
-        if (k > 1) put_step(o, j, cur, " / ", d[j]);
-        uint64_t next = div_long(o, cur, d[j]);
-        if (k > 1) put_link(o, cur, " / ", d[j], next);
-        cur = next;
-    }
+    uint64_t cur = work_chain(o, n, " / ", d, k, "Divide by one number at a time.\n", div_long);
     put_s(o, "Quotient = ");
     put_u(o, cur, 0);
     put_c(o, '\n');

@@ -23,6 +23,8 @@ static const char *ANSWERS_HELP =
     "  --fields Q,A | T    JSONL fields (default: as trained)\n"
     "  --skip-bad-lines    skip malformed JSONL lines\n"
     "  --val-frac F        held-out fraction of a .jsonl file (default: as trained)\n"
+    "  --difficulty N      builtin:arith level of the problems, 0 = mixed 1..5 (default: as\n"
+    "                      trained)\n"
     "  --limit N           the first N problems (default 0: all)\n"
     "  --lookahead K       tokens drafted per forward pass, 1..heads (default: all heads)\n"
     "  --max-tokens N      stop a chain after N tokens (default: until the context is full)\n"
@@ -56,13 +58,14 @@ static int generate(DecodeState *s, const int32_t *prompt, int n, int max_new, i
 int cmd_eval_answers(int argc, char **argv) {
     const char *model_path = NULL, *precision = "fp32", *task = NULL;
     CliData data = {0};
-    int limit = 0, lookahead = 0, max_tokens = 0, threads = 0, json = 0, verbose = 0, help = 0;
+    int limit = 0, lookahead = 0, max_tokens = 0, threads = 0, json = 0, verbose = 0, help = 0, difficulty = 0;
     float val_frac = 0.1f;
     CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
                      {"--task", OPT_STR, &task, 0, 0, 0},
                      CLI_DATA_OPTS(&data),
                      {"--val-frac", OPT_FLOAT, &val_frac, 1e-6, 0.999999, 0},
                      {"--limit", OPT_INT, &limit, 0, 1e9, 0},
+                     {"--difficulty", OPT_INT, &difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
                      {"--lookahead", OPT_INT, &lookahead, 1, HEADS_MAX, 0},
                      {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 24, 0},
                      {"--threads", OPT_INT, &threads, 1, 4096, 0},
@@ -109,6 +112,7 @@ int cmd_eval_answers(int argc, char **argv) {
         goto done;
     }
     if (cli_opt(opts, "--val-frac")->given) dopt.val_frac = val_frac;
+    if (cli_opt(opts, "--difficulty")->given) dopt.difficulty = difficulty;
     if (ds_heldout_problems(&probs, &n_probs, &dopt, limit, err, sizeof err)) {
         cli_error("eval", "%s", err);
         goto done;

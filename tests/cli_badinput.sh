@@ -20,47 +20,6 @@ flags_without() {
 }
 flags_without
 
-# run: runs a command, stdout to out.txt, stderr to err.txt, status in RC
-run() {
-    "$@" >out.txt 2>err.txt
-    RC=$?
-}
-
-show() { # context for a failure
-    echo "    command: $CMD"
-    echo "    status $RC; stderr:"
-    sed 's/^/      | /' err.txt | head -20
-}
-
-# expect_fail STATUS SUBSTRING CMD...: exits with STATUS (not a signal), nothing on stdout, stderr is
-# exactly one line and contains SUBSTRING.
-expect_fail() {
-    local want=$1 sub=$2
-    shift 2
-    CMD="$*"
-    run "$@"
-    local lines
-    lines=$(wc -l <err.txt)
-    if [[ $RC -ge 128 && $RC -ne 130 ]]; then
-        fail "killed by a signal ($((RC - 128))): $CMD"
-        show
-    elif [[ $RC -ne $want ]]; then
-        fail "status $RC, expected $want: $CMD"
-        show
-    elif [[ $lines -ne 1 || -n $(tail -c 1 err.txt) ]]; then
-        fail "stderr is not exactly one line ($lines): $CMD"
-        show
-    elif ! grep -qF -- "$sub" err.txt; then
-        fail "stderr lacks '$sub': $CMD"
-        show
-    elif [[ -s out.txt ]]; then
-        fail "something on stdout: $CMD"
-        show
-    else
-        pass
-    fi
-}
-
 # expect_fail_late STATUS SUBSTRING CMD...: for failures after training started (progress lines
 # come first): STATUS, exactly one "error:" line, the last one, containing SUBSTRING.
 expect_fail_late() {
@@ -99,16 +58,6 @@ expect_help() {
     fi
 }
 
-expect_ok() {
-    CMD="$*"
-    run "$@"
-    if [[ $RC -ne 0 ]]; then
-        fail "status $RC, expected 0: $CMD"
-        show
-    else
-        pass
-    fi
-}
 
 
 cat >ckpt.py <<'EOF'

@@ -18,58 +18,6 @@ TINY=(--dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 64 --batch 2 --heads 2 -
     --eval-every 0 --eval-batches 2)
 CONST=(--lr 3e-3 --min-lr 3e-3 --warmup 2) # a learning rate that does not depend on --steps (see cli_resume.sh)
 
-# run: runs a command, stdout to out.txt, stderr to err.txt, status in RC
-run() {
-    CMD="$*"
-    "$@" >out.txt 2>err.txt
-    RC=$?
-}
-
-show() { # context for a failure
-    echo "    command: $CMD"
-    echo "    status $RC; stderr:"
-    sed 's/^/      | /' err.txt | head -20
-}
-
-# expect_fail STATUS SUBSTRING CMD...: exits with STATUS (not a signal; "1,2": either), nothing on
-# stdout, stderr is exactly one line and contains SUBSTRING.
-expect_fail() {
-    local want=$1 sub=$2
-    shift 2
-    run "$@"
-    local lines
-    lines=$(wc -l <err.txt)
-    if [[ $RC -ge 128 ]]; then
-        fail "killed by a signal ($((RC - 128))): $CMD"
-        show
-    elif [[ ",$want," != *",$RC,"* ]]; then
-        fail "status $RC, expected $want: $CMD"
-        show
-    elif [[ $lines -ne 1 || -n $(tail -c 1 err.txt) ]]; then
-        fail "stderr is not exactly one line ($lines): $CMD"
-        show
-    elif ! grep -qF -- "$sub" err.txt; then
-        fail "stderr lacks '$sub': $CMD"
-        show
-    elif [[ -s out.txt ]]; then
-        fail "something on stdout: $CMD"
-        show
-    else
-        pass
-    fi
-}
-
-# expect_ok CMD...: status 0 (stdout in out.txt, stderr in err.txt)
-expect_ok() {
-    run "$@"
-    if [[ $RC -ne 0 ]]; then
-        fail "status $RC, expected 0: $CMD"
-        show
-        return 1
-    fi
-    pass
-}
-
 # train_ok OUT [ARGS...]: mtp train --out OUT with the tiny model, 5 steps unless ARGS say otherwise
 train_ok() {
     local out=$1

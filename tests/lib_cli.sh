@@ -1,6 +1,7 @@
 # lib_cli.sh - what the command-line tests share; sourced by tests/cli_*.sh with their arguments
 # MTP_EXE SCRATCH_DIR: sets MTP (absolute path of the executable), moves into a fresh SCRATCH_DIR,
-# and defines the pass/fail bookkeeping (PASS, FAIL, pass, fail, check) and python3.
+# and defines the pass/fail bookkeeping (PASS, FAIL, pass, fail, check), running commands (run,
+# show, expect_fail, expect_ok) and python3.
 set -u
 MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 DIR=$2
@@ -31,4 +32,56 @@ check() {
     local what=$1
     shift
     if "$@"; then pass; else fail "$what"; fi
+}
+
+# run CMD...: runs a command, stdout to out.txt, stderr to err.txt, status in RC, command in CMD
+run() {
+    CMD="$*"
+    "$@" >out.txt 2>err.txt
+    RC=$?
+}
+
+show() { # context for a failure
+    echo "    command: $CMD"
+    echo "    status $RC; stderr:"
+    sed 's/^/      | /' err.txt | head -20
+}
+
+# expect_fail STATUS SUBSTRING CMD...: exits with STATUS ("1,2": either; a signal only when listed,
+# as 130 for an interrupted run), nothing on stdout, stderr is exactly one line with SUBSTRING.
+expect_fail() {
+    local want=$1 sub=$2
+    shift 2
+    run "$@"
+    local lines
+    lines=$(wc -l <err.txt)
+    if [[ $RC -ge 128 && ",$want," != *",$RC,"* ]]; then
+        fail "killed by a signal ($((RC - 128))): $CMD"
+        show
+    elif [[ ",$want," != *",$RC,"* ]]; then
+        fail "status $RC, expected $want: $CMD"
+        show
+    elif [[ $lines -ne 1 || -n $(tail -c 1 err.txt) ]]; then
+        fail "stderr is not exactly one line ($lines): $CMD"
+        show
+    elif ! grep -qF -- "$sub" err.txt; then
+        fail "stderr lacks '$sub': $CMD"
+        show
+    elif [[ -s out.txt ]]; then
+        fail "something on stdout: $CMD"
+        show
+    else
+        pass
+    fi
+}
+
+# expect_ok CMD...: status 0 (stdout in out.txt, stderr in err.txt); returns 1 otherwise
+expect_ok() {
+    run "$@"
+    if [[ $RC -ne 0 ]]; then
+        fail "status $RC, expected 0: $CMD"
+        show
+        return 1
+    fi
+    pass
 }
