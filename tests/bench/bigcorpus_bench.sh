@@ -115,7 +115,7 @@ echo "## With the token cache (the default)"
 echo
 echo "| exit status | wall time | token cache | peak anonymous memory (sampled) | peak of the cgroup (page cache included) |"
 echo "| --- | --- | --- | --- | --- |"
-printf "| %d | %.0f s | %d MB | %d MB | %d MB |\n" "$rc" "$(echo "$t1 - $t0" | bc)" "$tokens_mb" "$(cat "$DIR/anon1")" "$peak1"
+printf "| %d | %.0f s | %d MB | %d MB | %d MB |\n" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" "$tokens_mb" "$(cat "$DIR/anon1")" "$peak1"
 echo
 echo '```'
 grep -v '^step [0-9]*/' "$DIR/cache.err" | tail -8
