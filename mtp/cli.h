@@ -62,6 +62,11 @@ typedef struct {
 } CliData;
 int cli_data_apply(const char *cmd, const CliData *d, MtpRunInfo *run);
 
+/* spec "bpe:N": a byte-level BPE of N tokens learned on the run's training text (at most
+   DS_BPE_SAMPLE_BYTES of it), with a line on stderr. Returns 0, or the exit status after printing
+   the error (flag names the option in it). */
+int cli_learn_bpe(const char *cmd, const char *flag, const char *spec, const MtpRunInfo *run, DsBpe **tok);
+
 /* exit codes */
 #define EXIT_USAGE 2       /* bad command line */
 #define EXIT_FAIL 1        /* bad input file, I/O error */

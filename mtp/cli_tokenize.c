@@ -47,27 +47,15 @@ static int learn(const char *spec, const CliData *d, float val_frac, int difficu
         cli_error("tokenize", "--learn needs --data SPEC and --out FILE");
         return EXIT_USAGE;
     }
-    char *end;
-    long n = strncmp(spec, "bpe:", 4) == 0 ? strtol(spec + 4, &end, 10) : 0;
-    if (n < DS_BPE_MIN_VOCAB || n > DS_BPE_MAX_VOCAB || *end) {
-        cli_error("tokenize", "--learn %s: expected bpe:N with N from %d to %d", spec, DS_BPE_MIN_VOCAB, DS_BPE_MAX_VOCAB);
-        return EXIT_USAGE;
-    }
-    DsOptions o;
-    mtp_run_data_options(&run, &o);
-    uint8_t *text = NULL;
-    size_t len = 0;
     DsBpe *t = NULL;
-    double t0 = mtp_now();
-    int rc = ds_training_text(&text, &len, &o, DS_BPE_SAMPLE_BYTES, err, sizeof err) ||
-             ds_bpe_train(&t, text, len, (int)n, err, sizeof err) || mtp_tokenizer_save(out, t, err, sizeof err);
-    if (rc) cli_error("tokenize", "%s", err);
-    else
-        fprintf(stderr, "mtp tokenize: learned %d tokens on %.1f MB in %.1f s; wrote %s\n", 256 + ds_bpe_n_merges(t),
-                len / 1e6, mtp_now() - t0, out);
+    int rc = cli_learn_bpe("tokenize", "--learn", spec, &run, &t);
+    if (rc == 0 && mtp_tokenizer_save(out, t, err, sizeof err)) {
+        cli_error("tokenize", "%s", err);
+        rc = EXIT_FAIL;
+    }
+    if (rc == 0) fprintf(stderr, "mtp tokenize: wrote %s\n", out);
     ds_bpe_free(t);
-    free(text);
-    return rc ? EXIT_FAIL : 0;
+    return rc;
 }
 
 int cmd_tokenize(int argc, char **argv) {

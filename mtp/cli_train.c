@@ -181,29 +181,7 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
         }
         return 0;
     }
-    char *end;
-    long n = strtol(spec + 4, &end, 10);
-    if (end == spec + 4 || *end || n < DS_BPE_MIN_VOCAB || n > DS_BPE_MAX_VOCAB) {
-        cli_error("train", "--tokenizer %s: the vocabulary must be bpe:N with N from %d to %d", spec, DS_BPE_MIN_VOCAB,
-                  DS_BPE_MAX_VOCAB);
-        return EXIT_USAGE;
-    }
-    DsOptions o;
-    mtp_run_data_options(run, &o);
-    double t0 = mtp_now();
-    uint8_t *text = NULL;
-    size_t len = 0;
-    if (ds_training_text(&text, &len, &o, DS_BPE_SAMPLE_BYTES, err, sizeof err) ||
-        ds_bpe_train(tok, text, len, (int)n, err, sizeof err)) {
-        cli_error("train", "--tokenizer %s: %s", spec, err);
-        free(text);
-        return EXIT_FAIL;
-    }
-    free(text);
-    int merges = ds_bpe_n_merges(*tok);
-    fprintf(stderr, "mtp train: learned a BPE tokenizer of %d tokens on %.1f MB of training text in %.1f s%s\n",
-            256 + merges, len / 1e6, mtp_now() - t0, 256 + merges < n ? " (no pair repeats beyond that)" : "");
-    return 0;
+    return cli_learn_bpe("train", "--tokenizer", spec, run, tok);
 }
 
 int cmd_train(int argc, char **argv) {

@@ -115,6 +115,34 @@ int cli_data_apply(const char *cmd, const CliData *d, MtpRunInfo *run) {
     return 0;
 }
 
+int cli_learn_bpe(const char *cmd, const char *flag, const char *spec, const MtpRunInfo *run, DsBpe **tok) {
+    *tok = NULL;
+    char *end = NULL;
+    long n = strncmp(spec, "bpe:", 4) == 0 ? strtol(spec + 4, &end, 10) : 0;
+    if (!end || end == spec + 4 || *end || n < DS_BPE_MIN_VOCAB || n > DS_BPE_MAX_VOCAB) {
+        cli_error(cmd, "%s %s: the vocabulary must be bpe:N with N from %d to %d", flag, spec, DS_BPE_MIN_VOCAB,
+                  DS_BPE_MAX_VOCAB);
+        return EXIT_USAGE;
+    }
+    DsOptions o;
+    mtp_run_data_options(run, &o);
+    char err[DS_MAX_SPEC + 256];
+    uint8_t *text = NULL;
+    size_t len = 0;
+    double t0 = mtp_now();
+    int rc = ds_training_text(&text, &len, &o, DS_BPE_SAMPLE_BYTES, err, sizeof err) ||
+             ds_bpe_train(tok, text, len, (int)n, err, sizeof err);
+    free(text);
+    if (rc) {
+        cli_error(cmd, "%s %s: %s", flag, spec, err);
+        return EXIT_FAIL;
+    }
+    int size = 256 + ds_bpe_n_merges(*tok);
+    fprintf(stderr, "mtp %s: learned a BPE tokenizer of %d tokens on %.1f MB of training text in %.1f s%s\n", cmd, size,
+            len / 1e6, mtp_now() - t0, size < n ? " (no pair repeats beyond that)" : "");
+    return 0;
+}
+
 int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, const char **positional, int *help) {
     if (positional) *positional = NULL;
     *help = 0;

@@ -58,22 +58,6 @@ else:
 EOF
 }
 
-# losses LOG FIRST LAST: step -> exact loss array of every "step" line of a --log file
-losses() {
-    python3 - "$@" <<'EOF'
-import json, re, sys
-path, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-seen = {}
-for line in open(path):
-    j = json.loads(line)
-    if j.get('type') != 'step': continue
-    if j['step'] in seen: sys.exit('step %d logged twice' % j['step'])
-    seen[j['step']] = re.search(r'"loss":(\[[^\]]*\])', line).group(1)
-for s in range(first, last + 1):
-    print(s, seen.get(s, 'missing'))
-EOF
-}
-
 fstat() { stat -c '%i %s %y' "$1" 2>/dev/null; } # inode, size, mtime (ns): changes when a file is replaced
 
 # ---- data files ------------------------------------------------------------------------------------

@@ -24,22 +24,6 @@ run_ok() {
     pass
 }
 
-# step -> loss array of every "step" line of a --log file, as the exact strings printed
-losses() { # losses LOG FIRST LAST
-    python3 - "$@" <<'EOF'
-import json, re, sys
-path, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-seen = {}
-for line in open(path):
-    j = json.loads(line)
-    if j.get('type') != 'step': continue
-    m = re.search(r'"loss":(\[[^\]]*\])', line)
-    if j['step'] in seen: sys.exit('step %d logged twice' % j['step'])
-    seen[j['step']] = m.group(1)
-for s in range(first, last + 1):
-    print(s, seen.get(s, 'missing'))
-EOF
-}
 info_step() { # info_step FILE: the saved step, from mtp info --json
     "$MTP" info "$1" --json | python3 -c 'import json,sys; t=json.load(sys.stdin)["train"]; print(t["step"] if t else "none")'
 }

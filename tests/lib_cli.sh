@@ -1,7 +1,7 @@
 # lib_cli.sh - what the command-line tests share; sourced by tests/cli_*.sh with their arguments
 # MTP_EXE SCRATCH_DIR: sets MTP (absolute path of the executable), moves into a fresh SCRATCH_DIR,
 # and defines the pass/fail bookkeeping (PASS, FAIL, pass, fail, check), running commands (run,
-# show, expect_fail, expect_ok) and python3.
+# show, expect_fail, expect_ok), losses (per-step losses of a --log file) and python3.
 set -u
 MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 DIR=$2
@@ -84,4 +84,21 @@ expect_ok() {
         return 1
     fi
     pass
+}
+
+# losses LOG FIRST LAST: "step loss-array" for each step FIRST..LAST of a --log file, the arrays as the
+# exact strings printed ("missing" for a step not logged; a step logged twice is an error)
+losses() {
+    python3 - "$@" <<'EOF'
+import json, re, sys
+path, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seen = {}
+for line in open(path):
+    j = json.loads(line)
+    if j.get('type') != 'step': continue
+    if j['step'] in seen: sys.exit('step %d logged twice' % j['step'])
+    seen[j['step']] = re.search(r'"loss":(\[[^\]]*\])', line).group(1)
+for s in range(first, last + 1):
+    print(s, seen.get(s, 'missing'))
+EOF
 }

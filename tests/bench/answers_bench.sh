@@ -81,31 +81,22 @@ fi
 echo
 
 # ---- 2. answers and speedup ---------------------------------------------------------------------
-if [ $TRAIN = 1 ] && [ -f "$GSM" ]; then
-  pids=()
-  for m in gsm_bytes gsm_bpe; do
+# train_missing NAME...: trains the named models that are missing, all at once
+train_missing() {
+  local pids=() m p
+  for m in "$@"; do
     if [ ! -f "$MODELS/$m.mtp" ]; then
       log "training $m.mtp (log in $MODELS/$m.train.log)"
-      $(train_cmd $m) >"$MODELS/$m.train.log" 2>&1 &
+      $(train_cmd "$m") >"$MODELS/$m.train.log" 2>&1 &
       pids+=($!)
     fi
   done
   for p in "${pids[@]}"; do wait "$p"; done
-fi
-if [ $TRAIN = 1 ] && [ ! -f "$MODELS/arith_bpe.mtp" ]; then
-  log "training arith_bpe.mtp (log in $MODELS/arith_bpe.train.log)"
-  $(train_cmd arith_bpe) >"$MODELS/arith_bpe.train.log" 2>&1
-fi
+}
 if [ $TRAIN = 1 ]; then
-  pids=()
-  for m in arith1 arith1_bpe; do
-    if [ ! -f "$MODELS/$m.mtp" ]; then
-      log "training $m.mtp (log in $MODELS/$m.train.log)"
-      $(train_cmd $m) >"$MODELS/$m.train.log" 2>&1 &
-      pids+=($!)
-    fi
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
+  [ -f "$GSM" ] && train_missing gsm_bytes gsm_bpe
+  train_missing arith_bpe
+  train_missing arith1 arith1_bpe
 fi
 
 echo "## Chain-of-thought answers and decoding speedup (greedy, 1 thread, bf16)"
