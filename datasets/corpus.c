@@ -126,7 +126,7 @@ static uint64_t text_cut(uint64_t size, double val_frac) {
     return n_val >= size ? 0 : size - n_val;
 }
 
-static long jsonl_train_lines(long lines, double val_frac) { return lines - (long)((double)lines * val_frac + 0.5); }
+long ds_jsonl_train_lines(long lines, double val_frac) { return lines - (long)((double)lines * val_frac + 0.5); }
 
 /* Reads exactly n bytes at the current offset (retrying short reads and EINTR). */
 static int read_full(int fd, uint8_t *buf, size_t n, const char *path, uint64_t at, char *err, size_t errlen) {
@@ -266,7 +266,7 @@ static int build_jsonl(Builder *b, const char *path, DsSourceInfo *info, char *e
     close(fd);
     long lines = ds_count_lines(path, err, errlen);
     if (lines < 0) return -1;
-    long train_lines = jsonl_train_lines(lines, b->opt->val_frac);
+    long train_lines = ds_jsonl_train_lines(lines, b->opt->val_frac);
     DsJsonl *j = NULL;
     if (ds_jsonl_open(&j, path, &b->opt->jsonl, err, errlen)) return -1;
     uint64_t t0 = b->train->count, v0 = b->val->count;
@@ -561,7 +561,7 @@ int ds_training_text(uint8_t **text, size_t *n, const DsOptions *in, size_t max_
             }
             if (rc) rc = mtp_fail(err, errlen, "out of memory for the tokenizer's training text");
         } else if (kind == DS_SRC_JSONL) {
-            long lines = ds_count_lines(spec, err, errlen), train_lines = jsonl_train_lines(lines, o->val_frac);
+            long lines = ds_count_lines(spec, err, errlen), train_lines = ds_jsonl_train_lines(lines, o->val_frac);
             DsJsonl *j = NULL;
             if (lines < 0 || ds_jsonl_open(&j, spec, &o->jsonl, err, errlen)) rc = -1;
             DsRecord rec;

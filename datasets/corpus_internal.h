@@ -9,6 +9,9 @@ typedef enum { DS_SRC_UNKNOWN, DS_SRC_ARITH, DS_SRC_JSONL, DS_SRC_TEXT } DsSourc
 
 DsSourceKind ds_source_kind(const char *spec);
 
+/* Lines of a JSONL source that are training data (the first ones; the rest is validation). */
+long ds_jsonl_train_lines(long lines, double val_frac);
+
 /* Size and modification time of a source file (0 and 0 for builtins); -1 with a message when it
    cannot be opened, is empty or is not a regular file. */
 int ds_source_stat(const char *spec, uint64_t *size, int64_t *mtime_ns, char *err, size_t errlen);

@@ -54,7 +54,7 @@ static int from_arith(Problems *ps, const DsOptions *o, char *err, size_t errlen
 static int from_jsonl(Problems *ps, const char *path, const DsOptions *o, char *err, size_t errlen) {
     long lines = ds_count_lines(path, err, errlen);
     if (lines < 0) return -1;
-    long first_val = lines - (long)((double)lines * o->val_frac + 0.5) + 1; /* as corpus.c splits */
+    long first_val = ds_jsonl_train_lines(lines, o->val_frac) + 1;
     DsJsonl *j = NULL;
     if (ds_jsonl_open(&j, path, &o->jsonl, err, errlen)) return -1;
     DsRecord rec;

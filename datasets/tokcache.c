@@ -129,28 +129,12 @@ static int append_file(int fd, off_t at, int val_fd) {
     }
 }
 
-static void fsync_dir(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd); /* best effort: the file is complete either way */
-        close(fd);
-    }
-}
-
 /* Removes "<path>.tmp.<pid>" and "<path>.val.tmp.<pid>" files left by builds that were killed
    (their process is gone): they are never read, but a big corpus leaves big ones. */
 static void remove_stale_temps(const char *path) {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    else snprintf(dir, sizeof dir, ".");
+    mpk_dir_of(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     size_t bl = strlen(base);
     DIR *d = opendir(dir);
     if (!d) return;
@@ -221,7 +205,8 @@ static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     if (fd >= 0 && close(fd) && rc == 0) rc = mtp_fail(err, errlen, "token cache %s: %s", tmp, strerror(errno));
     if (vfd >= 0) close(vfd);
     if (rc == 0 && rename(tmp, path)) rc = mtp_fail(err, errlen, "token cache %s: rename: %s", path, strerror(errno));
-    if (rc == 0) fsync_dir(path);
+    char dir[4096];
+    if (rc == 0) mpk_fsync_dir(path, dir, sizeof dir); /* best effort: the file is complete either way */
     else if (fd >= 0) unlink(tmp);
     if (rc == 0 && !o->quiet && mtp_now() - t0 > 2.0)
         fprintf(stderr, "mtp: token cache %s: %llu train / %llu val tokens, built in %.1f s\n", path,
@@ -241,21 +226,10 @@ typedef struct {
     uint32_t field_len[3];
     int skip, val_only;
     int n_sources;
-    char spec[DS_MAX_SOURCES][DS_MAX_SPEC];
+    const char *spec[DS_MAX_SOURCES]; /* in the mapped header, like the field names */
+    uint32_t spec_len[DS_MAX_SOURCES];
     DsSourceInfo info[DS_MAX_SOURCES];
 } CacheHeader;
-
-static int read_key_is(MpkReader *r, const char **k, uint32_t *kn) { return mpk_read_str(r, k, kn); }
-
-static int read_cstr(MpkReader *r, char *out, size_t cap) {
-    const char *s;
-    uint32_t n;
-    if (mpk_read_str(r, &s, &n)) return -1;
-    if (n >= cap) return mpk_fail(r, "string too long");
-    memcpy(out, s, n);
-    out[n] = 0;
-    return 0;
-}
 
 static int read_source(MpkReader *r, CacheHeader *h, int i) {
     uint32_t n;
@@ -265,9 +239,9 @@ static int read_source(MpkReader *r, CacheHeader *h, int i) {
         const char *key;
         uint32_t kn;
         uint64_t u = 0;
-        if (read_key_is(r, &key, &kn)) return -1;
+        if (mpk_read_str(r, &key, &kn)) return -1;
         int rc = 0;
-        if (mpk_str_eq(key, kn, "spec")) rc = read_cstr(r, h->spec[i], DS_MAX_SPEC);
+        if (mpk_str_eq(key, kn, "spec")) rc = mpk_read_str(r, &h->spec[i], &h->spec_len[i]);
         else if (mpk_str_eq(key, kn, "size")) rc = mpk_read_uint(r, &s->size);
         else if (mpk_str_eq(key, kn, "mtime_ns")) rc = mpk_read_int(r, &s->mtime_ns);
         else if (mpk_str_eq(key, kn, "start")) rc = mpk_read_uint(r, &s->start);
@@ -287,12 +261,13 @@ static int read_header(MpkReader *r, CacheHeader *h) {
         const char *key;
         uint32_t kn;
         int64_t v = 0;
-        if (read_key_is(r, &key, &kn)) return -1;
+        if (mpk_read_str(r, &key, &kn)) return -1;
         int rc = 0;
         if (mpk_str_eq(key, kn, "format")) {
-            char f[32];
-            rc = read_cstr(r, f, sizeof f);
-            h->have_format = rc == 0 && strcmp(f, CACHE_FORMAT) == 0;
+            const char *f;
+            uint32_t fn;
+            rc = mpk_read_str(r, &f, &fn);
+            h->have_format = rc == 0 && mpk_str_eq(f, fn, CACHE_FORMAT);
         } else if (mpk_str_eq(key, kn, "version")) rc = mpk_read_int(r, &v), h->version = (int)v;
         else if (mpk_str_eq(key, kn, "tokenizer_hash")) rc = mpk_read_uint(r, &h->tok_hash);
         else if (mpk_str_eq(key, kn, "vocab")) rc = mpk_read_int(r, &h->vocab);
@@ -308,7 +283,7 @@ static int read_header(MpkReader *r, CacheHeader *h) {
             for (uint32_t j = 0; j < m && rc == 0; j++) {
                 const char *jk;
                 uint32_t jn;
-                if ((rc = read_key_is(r, &jk, &jn))) break;
+                if ((rc = mpk_read_str(r, &jk, &jn))) break;
                 int f = mpk_str_eq(jk, jn, "question") ? 0 : mpk_str_eq(jk, jn, "answer") ? 1
                       : mpk_str_eq(jk, jn, "text") ? 2 : -1;
                 if (f >= 0) rc = mpk_read_str(r, &h->field[f], &h->field_len[f]);
@@ -336,7 +311,7 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
     if (h->val_only != (o->val_only != 0)) return h->val_only ? "it holds no training tokens" : "built for training";
     if (h->n_sources != o->n_sources) return "other data sources";
     for (int i = 0; i < o->n_sources; i++)
-        if (strcmp(h->spec[i], o->sources[i].spec) != 0) return "other data sources";
+        if (!h->spec[i] || !mpk_str_eq(h->spec[i], h->spec_len[i], o->sources[i].spec)) return "other data sources";
     if (any_kind(o, DS_SRC_ARITH) && (h->seed != o->seed || h->difficulty != o->difficulty))
         return "another builtin:arith seed or difficulty";
     if (any_kind(o, DS_SRC_JSONL) &&

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "mtp/cli.h"
+#include "mtp/core/mpk.h"
 #include "mtp/mtp.h"
 
 static const char *TRAIN_HELP =
@@ -245,10 +246,7 @@ int cmd_train(int argc, char **argv) {
     }
     /* find out now, not after an hour of training, that the checkpoint cannot be written */
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", a.out);
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    else snprintf(dir, sizeof dir, ".");
+    mpk_dir_of(a.out, dir, sizeof dir);
     if (access(dir, W_OK | X_OK) != 0) {
         cli_error("train", "--out %s: cannot write to directory %s: %s", a.out, dir, strerror(errno));
         return EXIT_USAGE;

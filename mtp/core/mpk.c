@@ -489,12 +489,15 @@ int mpk_writer_open(MpkWriter *w, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-/* fsync the directory holding path, so the rename itself survives a power cut. */
-static int fsync_dir(const char *path, char *dir, size_t dirlen) {
+void mpk_dir_of(const char *path, char *dir, size_t dirlen) {
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, dirlen, ".");
     else if (slash == path) snprintf(dir, dirlen, "/");
     else snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+}
+
+int mpk_fsync_dir(const char *path, char *dir, size_t dirlen) {
+    mpk_dir_of(path, dir, dirlen);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -527,7 +530,7 @@ int mpk_writer_commit(MpkWriter *w, char *err, size_t errlen) {
         return -1;
     }
     char dir[4096];
-    if (fsync_dir(w->path, dir, sizeof dir) != 0) {
+    if (mpk_fsync_dir(w->path, dir, sizeof dir) != 0) {
         /* the new file is in place and complete; only its durability across a crash is unsure */
         mtp_fail(err, errlen, "%s written, but fsync of directory %s failed: %s", w->path, dir, strerror(errno));
         writer_free(w);

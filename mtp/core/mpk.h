@@ -136,6 +136,12 @@ int mpk_writer_commit(MpkWriter *w, char *err, size_t errlen);
  * aborted writer. */
 void mpk_writer_abort(MpkWriter *w);
 
+/* The directory holding path ("." for a bare name, "/" for a file in the root) into dir. */
+void mpk_dir_of(const char *path, char *dir, size_t dirlen);
+/* fsync of the directory holding path (its name into dir), so a rename into it survives a power
+   cut; a filesystem without directory fsync (EINVAL) counts as success. -1 with errno otherwise. */
+int mpk_fsync_dir(const char *path, char *dir, size_t dirlen);
+
 /* Standard CRC-32 (IEEE, same as zlib's crc32): crc = 0 to start, feed the previous result to
  * continue, so mpk_crc32(mpk_crc32(0, a, n), b, m) == crc of a followed by b. */
 uint32_t mpk_crc32(uint32_t crc, const void *data, size_t n);
