@@ -10,50 +10,70 @@
 /* Transformer heads among the kept ones carry a cache; linear heads do not. */
 static int cached_heads(const MtpModel *m, int n_heads) { return m->cfg.heads.type == HEAD_TRANSFORMER ? n_heads : 0; }
 
-int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
+/* The drafts of one row: h, hn, u ((n-1), D) each and rstd (n-1). */
+#define DECODE_DRAFTS_WORK(D) (3 * (size_t)(D) + 1)
+
+/* Working memory: the caches, then the buffers of the passes, in one allocation. */
+static int build_run_state(DecodeState *s, const MtpModel *m) {
     const TrunkConfig *c = &m->cfg.trunk;
-    assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
-    /* RP rows go through the trunk at once (a prompt of up to RP tokens is one pass); logits are
-     * only ever computed for R rows */
-    const size_t R = (size_t)max_rows, D = c->dim, T = c->ctx, V = c->vocab;
-    const size_t RP = R > DECODE_PREFILL_ROWS ? R : T < DECODE_PREFILL_ROWS ? T : DECODE_PREFILL_ROWS;
-    const size_t caches = (size_t)c->layers + cached_heads(m, n_heads);
+    const size_t R = (size_t)s->max_rows, RP = (size_t)s->pass_rows, D = c->dim, V = c->vocab, n = s->n_heads;
+    const size_t caches = (size_t)c->layers + cached_heads(m, s->n_heads);
     const size_t k_floats = caches * trunk_k_cache_floats(c), v_floats = caches * trunk_v_cache_floats(c);
-    const size_t drafts = (size_t)n_heads * V + heads_drafts_work_floats(n_heads, c);
-    s->mem = mtp_calloc(k_floats + v_floats + RP * D + 2 * R * D + R + (size_t)n_heads * (R * V + RP * D) + drafts,
-                        sizeof(float));
-    if (!s->mem || block_decode_scratch_build(&s->scratch, (int)RP, c->ctx, c->dim, c->attn_heads, c->ffn)) {
-        snprintf(err, errlen, "out of memory for the key/value caches (%zu positions)", T);
-        decode_free(s);
-        return -1;
-    }
-    s->model = m, s->max_rows = max_rows, s->pass_rows = (int)RP, s->n_heads = n_heads;
+    s->mem = mtp_calloc(k_floats + v_floats + RP * D + 2 * R * D + R + n * (R * V + RP * D) + n * V +
+                            n * DECODE_DRAFTS_WORK(D), sizeof(float));
+    if (!s->mem || block_decode_scratch_build(&s->scratch, (int)RP, c->ctx, c->dim, c->attn_heads, c->ffn)) return -1;
     float *p = s->mem;
     s->k_cache = p, p += k_floats;
     s->v_cache = p, p += v_floats;
     s->z = p, p += RP * D;
-    s->h = p, p += R * D;
+    s->u = p, p += R * D;
     s->hn = p, p += R * D;
     s->rstd = p, p += R;
-    s->logits = p, p += (size_t)n_heads * R * V;
-    s->heads_h = p, p += (size_t)n_heads * RP * D;
-    s->drafts = p, p += (size_t)n_heads * V;
+    s->logits = p, p += n * R * V;
+    s->heads_h = p, p += n * RP * D;
+    s->drafts = p, p += n * V;
     s->drafts_work = p;
-    s->drafted_row = -1;
-    MtpPrecision prec = mtp_core_precision();
-    /* every packed matrix in one allocation, in the order a forward pass reads them */
-    size_t packed_bytes = (size_t)c->layers * block_packed_bytes(c->dim, c->ffn, prec) +
-                          heads_packed_bytes(n_heads, c, &m->cfg.heads, prec);
-    s->packed_mem = mtp_calloc(packed_bytes, 1);
-    s->trunk_packed = calloc(c->layers ? c->layers : 1, sizeof(BlockPacked));
-    int ok = s->trunk_packed && s->packed_mem;
+    return 0;
+}
+
+/* Every packed matrix in one allocation, in the order a forward pass reads them; each block gets
+ * its layer of the caches. */
+static int pack_weights(DecodeState *s, const MtpModel *m) {
+    const TrunkConfig *c = &m->cfg.trunk;
+    const MtpPrecision prec = mtp_core_precision();
+    const size_t bytes = (size_t)c->layers * block_packed_bytes(c->dim, c->ffn, prec) +
+                         heads_packed_bytes(s->n_heads, c, &m->cfg.heads, prec);
+    s->packed_mem = mtp_calloc(bytes, 1);
+    s->blocks = calloc(c->layers ? c->layers : 1, sizeof(BlockDecode));
+    int ok = s->blocks && s->packed_mem;
     char *cursor = s->packed_mem;
     for (int l = 0; l < c->layers && ok; l++)
-        ok = block_pack(&s->trunk_packed[l], &m->trunk.blocks[l], c->dim, c->ffn, prec, &cursor) == 0;
-    if (ok) ok = heads_pack(&s->heads_packed, n_heads, &m->heads, c, &m->cfg.heads, prec, &cursor) == 0;
-    assert(!ok || cursor == s->packed_mem + packed_bytes);
-    if (!ok) {
+        ok = block_pack(&s->blocks[l], &m->trunk.blocks[l], c->dim, c->ffn, prec, &cursor) == 0;
+    if (ok) ok = heads_pack(&s->heads, s->n_heads, &m->heads, c, &m->cfg.heads, prec, &cursor) == 0;
+    if (!ok) return -1;
+    assert(cursor == s->packed_mem + bytes);
+    const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
+    for (int l = 0; l < c->layers + cached_heads(m, s->n_heads); l++) {
+        BlockDecode *b = l < c->layers ? &s->blocks[l] : &s->heads.blocks[l - c->layers];
+        b->kv = (MtpKvLayer){s->k_cache + l * k_layer, s->v_cache + l * v_layer};
+    }
+    return 0;
+}
+
+int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    const int T = m->cfg.trunk.ctx;
+    assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
+    /* pass_rows go through the trunk at once (a prompt of up to that many tokens is one pass);
+     * logits are only ever computed for max_rows rows */
+    s->model = m, s->max_rows = max_rows, s->n_heads = n_heads, s->drafted_row = -1;
+    s->pass_rows = max_rows > DECODE_PREFILL_ROWS ? max_rows : T < DECODE_PREFILL_ROWS ? T : DECODE_PREFILL_ROWS;
+    if (build_run_state(s, m)) {
+        snprintf(err, errlen, "out of memory for the key/value caches (%d positions)", T);
+        decode_free(s);
+        return -1;
+    }
+    if (pack_weights(s, m)) {
         snprintf(err, errlen, "out of memory for the packed weights");
         decode_free(s);
         return -1;
@@ -62,42 +82,47 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
 }
 
 void decode_free(DecodeState *s) {
-    if (s->trunk_packed)
-        for (int l = 0; l < s->model->cfg.trunk.layers; l++) block_packed_free(&s->trunk_packed[l]);
-    free(s->trunk_packed);
-    heads_packed_free(&s->heads_packed);
+    if (s->blocks)
+        for (int l = 0; l < s->model->cfg.trunk.layers; l++) block_packed_free(&s->blocks[l]);
+    free(s->blocks);
+    heads_packed_free(&s->heads);
     mtp_free(s->packed_mem);
     mtp_free(s->mem);
     block_decode_scratch_free(&s->scratch);
     memset(s, 0, sizeof *s);
 }
 
-/* Runs R new rows (R <= pass_rows) through the trunk and the cached heads and advances len: z and
- * the transformer heads' outputs for those rows; linear heads have no cache and run when asked. */
+/* Head i's output rows in heads_h. */
+static float *head_rows(const DecodeState *s, int i) {
+    return s->heads_h + (size_t)i * s->pass_rows * s->model->cfg.trunk.dim;
+}
+
+/* The forward pass: runs R new rows (R <= pass_rows) at positions len.. through the trunk and the
+ * cached heads, and advances len: z and the transformer heads' outputs for those rows. Linear
+ * heads have no cache and run when their logits are asked for. */
 static void run_rows(DecodeState *s, const int32_t *tokens, int R) {
     const MtpModel *m = s->model;
     const TrunkConfig *c = &m->cfg.trunk;
     assert(R >= 1 && R <= s->pass_rows && s->len + R <= c->ctx);
-    const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
-    trunk_decode(s->z, tokens, s->len, R, s->k_cache, s->v_cache, &m->trunk, s->trunk_packed, c, &s->scratch);
-    for (int i = 0; i < cached_heads(m, s->n_heads); i++)
-        heads_decode_one(s->heads_h + (size_t)i * s->pass_rows * c->dim, s->z, i, s->len, R,
-                         s->k_cache + (size_t)(c->layers + i) * k_layer, s->v_cache + (size_t)(c->layers + i) * v_layer,
-                         &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
+    trunk_embed(s->z, tokens, R, &m->trunk, c);
+    for (int l = 0; l < c->layers; l++) block_decode(&s->scratch, &s->blocks[l], s->z, s->len, R);
+    for (int i = 0; i < cached_heads(m, s->n_heads); i++) {
+        float *h = head_rows(s, i);
+        memcpy(h, s->z, (size_t)R * c->dim * sizeof(float));
+        block_decode(&s->scratch, &s->heads.blocks[i], h, s->len, R);
+    }
     s->len += R;
 }
 
 /* Logits of heads 0..n_logits-1 for rows 0..R-1 of the last run (R <= max_rows). */
 static void head_logits(DecodeState *s, int R, int n_logits) {
-    const MtpModel *m = s->model;
-    const TrunkConfig *c = &m->cfg.trunk;
+    const TrunkConfig *c = &s->model->cfg.trunk;
     assert(R <= s->max_rows && n_logits <= s->n_heads);
     for (int i = 0; i < n_logits; i++) {
-        float *h = s->heads_h + (size_t)i * s->pass_rows * c->dim;
-        if (m->cfg.heads.type == HEAD_LINEAR)
-            heads_decode_one(h, s->z, i, 0, R, NULL, NULL, &m->heads, &s->heads_packed, &m->cfg.heads, &s->scratch);
-        heads_decode_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &m->heads,
-                            &s->heads_packed, c);
+        float *h = head_rows(s, i);
+        if (s->model->cfg.heads.type == HEAD_LINEAR)
+            heads_linear_forward(h, s->u, s->z, R, 1, mtp_linear_packed(s->heads.lin[i]));
+        heads_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &s->heads.out);
     }
     s->n_rows = R, s->n_logits = n_logits, s->drafted_row = -1;
 }
@@ -118,29 +143,35 @@ int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
     /* only the last token's row is read after a prefill: it becomes row 0, the one row whose
      * logits are computed */
     memmove(s->z, s->z + (size_t)(R - 1) * D, D * sizeof(float));
-    for (int i = 0; i < cached_heads(s->model, s->n_heads); i++) {
-        float *h = s->heads_h + (size_t)i * s->pass_rows * D;
-        memmove(h, h + (size_t)(R - 1) * D, D * sizeof(float));
-    }
+    for (int i = 0; i < cached_heads(s->model, s->n_heads); i++)
+        memmove(head_rows(s, i), head_rows(s, i) + (size_t)(R - 1) * D, D * sizeof(float));
     head_logits(s, 1, n_logits);
     return 0;
 }
 
+/* The drafts of one row: logits (n_heads - 1, V) of heads 1.. into s->drafts + V, as one batch of
+ * a few products rather than two small ones per head. A linear head runs now on the row's trunk
+ * output (it needs no cache); a transformer head's output is kept from the forward. */
+static void draft_row(DecodeState *s, int row) {
+    const int D = s->model->cfg.trunk.dim, m = s->n_heads - 1;
+    float *h = s->drafts_work, *hn = h + (size_t)m * D, *u = hn + (size_t)m * D, *rstd = u + (size_t)m * D;
+    const float *z = s->z + (size_t)row * D;
+    if (s->model->cfg.heads.type == HEAD_LINEAR)
+        heads_linear_forward(h, u, z, 1, m, mtp_linear_packed(s->heads.lin_drafts));
+    else
+        for (int i = 0; i < m; i++) memcpy(h + (size_t)i * D, head_rows(s, i + 1) + (size_t)row * D, D * sizeof(float));
+    heads_logits(s->drafts + s->model->cfg.trunk.vocab, hn, rstd, h, m, &s->heads.out);
+}
+
 const float *decode_logits(DecodeState *s, int head, int row) {
-    const MtpModel *m = s->model;
-    const int V = m->cfg.trunk.vocab, D = m->cfg.trunk.dim;
+    const int V = s->model->cfg.trunk.vocab;
     assert(head < s->n_heads && row < s->n_rows);
     if (head < s->n_logits) return s->logits + ((size_t)head * s->max_rows + row) * V;
     if (s->drafted_row != row) {
-        /* every drafting head at this row at once (a draft is only read off the row that ends up
-         * last, so the other rows' drafts are never spent): a linear head runs now on the row's
-         * trunk output (at position len - n_rows + row; it needs no cache), a transformer head's
-         * output is kept from the forward */
+        /* every drafting head at this row at once: a draft is only read off the row that ends up
+         * last, so the other rows' drafts are never spent */
         const double t0 = mtp_now();
-        const float *hs[HEADS_MAX];
-        for (int i = 0; i < s->n_heads; i++) hs[i] = s->heads_h + ((size_t)i * s->pass_rows + row) * D;
-        heads_decode_drafts(s->drafts + V, s->drafts_work, s->z + (size_t)row * D, hs, s->n_heads, &m->heads,
-                            &s->heads_packed, &m->cfg.trunk, &m->cfg.heads);
+        draft_row(s, row);
         s->drafted_row = row;
         s->t_lazy += mtp_now() - t0;
     }
@@ -167,52 +198,87 @@ static void propose(int32_t *block, DecodeState *s, int row, int K) {
     for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
 }
 
+/* One generation under way: what greedy decoding and sampling share. */
+typedef struct {
+    DecodeState *s;
+    const DecodeRequest *req;
+    int32_t *out;
+    int produced;
+    DecodeStats *st;
+    double t0;
+} Generation;
+
+/* Checks the request, runs the prompt's pass and returns the row to read the first block off (the
+ * caller sets st->t_prefill: greedy decoding counts its first proposal in). */
+static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
+    assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model->cfg.trunk.ctx && req->lookahead >= 1 &&
+           req->lookahead <= s->max_rows && req->lookahead <= s->n_heads && req->lookahead <= HEADS_MAX);
+    *g = (Generation){s, req, out, 0, st, mtp_now()};
+    memset(st, 0, sizeof *st);
+    s->t_lazy = 0;
+    return decode_prefill(s, req->prompt, req->n_prompt, 1);
+}
+
+/* Rows the next block may run: the lookahead, less what the context or max_new leave room for.
+ * *room gets the positions left in the context. */
+static int gen_block_rows(const Generation *g, int *room) {
+    const int K = g->req->lookahead;
+    *room = g->s->model->cfg.trunk.ctx - g->s->len;
+    int k = K < *room ? K : *room;
+    return k < g->req->max_new - g->produced ? k : g->req->max_new - g->produced;
+}
+
+/* The forward pass over a block of k proposed tokens, timed. */
+static void gen_forward(Generation *g, const int32_t *block, int k) {
+    const double t = mtp_now();
+    decode_forward(g->s, block, k, 1);
+    g->st->t_forward += mtp_now() - t;
+    g->st->forwards++;
+}
+
 /* After a verification: emits block[0..accepted), cut after an end token, rolls the caches back
  * over the k - accepted rejected rows, and returns 1 when generation is over. */
-static int settle(DecodeState *s, const int32_t *block, int accepted, int k, int out_of_room, int32_t eos,
-                  int32_t *out, int *produced, DecodeEmit emit, void *emit_ctx) {
+static int settle(Generation *g, const int32_t *block, int accepted, int k, int out_of_room) {
     int take = accepted, stop = out_of_room;
     for (int j = 0; j < accepted; j++)
-        if (block[j] == eos) {
+        if (block[j] == g->req->eos) {
             take = j + 1, stop = 1;
             break;
         }
-    memcpy(out + *produced, block, take * sizeof(int32_t));
-    if (emit) emit(emit_ctx, block, take);
-    *produced += take;
+    memcpy(g->out + g->produced, block, take * sizeof(int32_t));
+    if (g->req->emit) g->req->emit(g->req->emit_ctx, block, take);
+    g->produced += take;
     if (stop) return 1;
-    if (accepted < k) decode_truncate(s, s->len - (k - accepted));
+    if (accepted < k) decode_truncate(g->s, g->s->len - (k - accepted));
     return 0;
 }
 
-int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
-                  int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx) {
-    const int K = lookahead, ctx = s->model->cfg.trunk.ctx;
-    assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
-    memset(st, 0, sizeof *st);
-    s->t_lazy = 0;
+static int gen_finish(Generation *g) {
+    DecodeStats *st = g->st;
+    st->tokens = g->produced;
+    st->t_forward += g->s->t_lazy; /* the drafting heads' share of the passes, run when first read */
+    st->t_other = mtp_now() - g->t0 - st->t_prefill - st->t_forward - st->t_sample;
+    return g->produced;
+}
+
+int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
+    const int K = req->lookahead, V = s->model->cfg.trunk.vocab;
+    Generation g;
     int32_t block[HEADS_MAX];
-    double t0 = mtp_now();
-    propose(block, s, decode_prefill(s, prompt, n, 1), K);
-    st->t_prefill = mtp_now() - t0;
+    propose(block, s, gen_start(&g, s, req, out, st), K);
+    st->t_prefill = mtp_now() - g.t0;
     s->t_lazy = 0; /* the first drafts belong to the prefill */
-    int produced = 0;
-    while (produced < max_new) {
+    while (g.produced < req->max_new) {
         /* block[0] is head 1's prediction: always right. Past the context it cannot be run, only emitted. */
-        int room = ctx - s->len, k = K < room ? K : room;
-        if (k > max_new - produced) k = max_new - produced;
+        int room, k = gen_block_rows(&g, &room);
         /* a first token that ends the generation (the end token, or the last one allowed) is
            emitted as it is: running it would only compute what nobody reads */
-        const int last = block[0] == eos || max_new - produced == 1;
+        const int last = block[0] == req->eos || req->max_new - g.produced == 1;
         if (last) k = 1;
         int accepted = 1;
         if (room > 0 && !last) {
-            double tf = mtp_now();
-            decode_forward(s, block, k, 1);
-            st->t_forward += mtp_now() - tf;
-            st->forwards++;
+            gen_forward(&g, block, k);
             /* block[j] stands if head 1, run on block[0..j), predicts it */
-            const int V = s->model->cfg.trunk.vocab;
             const double tc = mtp_now();
             while (accepted < k && argmax(decode_logits(s, 0, accepted - 1), V) == block[accepted]) accepted++;
             st->t_sample += mtp_now() - tc;
@@ -220,15 +286,12 @@ int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int
         } else if (room <= 0) {
             st->hit_context = 1;
         }
-        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx) || produced >= max_new) break;
+        if (settle(&g, block, accepted, k, room <= 0) || g.produced >= req->max_new) break;
         const double tc = mtp_now(), lazy = s->t_lazy;
         propose(block, s, accepted - 1, K);
         st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
     }
-    st->tokens = produced;
-    st->t_forward += s->t_lazy; /* the drafting heads' share of the passes, run when first read */
-    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward - st->t_sample;
-    return produced;
+    return gen_finish(&g);
 }
 
 /* ---- sampling ---------------------------------------------------------------------------------- */
@@ -275,78 +338,89 @@ static int32_t sample_from(const float *p, int V, double total, MtpRng *rng) {
     return last; /* rounding left u at the very top */
 }
 
-int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
-                  const DecodeSampling *cfg, MtpRng *rng, int32_t *out, DecodeStats *st, DecodeEmit emit,
-                  void *emit_ctx) {
-    const int K = lookahead, ctx = s->model->cfg.trunk.ctx, V = s->model->cfg.trunk.vocab;
-    assert(s->len == 0 && n >= 1 && n <= ctx && K >= 1 && K <= s->max_rows && K <= s->n_heads && K <= HEADS_MAX);
-    assert(cfg->temperature > 0);
-    memset(st, 0, sizeof *st);
-    s->t_lazy = 0;
-    float *q = malloc((size_t)(K + 1) * V * sizeof(float)); /* q[j] (V): head j's draft distribution; q[K]: p */
-    int *order = malloc((size_t)V * sizeof(int));
-    if (!q || !order) {
-        free(q), free(order);
+/* Sampling's working memory: q[j] (V) head j's draft distribution, p (V) head 1's, order (V). */
+typedef struct {
+    float *q, *p;
+    int *order;
+} SampleWork;
+
+/* The block drawn at row: head 1's token (first, unless a rejection already chose it: first >= 0),
+ * then the drafts of heads 2..K with their distributions into w->q. */
+static void draw_block(Generation *g, SampleWork *w, int32_t *block, int row, int32_t first) {
+    DecodeState *s = g->s;
+    const DecodeRequest *req = g->req;
+    const int V = s->model->cfg.trunk.vocab;
+    if (first < 0) {
+        decode_sampling_probs(w->p, decode_logits(s, 0, row), V, &req->sampling, w->order);
+        first = sample_from(w->p, V, 1.0, req->rng);
+    }
+    block[0] = first;
+    for (int j = 1; j < req->lookahead; j++) {
+        float *qj = w->q + (size_t)j * V;
+        decode_sampling_probs(qj, decode_logits(s, j, row), V, &req->sampling, w->order);
+        block[j] = sample_from(qj, V, 1.0, req->rng);
+    }
+}
+
+/* Verifies block[1..k) after its forward pass: block[j] stands with probability min(1, p/q); a
+ * rejection draws the block's next first token from max(0, p - q) into *first. Returns the
+ * tokens accepted (block[0] included). */
+static int verify_sampled(Generation *g, SampleWork *w, const int32_t *block, int k, int32_t *first) {
+    DecodeState *s = g->s;
+    const DecodeRequest *req = g->req;
+    const int V = s->model->cfg.trunk.vocab;
+    float *p = w->p;
+    int accepted = 1;
+    for (; accepted < k; accepted++) {
+        const int j = accepted;
+        const float *qj = w->q + (size_t)j * V;
+        decode_sampling_probs(p, decode_logits(s, 0, j - 1), V, &req->sampling, w->order);
+        g->st->proposed[j]++;
+        const int32_t x = block[j];
+        if (mtp_rng_uniform(req->rng) * qj[x] < p[x]) {
+            g->st->accepted[j]++;
+            continue;
+        }
+        double total = 0;
+        for (int v = 0; v < V; v++) total += p[v] = p[v] > qj[v] ? p[v] - qj[v] : 0.0f;
+        *first = total > 0 ? sample_from(p, V, total, req->rng) : x; /* total 0 means p == q: x stands */
+        break;
+    }
+    return accepted;
+}
+
+int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
+    const int K = req->lookahead, V = s->model->cfg.trunk.vocab;
+    assert(req->sampling.temperature > 0 && req->rng);
+    SampleWork w = {malloc((size_t)(K + 1) * V * sizeof(float)), NULL, malloc((size_t)V * sizeof(int))};
+    if (!w.q || !w.order) {
+        free(w.q), free(w.order);
         return -1;
     }
-    float *p = q + (size_t)K * V;
-    int32_t block[HEADS_MAX];
-    double t0 = mtp_now();
-    int row = decode_prefill(s, prompt, n, 1);
-    st->t_prefill = mtp_now() - t0;
+    w.p = w.q + (size_t)K * V;
+    Generation g;
+    int row = gen_start(&g, s, req, out, st);
+    st->t_prefill = mtp_now() - g.t0;
     s->t_lazy = 0;
-    int32_t first = -1; /* the block's first token when it came from a rejection */
-    int produced = 0;
+    int32_t block[HEADS_MAX], first = -1; /* the block's first token when it came from a rejection */
     for (;;) {
-        /* the block drawn at `row`: head 1's token (unless a rejection already chose it), then drafts */
         double tc = mtp_now(), lazy = s->t_lazy;
-        if (first < 0) {
-            decode_sampling_probs(p, decode_logits(s, 0, row), V, cfg, order);
-            first = sample_from(p, V, 1.0, rng);
-        }
-        block[0] = first;
-        for (int j = 1; j < K; j++) {
-            decode_sampling_probs(q + (size_t)j * V, decode_logits(s, j, row), V, cfg, order);
-            block[j] = sample_from(q + (size_t)j * V, V, 1.0, rng);
-        }
+        draw_block(&g, &w, block, row, first);
         st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
-        if (produced >= max_new) break;
-        int room = ctx - s->len, k = K < room ? K : room;
-        if (k > max_new - produced) k = max_new - produced;
-        int accepted = 1;
+        if (g.produced >= req->max_new) break;
+        int room, k = gen_block_rows(&g, &room), accepted = 1;
         first = -1;
         if (room > 0) {
-            double tf = mtp_now();
-            decode_forward(s, block, k, 1);
-            st->t_forward += mtp_now() - tf;
-            st->forwards++;
-            /* block[j] stands with probability min(1, p/q); a rejection draws from max(0, p - q) */
+            gen_forward(&g, block, k);
             tc = mtp_now();
-            for (; accepted < k; accepted++) {
-                const int j = accepted;
-                const float *qj = q + (size_t)j * V;
-                decode_sampling_probs(p, decode_logits(s, 0, j - 1), V, cfg, order);
-                st->proposed[j]++;
-                const int32_t x = block[j];
-                if (mtp_rng_uniform(rng) * qj[x] < p[x]) {
-                    st->accepted[j]++;
-                    continue;
-                }
-                double total = 0;
-                for (int v = 0; v < V; v++) total += p[v] = p[v] > qj[v] ? p[v] - qj[v] : 0.0f;
-                first = total > 0 ? sample_from(p, V, total, rng) : x; /* total 0 means p == q: x stands */
-                break;
-            }
+            accepted = verify_sampled(&g, &w, block, k, &first);
             st->t_sample += mtp_now() - tc;
         } else {
             st->hit_context = 1;
         }
-        if (settle(s, block, accepted, k, room <= 0, eos, out, &produced, emit, emit_ctx)) break;
+        if (settle(&g, block, accepted, k, room <= 0)) break;
         row = accepted - 1;
     }
-    free(q), free(order);
-    st->tokens = produced;
-    st->t_forward += s->t_lazy; /* the drafting heads' share of the passes, run when first read */
-    st->t_other = mtp_now() - t0 - st->t_prefill - st->t_forward - st->t_sample;
-    return produced;
+    free(w.q), free(w.order);
+    return gen_finish(&g);
 }

@@ -14,25 +14,30 @@
 #include "mtp/mtp.h"
 
 typedef struct {
-    const MtpModel *model;
+    const MtpModel *model; /* config and weights (norms and embeddings are read from it) */
     int max_rows;    /* R: rows per decode_forward */
     int pass_rows;   /* rows per pass of a prefill: max(R, the context up to DECODE_PREFILL_ROWS) */
     int n_heads;     /* heads run (and cached) at every position: 1..n */
     int len;         /* positions in the caches */
+
+    /* the model as a pass reads it: every matrix packed once, all in one allocation in the order
+     * of a pass; every block with its key/value cache */
+    BlockDecode *blocks;   /* (L) the trunk's blocks */
+    HeadsPacked heads;     /* the kept heads (transformer heads with their caches) and the output layer */
+    char *packed_mem;
+
+    /* working memory of the passes, llama2.c's RunState */
+    BlockDecodeScratch scratch;
     float *k_cache, *v_cache; /* (L + transformer heads kept) layers' caches (trunk_k/v_cache_floats each) */
     float *z;        /* (pass_rows, D) trunk output of the last forward */
-    float *h, *hn, *rstd; /* (R, D), (R, D), (R) head work */
+    float *u, *hn, *rstd; /* (R, D), (R, D), (R) head work */
     float *heads_h;  /* (n_heads, pass_rows, D) heads' outputs of the last forward */
     float *logits;   /* (n_heads, R, V) */
     int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
     float *drafts;        /* (n_heads, V) drafting heads' logits at drafted_row (row 0 unused) */
-    float *drafts_work;   /* heads_drafts_work_floats() */
+    float *drafts_work;   /* DECODE_DRAFTS_WORK floats per head */
     int drafted_row;      /* row of the last forward whose drafts are in drafts, or -1 */
     double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
-    BlockDecodeScratch scratch;
-    BlockPacked *trunk_packed; /* (L) the trunk's matrices packed once at build */
-    HeadsPacked heads_packed;  /* the kept heads' and the unembedding */
-    char *packed_mem;          /* where all of them live, in the order a forward reads them */
     float *mem;
 } DecodeState;
 
@@ -74,35 +79,46 @@ typedef struct {
 /* Called with each run of accepted tokens, in order (for streaming). */
 typedef void (*DecodeEmit)(void *ctx, const int32_t *tokens, int n);
 
-/* Greedy decoding after prompt (n >= 1 tokens, n <= ctx) of up to max_new tokens, stopping after an
- * end token (eos >= 0) or when the context is full. lookahead 1 is plain next-token decoding with
- * head 1 alone; lookahead K > 1 is blockwise parallel decoding (Stern et al. 2018): heads 1..K
- * propose K tokens, one forward pass over them verifies them with head 1, the longest agreeing
- * prefix is kept, and the same pass gives the next proposal, so each pass yields 1..K tokens and
- * the output is head 1's greedy output. s must be fresh (len 0), built with max_rows >= K and
- * n_heads >= K. Returns the number of tokens written to out (capacity max_new). */
-int decode_greedy(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
-                  int32_t *out, DecodeStats *st, DecodeEmit emit, void *emit_ctx);
-
-/* ---- sampling ---------------------------------------------------------------------------------- */
-
 typedef struct {
     float temperature; /* > 0 */
     int top_k;         /* keep the k most likely tokens (0: all) */
     float top_p;       /* keep the smallest set whose probability reaches top_p (1: all) */
 } DecodeSampling;
 
+/* What one generation asks for. */
+typedef struct {
+    const int32_t *prompt; /* n_prompt tokens, 1 <= n_prompt <= ctx */
+    int n_prompt;
+    int max_new;           /* generate at most this many tokens (the capacity of the output) */
+    int lookahead;         /* K: tokens proposed per forward pass; 1 = head 1 alone */
+    int32_t eos;           /* stop after this token (-1: none) */
+    DecodeEmit emit;       /* optional: called with each run of accepted tokens, for streaming */
+    void *emit_ctx;
+    DecodeSampling sampling; /* decode_sample only */
+    MtpRng *rng;             /* decode_sample only: its draws */
+} DecodeRequest;
+
+/* Greedy decoding of req: up to max_new tokens after the prompt, stopping after an end token
+ * (eos >= 0) or when the context is full. lookahead 1 is plain next-token decoding with head 1
+ * alone; lookahead K > 1 is blockwise parallel decoding (Stern et al. 2018): heads 1..K propose K
+ * tokens, one forward pass over them verifies them with head 1, the longest agreeing prefix is
+ * kept, and the same pass gives the next proposal, so each pass yields 1..K tokens and the output
+ * is head 1's greedy output. s must be fresh (len 0), built with max_rows >= K and n_heads >= K.
+ * Returns the number of tokens written to out (capacity max_new). */
+int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st);
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
 /* p (V) = the distribution a head's logits give under cfg: softmax(logits / T), cut to the top_k
  * most likely tokens and to the smallest set reaching top_p, renormalized. order (V) is scratch. */
 void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSampling *cfg, int *order);
 
-/* Sampling after prompt, the counterpart of decode_greedy. lookahead 1 samples from head 1;
- * lookahead K > 1 is speculative sampling with the exact rule: the draft x of head j is kept with
- * probability min(1, p(x) / q(x)), q being head j's distribution (under the same sampling
- * settings) where it drafted and p head 1's at that position; on rejection the token is drawn from
- * norm(max(0, p - q)) and the block ends. The output is distributed exactly as head-1 sampling. */
-int decode_sample(DecodeState *s, const int32_t *prompt, int n, int max_new, int lookahead, int32_t eos,
-                  const DecodeSampling *cfg, MtpRng *rng, int32_t *out, DecodeStats *st, DecodeEmit emit,
-                  void *emit_ctx);
+/* Sampling, the counterpart of decode_greedy, under req->sampling with req->rng's draws.
+ * lookahead 1 samples from head 1; lookahead K > 1 is speculative sampling with the exact rule:
+ * the draft x of head j is kept with probability min(1, p(x) / q(x)), q being head j's
+ * distribution (under the same sampling settings) where it drafted and p head 1's at that
+ * position; on rejection the token is drawn from norm(max(0, p - q)) and the block ends. The
+ * output is distributed exactly as head-1 sampling. Returns -1 when out of memory. */
+int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st);
 
 #endif

@@ -80,17 +80,32 @@ void heads_targets(int32_t *targets, const int32_t *tokens, int B, int T, int i)
         for (int t = 0; t < T; t++) targets[b * T + t] = t + i <= T ? tokens[(size_t)b * (T + 1) + t + i] : -1;
 }
 
-void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *w, const TrunkConfig *tc,
-                       const HeadsConfig *hc, BlockScratch *s) {
-    const int D = tc->dim, V = tc->vocab, M = a->B * a->T;
-    if (hc->type == HEAD_TRANSFORMER) {
-        block_forward(a->h, &a->block, z, &w->blocks[i], s);
-    } else {
-        mtp_matmul(a->u, z, w->lin[i], M, D, D, 0, 1, 0); // u = z W^T
-        mtp_silu_residual_forward(a->h, z, a->u, (size_t)M * D);
+void heads_linear_forward(float *h, float *u, const float *z, int M, int n, MtpLinear W) {
+    const int D = W.in;
+    mtp_linear_forward(u, z, M, W, 0); // u (M, nD) = z W^T
+    if (n == 1) {
+        mtp_silu_residual_forward(h, z, u, (size_t)M * D);
+        return;
     }
-    mtp_rmsnorm_forward(a->hn, a->hn_rstd, a->h, w->final_norm, M, D);
-    mtp_matmul(a->logits, a->hn, w->unembed, M, V, D, 0, 1, 0); // logits (M,V)
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < M; r++)
+            mtp_silu_residual_forward(h + ((size_t)i * M + r) * D, z + (size_t)r * D, u + ((size_t)r * n + i) * D, D);
+}
+
+void heads_logits(float *logits, float *hn, float *rstd, const float *h, int M, const HeadsOutput *o) {
+    mtp_rmsnorm_forward(hn, rstd, h, o->norm, M, o->unembed.in);
+    mtp_linear_forward(logits, hn, M, o->unembed, 0);
+}
+
+void heads_forward_one(const HeadsPass *p, int i, const float *z) {
+    const int D = p->tc->dim, V = p->tc->vocab;
+    HeadsActs *a = p->acts;
+    const HeadsWeights *w = p->w;
+    const int M = a->B * a->T;
+    if (p->hc->type == HEAD_TRANSFORMER) block_forward(a->h, &a->block, z, &w->blocks[i], p->scratch);
+    else heads_linear_forward(a->h, a->u, z, M, 1, mtp_linear_plain(w->lin[i], D, D));
+    const HeadsOutput out = {w->final_norm, mtp_linear_plain(w->unembed, V, D)};
+    heads_logits(a->logits, a->hn, a->hn_rstd, a->h, M, &out);
 }
 
 /* Positions of the batch that have a target. */
@@ -100,13 +115,14 @@ static long count_targets(const int32_t *targets, int M) {
     return count;
 }
 
-void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tokens, const HeadsWeights *w,
-                 const HeadsWeights *dw, const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a,
-                 BlockScratch *s, float grad_scale) {
-    const int D = tc->dim, V = tc->vocab, B = a->B, T = a->T, M = B * T;
+void heads_train(const HeadsPass *p, HeadStats *stats, const float *z, const int32_t *tokens, float grad_scale) {
+    HeadsActs *a = p->acts;
+    const HeadsWeights *w = p->w, *dw = p->dw;
+    const int D = p->tc->dim, V = p->tc->vocab, B = a->B, T = a->T, M = B * T;
+    float *dz = p->dz;
     memset(dz, 0, (size_t)M * D * sizeof(float));
-    for (int i = 0; i < hc->n; i++) {
-        heads_forward_one(a, i, z, w, tc, hc, s);
+    for (int i = 0; i < p->hc->n; i++) {
+        heads_forward_one(p, i, z);
         heads_targets(a->targets, tokens, B, T, i + 1);
         long count = count_targets(a->targets, M), correct = 0;
         float scale = count ? grad_scale / (float)count : 0.0f;
@@ -116,8 +132,8 @@ void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tok
         mtp_linear_backward(a->dhn, dw->unembed, a->logits, a->hn, w->unembed, M, D, V, 0); // dhn, dunembed
         memset(a->dh, 0, (size_t)M * D * sizeof(float));
         mtp_rmsnorm_backward(a->dh, dw->final_norm, a->dhn, a->h, w->final_norm, a->hn_rstd, M, D);
-        if (hc->type == HEAD_TRANSFORMER) {
-            block_backward(a->dh, &dw->blocks[i], z, &a->block, &w->blocks[i], s); // dh -> dL/dz of this head
+        if (p->hc->type == HEAD_TRANSFORMER) {
+            block_backward(a->dh, &dw->blocks[i], z, &a->block, &w->blocks[i], p->scratch); // dh -> dL/dz of this head
             mtp_add_inplace(dz, a->dh, (size_t)M * D);
         } else {
             // h = z + silu(u), u = z W^T: dz += dh + du W, dW += du^T z
@@ -128,11 +144,11 @@ void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tok
     }
 }
 
-void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t ignore_target, const HeadsWeights *w,
-                const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a, BlockScratch *s) {
-    const int V = tc->vocab, B = a->B, T = a->T, M = B * T;
-    for (int i = 0; i < hc->n; i++) {
-        heads_forward_one(a, i, z, w, tc, hc, s);
+void heads_eval(const HeadsPass *p, HeadStats *stats, const float *z, const int32_t *tokens, int32_t ignore_target) {
+    HeadsActs *a = p->acts;
+    const int V = p->tc->vocab, B = a->B, T = a->T, M = B * T;
+    for (int i = 0; i < p->hc->n; i++) {
+        heads_forward_one(p, i, z);
         heads_targets(a->targets, tokens, B, T, i + 1);
         for (int m = 0; m < M; m++)
             if (a->targets[m] == ignore_target) a->targets[m] = -1;
@@ -168,6 +184,7 @@ int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *
         ok = (p->lin_drafts = mtp_pack_weight_at(cursor, w->lin[1], (n - 1) * D, D, precision)) != NULL;
     }
     if (ok) ok = (p->unembed = mtp_pack_weight_at(cursor, w->unembed, tc->vocab, D, precision)) != NULL;
+    if (ok) p->out = (HeadsOutput){w->final_norm, mtp_linear_packed(p->unembed)};
     if (ok) return 0;
     heads_packed_free(p);
     return -1;
@@ -181,38 +198,4 @@ void heads_packed_free(HeadsPacked *p) {
     mtp_packed_weight_free(p->lin_drafts);
     mtp_packed_weight_free(p->unembed);
     memset(p, 0, sizeof *p);
-}
-
-void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
-                      const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s) {
-    const int D = s->D;
-    if (hc->type == HEAD_TRANSFORMER) {
-        memcpy(h, z, (size_t)R * D * sizeof(float));
-        block_decode(h, k_cache, v_cache, pos0, R, &w->blocks[i], &p->blocks[i], s);
-    } else {
-        mtp_matmul_packed(h, z, R, p->lin[i], 0);           // u = z W^T
-        mtp_silu_residual_forward(h, z, h, (size_t)R * D); // h = z + silu(u), in place
-    }
-}
-
-void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
-                         const HeadsPacked *p, const TrunkConfig *tc) {
-    mtp_rmsnorm_forward(hn, rstd, h, w->final_norm, R, tc->dim);
-    mtp_matmul_packed(logits, hn, R, p->unembed, 0);
-}
-
-size_t heads_drafts_work_floats(int n, const TrunkConfig *tc) { return (size_t)n * (3 * tc->dim + 1); }
-
-void heads_decode_drafts(float *logits, float *work, const float *z, const float *const *hs, int n,
-                         const HeadsWeights *w, const HeadsPacked *p, const TrunkConfig *tc, const HeadsConfig *hc) {
-    const int D = tc->dim, m = n - 1;
-    assert(n > 1);
-    float *h = work, *hn = h + (size_t)m * D, *u = hn + (size_t)m * D, *rstd = u + (size_t)m * D;
-    if (hc->type == HEAD_LINEAR) {
-        mtp_matmul_packed(u, z, 1, p->lin_drafts, 0); // u ((n-1) D) = z W_1..n-1^T
-        for (int i = 0; i < m; i++) mtp_silu_residual_forward(h + (size_t)i * D, z, u + (size_t)i * D, D);
-    } else {
-        for (int i = 0; i < m; i++) memcpy(h + (size_t)i * D, hs[i + 1], D * sizeof(float));
-    }
-    heads_decode_logits(logits, hn, rstd, h, m, w, p, tc);
 }

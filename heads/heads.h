@@ -64,31 +64,61 @@ typedef struct {
  * or -1 where t+i > T (past the row: left out of the loss). */
 void heads_targets(int32_t *targets, const int32_t *tokens, int B, int T, int i);
 
-/* Forward, loss and backward of every head in turn. z (M, D) is the trunk output, tokens (B, T+1).
- * dz (M, D) is overwritten with dL/dz; parameter gradients are added into dw. The loss of head i
+/* ---- the heads' math, one implementation for training and decoding ---------------------------- */
+
+/* Linear heads on M rows of trunk output z (M, D), n of them at once with their matrices stacked
+ * in W (n D, D): u (M, n D) = z W^T, and head i's output h (n, M, D): h[i][r] = z[r] + silu(u[r][i]).
+ * Training runs one head (n = 1, u kept for the backward pass); decoding drafts with all the
+ * drafting heads of one row in one product. */
+void heads_linear_forward(float *h, float *u, const float *z, int M, int n, MtpLinear W);
+
+/* The shared output layer: final RMSNorm, then the unembedding. */
+typedef struct {
+    const float *norm; /* (D) */
+    MtpLinear unembed; /* (V, D) */
+} HeadsOutput;
+
+/* logits (M, V) of head outputs h (M, D); hn (M, D) and rstd (M) get the normed rows (kept by
+ * training for the backward pass). */
+void heads_logits(float *logits, float *hn, float *rstd, const float *h, int M, const HeadsOutput *o);
+
+/* ---- training ------------------------------------------------------------------------------- */
+
+/* A training or evaluation pass of the heads on a batch: what its calls share. The weights and
+ * their gradients are views into the model's buffers. */
+typedef struct {
+    const TrunkConfig *tc;
+    const HeadsConfig *hc;
+    const HeadsWeights *w;  /* parameters */
+    const HeadsWeights *dw; /* gradients, added into by heads_train; NULL for evaluation */
+    HeadsActs *acts;        /* one head's activations, reused by every head */
+    BlockScratch *scratch;  /* shared with the trunk */
+    float *dz;              /* (M, D) heads_train writes dL/dz here, summed over the heads */
+} HeadsPass;
+
+/* Forward, loss and backward of every head in turn on z (M, D), the trunk output of a batch of
+ * tokens (B, T+1): p->dz gets dL/dz; parameter gradients are added into p->dw. The loss of head i
  * is its mean cross-entropy over its counted positions times grad_scale; stats[i] gets the sums. */
-void heads_train(float *dz, HeadStats *stats, const float *z, const int32_t *tokens, const HeadsWeights *w,
-                 const HeadsWeights *dw, const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a,
-                 BlockScratch *s, float grad_scale);
+void heads_train(const HeadsPass *p, HeadStats *stats, const float *z, const int32_t *tokens, float grad_scale);
 
 /* Forward and loss only, for evaluation: stats[i] for each head. Positions whose target is
  * ignore_target (padding) are left out. */
-void heads_eval(HeadStats *stats, const float *z, const int32_t *tokens, int32_t ignore_target, const HeadsWeights *w,
-                const TrunkConfig *tc, const HeadsConfig *hc, HeadsActs *a, BlockScratch *s);
+void heads_eval(const HeadsPass *p, HeadStats *stats, const float *z, const int32_t *tokens, int32_t ignore_target);
 
-/* Forward of head i (0-based) only, leaving its logits (M, V) in a->logits. */
-void heads_forward_one(HeadsActs *a, int i, const float *z, const HeadsWeights *w, const TrunkConfig *tc,
-                       const HeadsConfig *hc, BlockScratch *s);
+/* Forward of head i (0-based) only, leaving its logits (M, V) in p->acts->logits. */
+void heads_forward_one(const HeadsPass *p, int i, const float *z);
 
 /* ---- inference ------------------------------------------------------------------------------ */
 
-/* The heads' matrices packed for products of a few rows: heads 0..n-1 of the model. */
+/* The heads as decoding reads them: heads 0..n-1 of the model with their matrices packed for
+ * products of a few rows, and the output layer. */
 typedef struct {
     int n;
-    BlockPacked blocks[HEADS_MAX];  /* transformer heads */
+    BlockDecode blocks[HEADS_MAX];   /* transformer heads (their caches set by the engine) */
     MtpPackedWeight *lin[HEADS_MAX]; /* linear heads */
     MtpPackedWeight *lin_drafts;     /* linear heads 1..n-1 stacked, ((n-1) D, D): one product drafts all */
     MtpPackedWeight *unembed;
+    HeadsOutput out;                 /* the model's final norm and the packed unembedding */
 } HeadsPacked;
 
 /* Packs heads 0..n-1, then the unembedding, at *cursor (advanced by heads_packed_bytes), or into
@@ -97,22 +127,5 @@ size_t heads_packed_bytes(int n, const TrunkConfig *tc, const HeadsConfig *hc, M
 int heads_pack(HeadsPacked *p, int n, const HeadsWeights *w, const TrunkConfig *tc, const HeadsConfig *hc,
                MtpPrecision precision, char **cursor);
 void heads_packed_free(HeadsPacked *p);
-
-/* Head i (0-based) on R rows of trunk output z (R, D) at positions pos0..: its output into h (R, D).
- * A transformer head writes the rows' keys and values into its caches k_cache, v_cache (one layer each);
- * linear heads have no cache (pass NULL). */
-void heads_decode_one(float *h, const float *z, int i, int pos0, int R, float *k_cache, float *v_cache,
-                      const HeadsWeights *w, const HeadsPacked *p, const HeadsConfig *hc, BlockDecodeScratch *s);
-/* The drafts of one row: logits (n-1, V) of heads 1..n-1 (0-based), as one batch of a few products
- * rather than two small ones per head. z (D) is the row's trunk output (linear heads run here), or
- * hs[i] (D) head i's output at the row, kept from the forward (transformer heads; hs[0] unused).
- * work: heads_drafts_work_floats(). */
-size_t heads_drafts_work_floats(int n, const TrunkConfig *tc);
-void heads_decode_drafts(float *logits, float *work, const float *z, const float *const *hs, int n,
-                         const HeadsWeights *w, const HeadsPacked *p, const TrunkConfig *tc, const HeadsConfig *hc);
-/* logits (R, V) of head outputs h (R, D) through the shared final norm and unembedding;
- * hn (R, D) and rstd (R) are scratch. */
-void heads_decode_logits(float *logits, float *hn, float *rstd, const float *h, int R, const HeadsWeights *w,
-                         const HeadsPacked *p, const TrunkConfig *tc);
 
 #endif

@@ -47,7 +47,8 @@ static int generate(DecodeState *s, const int32_t *prompt, int n, int max_new, i
     decode_truncate(s, 0);
     DecodeStats st;
     double t0 = mtp_now();
-    int got = decode_greedy(s, prompt, n, max_new, K, DS_EOS, out, &st, NULL, NULL);
+    const DecodeRequest req = {.prompt = prompt, .n_prompt = n, .max_new = max_new, .lookahead = K, .eos = DS_EOS};
+    int got = decode_greedy(s, &req, out, &st);
     t->seconds += mtp_now() - t0;
     t->tokens += got;
     t->forwards += st.forwards; /* after the prompt's pass, as mtp bench counts them */

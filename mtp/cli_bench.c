@@ -171,7 +171,9 @@ static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int
         decode_truncate(&r->state, 0);
         DecodeStats st;
         double t0 = mtp_now();
-        int n = decode_greedy(&r->state, pr->tokens[i], pr->len[i], max_new, r->K, DS_EOS, scratch, &st, NULL, NULL);
+        const DecodeRequest req = {.prompt = pr->tokens[i], .n_prompt = pr->len[i], .max_new = max_new,
+                                   .lookahead = r->K, .eos = DS_EOS};
+        int n = decode_greedy(&r->state, &req, scratch, &st);
         t += mtp_now() - t0;
         rep->prefill += st.t_prefill, rep->forward += st.t_forward, rep->sample += st.t_sample, rep->other += st.t_other;
         tokens += n, forwards += st.forwards;
@@ -288,7 +290,9 @@ int cmd_bench(int argc, char **argv) {
     }
     for (int i = 0; i < nk; i++) { /* warm-up, untimed: creates the products' primitives, touches the caches */
         DecodeStats st;
-        decode_greedy(&runs[i].state, pr.tokens[0], pr.len[0], max_tokens, runs[i].K, DS_EOS, scratch, &st, NULL, NULL);
+        const DecodeRequest req = {.prompt = pr.tokens[0], .n_prompt = pr.len[0], .max_new = max_tokens,
+                                   .lookahead = runs[i].K, .eos = DS_EOS};
+        decode_greedy(&runs[i].state, &req, scratch, &st);
         decode_truncate(&runs[i].state, 0);
     }
     for (int k = 0; k < repeats; k++)

@@ -151,20 +151,21 @@ int cmd_generate(int argc, char **argv) {
     }
     tokens[0] = DS_BOS;
     DecodeStats st;
+    DecodeRequest req = {.prompt = tokens, .n_prompt = (int)n_prompt, .max_new = max_tokens, .lookahead = lookahead,
+                         .eos = DS_EOS, .emit = emit_bytes, .emit_ctx = m.tokenizer};
     double t0 = mtp_now();
     int n;
     if (temperature > 0) {
-        DecodeSampling cfg = {temperature, top_k, top_p};
         MtpRng rng;
         mtp_rng_seed(&rng, seed);
-        n = decode_sample(&s, tokens, (int)n_prompt, max_tokens, lookahead, DS_EOS, &cfg, &rng, out, &st,
-                          emit_bytes, m.tokenizer);
+        req.sampling = (DecodeSampling){temperature, top_k, top_p}, req.rng = &rng;
+        n = decode_sample(&s, &req, out, &st);
         if (n < 0) {
             cli_error("generate", "out of memory");
             goto done;
         }
     } else {
-        n = decode_greedy(&s, tokens, (int)n_prompt, max_tokens, lookahead, DS_EOS, out, &st, emit_bytes, m.tokenizer);
+        n = decode_greedy(&s, &req, out, &st);
     }
     double dt = mtp_now() - t0;
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);

@@ -114,7 +114,7 @@ static void log_json_array(FILE *f, const double *v, int n) {
 static void run_eval(MtpTrainer *t, const DsCorpus *data, int batches, FILE *log, int tty) {
     const int n = t->model->cfg.heads.n;
     double loss[HEADS_MAX], acc[HEADS_MAX];
-    long tokens = mtp_evaluate(&t->ws, t->model, data->val, data->n_val, batches, loss, acc);
+    long tokens = mtp_evaluate(&t->ws, data->val, data->n_val, batches, loss, acc);
     if (tty) fputs("\r\033[K", stderr);
     fprintf(stderr, "step %d: validation loss per head ", t->step);
     print_losses(stderr, loss, n);

@@ -370,7 +370,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     double loss[HEADS_MAX], acc[HEADS_MAX];
-    long tokens = mtp_evaluate(&ws, &m, corpus.val, corpus.n_val, batches, loss, acc);
+    long tokens = mtp_evaluate(&ws, corpus.val, corpus.n_val, batches, loss, acc);
     if (tokens < 0) {
         cli_error("eval", "out of memory");
         goto done;

@@ -128,7 +128,7 @@ void mtp_model_init(MtpModel *m, uint64_t seed) {
 int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T) {
     memset(w, 0, sizeof *w);
     const TrunkConfig *tc = &m->cfg.trunk;
-    w->B = B, w->T = T;
+    w->model = m, w->B = B, w->T = T;
     /* in bf16 precision attention keeps its operands rounded (half the memory, no conversions) */
     const int bf16 = mtp_core_precision() == MTP_BF16;
     if (trunk_acts_build(&w->trunk, tc, B, T, bf16) || heads_acts_build(&w->heads, tc, &m->cfg.heads, B, T, bf16) ||
@@ -152,30 +152,50 @@ void mtp_workspace_free(MtpWorkspace *w) {
     memset(w, 0, sizeof *w);
 }
 
-static void take_inputs(int32_t *inputs, const int32_t *tokens, int B, int T) {
-    for (int b = 0; b < B; b++) memcpy(inputs + (size_t)b * T, tokens + (size_t)b * (T + 1), T * sizeof(int32_t));
+/* The inputs of a batch: tokens (B, T+1) less each row's last token, into ws->inputs (B, T). */
+static void take_inputs(MtpWorkspace *ws, const int32_t *tokens) {
+    for (int b = 0; b < ws->B; b++)
+        memcpy(ws->inputs + (size_t)b * ws->T, tokens + (size_t)b * (ws->T + 1), ws->T * sizeof(int32_t));
 }
 
-void mtp_forward_backward(MtpWorkspace *ws, const MtpModel *m, float *grads, const int32_t *tokens,
-                          float grad_scale, HeadStats *stats) {
-    const TrunkConfig *tc = &m->cfg.trunk;
+/* The passes of the trunk and the heads over ws, with gradients into g (NULL: forward only). */
+static void passes(MtpWorkspace *ws, const TrunkWeights *tg, const HeadsWeights *hg, TrunkPass *tp, HeadsPass *hp) {
+    const MtpModel *m = ws->model;
+    *tp = (TrunkPass){&m->cfg.trunk, &m->trunk, tg, &ws->trunk, &ws->scratch};
+    *hp = (HeadsPass){&m->cfg.trunk, &m->cfg.heads, &m->heads, hg, &ws->heads, &ws->scratch, ws->dz};
+}
+
+void mtp_forward_backward(MtpWorkspace *ws, float *grads, const int32_t *tokens, float grad_scale, HeadStats *stats) {
     TrunkWeights tg;
     HeadsWeights hg;
     BlockWeights gblocks[TRUNK_MAX_LAYERS];
-    mtp_model_views(m, grads, &tg, gblocks, &hg);
+    mtp_model_views(ws->model, grads, &tg, gblocks, &hg);
+    TrunkPass trunk;
+    HeadsPass heads;
+    passes(ws, &tg, &hg, &trunk, &heads);
 
-    take_inputs(ws->inputs, tokens, ws->B, ws->T);
-    trunk_forward(&ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
-    const float *z = trunk_output(&ws->trunk, tc);
-    heads_train(ws->dz, stats, z, tokens, &m->heads, &hg, tc, &m->cfg.heads, &ws->heads, &ws->scratch, grad_scale);
-    trunk_backward(&tg, ws->dz, &ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
+    take_inputs(ws, tokens);
+    trunk_forward(&trunk, ws->inputs);
+    heads_train(&heads, stats, trunk_output(&ws->trunk, trunk.c), tokens, grad_scale);
+    trunk_backward(&trunk, ws->inputs, ws->dz);
 }
 
-void mtp_forward_eval(MtpWorkspace *ws, const MtpModel *m, const int32_t *tokens, int32_t ignore_target, HeadStats *stats) {
-    const TrunkConfig *tc = &m->cfg.trunk;
-    take_inputs(ws->inputs, tokens, ws->B, ws->T);
-    trunk_forward(&ws->trunk, &m->trunk, ws->inputs, tc, &ws->scratch);
-    heads_eval(stats, trunk_output(&ws->trunk, tc), tokens, ignore_target, &m->heads, tc, &m->cfg.heads, &ws->heads, &ws->scratch);
+void mtp_forward_eval(MtpWorkspace *ws, const int32_t *tokens, int32_t ignore_target, HeadStats *stats) {
+    TrunkPass trunk;
+    HeadsPass heads;
+    passes(ws, NULL, NULL, &trunk, &heads);
+    take_inputs(ws, tokens);
+    trunk_forward(&trunk, ws->inputs);
+    heads_eval(&heads, stats, trunk_output(&ws->trunk, trunk.c), tokens, ignore_target);
+}
+
+void mtp_forward_head(MtpWorkspace *ws, const int32_t *tokens, int i) {
+    TrunkPass trunk;
+    HeadsPass heads;
+    passes(ws, NULL, NULL, &trunk, &heads);
+    take_inputs(ws, tokens);
+    trunk_forward(&trunk, ws->inputs);
+    heads_forward_one(&heads, i, trunk_output(&ws->trunk, trunk.c));
 }
 
 /* ---- tokenizers and run data ------------------------------------------------------------------ */

@@ -60,8 +60,11 @@ const MtpTensor *mtp_model_tensor(const MtpModel *m, const char *name);
 
 /* ---- forward / backward on batches ---------------------------------------------------------- */
 
-/* Activations and working memory for batches of B rows of T tokens. */
+/* A model's forward and backward passes on batches of B rows of T tokens: the model, and the
+ * activations and working memory of its passes (llm.c's GPT2 struct, less the parameters and
+ * gradients, which the model and the trainer own). */
 typedef struct {
+    const MtpModel *model;
     int B, T;
     TrunkActs trunk;
     HeadsActs heads;
@@ -75,11 +78,12 @@ int mtp_workspace_build(MtpWorkspace *w, const MtpModel *m, int B, int T);
 void mtp_workspace_free(MtpWorkspace *w);
 
 /* tokens (B, T+1). Gradients are added into grads (laid out like params); stats (n heads). */
-void mtp_forward_backward(MtpWorkspace *ws, const MtpModel *m, float *grads, const int32_t *tokens,
-                          float grad_scale, HeadStats *stats);
+void mtp_forward_backward(MtpWorkspace *ws, float *grads, const int32_t *tokens, float grad_scale, HeadStats *stats);
 /* Loss and accuracy only; positions whose target is ignore_target (padding) are left out. */
-void mtp_forward_eval(MtpWorkspace *ws, const MtpModel *m, const int32_t *tokens, int32_t ignore_target,
-                      HeadStats *stats);
+void mtp_forward_eval(MtpWorkspace *ws, const int32_t *tokens, int32_t ignore_target, HeadStats *stats);
+/* The logits (B*T, V) of head i (0-based) alone on tokens (B, T+1), in ws->heads.logits (tests
+ * compare them with the inference engine's). */
+void mtp_forward_head(MtpWorkspace *ws, const int32_t *tokens, int i);
 
 /* ---- training ------------------------------------------------------------------------------- */
 
@@ -125,8 +129,7 @@ int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st);
 
 /* Mean loss and accuracy per head over up to max_batches sequential validation batches
  * (0 = the whole split). Returns the number of target tokens of head 1 evaluated. */
-long mtp_evaluate(MtpWorkspace *ws, const MtpModel *m, const int32_t *tok, size_t n, int max_batches,
-                  double *loss, double *accuracy);
+long mtp_evaluate(MtpWorkspace *ws, const int32_t *tok, size_t n, int max_batches, double *loss, double *accuracy);
 
 /* ---- checkpoint ----------------------------------------------------------------------------- */
 

@@ -94,7 +94,7 @@ int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
         ds_corpus_sample(t->batch, data, B, T + 1, &t->data_rng);
         t->batches_drawn++;
         HeadStats hs[HEADS_MAX];
-        mtp_forward_backward(&t->ws, m, t->grads, t->batch, 1.0f / t->opt.accum, hs);
+        mtp_forward_backward(&t->ws, t->grads, t->batch, 1.0f / t->opt.accum, hs);
         for (int i = 0; i < n; i++) {
             acc[i].loss += hs[i].loss;
             acc[i].count += hs[i].count;
@@ -117,16 +117,15 @@ int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
     return 0;
 }
 
-long mtp_evaluate(MtpWorkspace *ws, const MtpModel *m, const int32_t *tok, size_t n, int max_batches,
-                  double *loss, double *accuracy) {
-    const int B = ws->B, T = ws->T, nh = m->cfg.heads.n;
+long mtp_evaluate(MtpWorkspace *ws, const int32_t *tok, size_t n, int max_batches, double *loss, double *accuracy) {
+    const int B = ws->B, T = ws->T, nh = ws->model->cfg.heads.n;
     int32_t *batch = mtp_calloc((size_t)B * (T + 1), sizeof(int32_t));
     HeadStats total[HEADS_MAX] = {{0}};
     if (!batch) return -1;
     for (size_t b = 0; max_batches <= 0 || b < (size_t)max_batches; b++) {
         if (ds_eval_batch(batch, tok, n, B, T + 1, b) == 0) break;
         HeadStats hs[HEADS_MAX];
-        mtp_forward_eval(ws, m, batch, DS_PAD, hs);
+        mtp_forward_eval(ws, batch, DS_PAD, hs);
         for (int i = 0; i < nh; i++) {
             total[i].loss += hs[i].loss;
             total[i].count += hs[i].count;

@@ -16,14 +16,13 @@
 
 enum { V = 37, L = 2, F = 48, CTX = 80, N = 70, NH = 3 };
 
-/* Full forward over tokens (N): logits (NH, N, V) of every head. */
+/* Full forward over tokens (N): logits (NH, N, V) of every head. (A batch of one row reads the
+ * first T = N of its T+1 tokens.) */
 static void reference(float *ref, const MtpModel *m, const int32_t *tokens) {
     MtpWorkspace ws;
     CHECK(mtp_workspace_build(&ws, m, 1, N) == 0);
-    trunk_forward(&ws.trunk, &m->trunk, tokens, &m->cfg.trunk, &ws.scratch);
-    const float *z = trunk_output(&ws.trunk, &m->cfg.trunk);
     for (int i = 0; i < NH; i++) {
-        heads_forward_one(&ws.heads, i, z, &m->heads, &m->cfg.trunk, &m->cfg.heads, &ws.scratch);
+        mtp_forward_head(&ws, tokens, i);
         memcpy(ref + (size_t)i * N * V, ws.heads.logits, (size_t)N * V * sizeof(float));
     }
     mtp_workspace_free(&ws);
@@ -117,15 +116,13 @@ static void test_long_prefill(void) {
     for (int i = 0; i < LN; i++) tokens[i] = (int32_t)mtp_rng_below(&r, V);
     MtpWorkspace ws;
     CHECK(mtp_workspace_build(&ws, &m, 1, LN) == 0);
-    trunk_forward(&ws.trunk, &m.trunk, tokens, &m.cfg.trunk, &ws.scratch);
-    const float *z = trunk_output(&ws.trunk, &m.cfg.trunk);
     DecodeState s;
     CHECK(decode_build(&s, &m, 2, 2, err, sizeof err) == 0);
     CHECK(s.pass_rows == DECODE_PREFILL_ROWS);
     const int row = decode_prefill(&s, tokens, LN, 1);
     double worst = 0;
     for (int i = 0; i < 2; i++) { /* head 1 from the prefill, head 2 as a draft */
-        heads_forward_one(&ws.heads, i, z, &m.heads, &m.cfg.trunk, &m.cfg.heads, &ws.scratch);
+        mtp_forward_head(&ws, tokens, i);
         const float *got = decode_logits(&s, i, row), *want = ws.heads.logits + (size_t)(LN - 1) * V;
         for (int v = 0; v < V; v++) worst = fmax(worst, fabs(got[v] - want[v]));
     }

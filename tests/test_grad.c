@@ -298,7 +298,7 @@ typedef struct {
 static double model_loss(void *p) {
     ModelCtx *c = p;
     HeadStats st[HEADS_MAX];
-    mtp_forward_eval(c->ws, c->m, c->tokens, -2 /* nothing is padding */, st);
+    mtp_forward_eval(c->ws, c->tokens, -2 /* nothing is padding */, st);
     double l = 0;
     for (int i = 0; i < c->m->cfg.heads.n; i++) l += st[i].loss / st[i].count;
     return l;
@@ -320,7 +320,7 @@ static void test_model(int n_heads, HeadType type, int attn_chunk) {
     for (int i = 0; i < B * (T + 1); i++) tokens[i] = (int32_t)mtp_rng_below(&g_rng, MV);
     float *grads = mtp_calloc(m.n_params, 4);
     HeadStats st[HEADS_MAX];
-    mtp_forward_backward(&ws, &m, grads, tokens, 1.0f, st);
+    mtp_forward_backward(&ws, grads, tokens, 1.0f, st);
     ModelCtx c = {&m, &ws, tokens};
     /* the training pass reports the same loss as the evaluation pass */
     double l_train = 0;

@@ -40,18 +40,18 @@ static void test_head1_equals_single_head(HeadType type) {
 
     /* logits of head 1 */
     HeadStats s3[HEADS_MAX], s1[HEADS_MAX];
-    mtp_forward_eval(&w3, &m3, tokens, -2, s3);
-    mtp_forward_eval(&w1, &m1, tokens, -2, s1);
+    mtp_forward_eval(&w3, tokens, -2, s3);
+    mtp_forward_eval(&w1, tokens, -2, s1);
     CHECK(s3[0].loss == s1[0].loss && s3[0].correct == s1[0].correct && s3[0].count == s1[0].count);
     CHECK(s3[1].loss != s1[0].loss);
-    heads_forward_one(&w3.heads, 0, trunk_output(&w3.trunk, &c3.trunk), &m3.heads, &c3.trunk, &c3.heads, &w3.scratch);
-    heads_forward_one(&w1.heads, 0, trunk_output(&w1.trunk, &c1.trunk), &m1.heads, &c1.trunk, &c1.heads, &w1.scratch);
+    mtp_forward_head(&w3, tokens, 0);
+    mtp_forward_head(&w1, tokens, 0);
     CHECK(memcmp(w3.heads.logits, w1.heads.logits, (size_t)B * T * V * sizeof(float)) == 0);
 
     /* and its backward pass: head 1's own weights get the same gradient as in the 1-head model */
     float *g3 = mtp_calloc(m3.n_params, 4), *g1 = mtp_calloc(m1.n_params, 4);
-    mtp_forward_backward(&w1, &m1, g1, tokens, 1.0f, s1);
-    mtp_forward_backward(&w3, &m3, g3, tokens, 1.0f, s3);
+    mtp_forward_backward(&w1, g1, tokens, 1.0f, s1);
+    mtp_forward_backward(&w3, g3, tokens, 1.0f, s3);
     CHECK(s3[0].loss == s1[0].loss);
     const MtpTensor *h1 = mtp_model_tensor(&m1, type == HEAD_LINEAR ? "heads.1.w" : "heads.1.wq");
     const MtpTensor *h3 = mtp_model_tensor(&m3, h1->name);

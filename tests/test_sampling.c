@@ -88,7 +88,9 @@ static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const 
         } else {
             decode_truncate(&s, 0);
             DecodeStats st;
-            int n = decode_sample(&s, prompt, 3, 2, K, -1, cfg, &rng, out, &st, NULL, NULL);
+            const DecodeRequest req = {.prompt = prompt, .n_prompt = 3, .max_new = 2, .lookahead = K, .eos = -1,
+                                       .sampling = *cfg, .rng = &rng};
+            int n = decode_sample(&s, &req, out, &st);
             CHECK(n == 2);
             for (int j = 1; j < K; j++) proposed += st.proposed[j], accepted += st.accepted[j];
         }

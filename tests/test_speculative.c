@@ -42,7 +42,8 @@ static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
             DecodeState s;
             CHECK(decode_build(&s, &m, K > 8 ? K : 8, K, err, sizeof err) == 0);
             DecodeStats st;
-            int n = decode_greedy(&s, prompt, len, MAX_NEW, K, -1, K == 1 ? base : got, &st, NULL, NULL);
+            const DecodeRequest req = {.prompt = prompt, .n_prompt = len, .max_new = MAX_NEW, .lookahead = K, .eos = -1};
+            int n = decode_greedy(&s, &req, K == 1 ? base : got, &st);
             if (K == 1) {
                 n_base = n;
                 CHECK(st.forwards == n || st.hit_context); /* one token per pass */

@@ -121,6 +121,15 @@ void block_scratch_free(BlockScratch *s) {
     memset(s, 0, sizeof *s);
 }
 
+void block_mlp_forward(float *out, const BlockMlpActs *a, const float *x, const BlockMlp *w, int M) {
+    const int D = w->w13.in, F = w->w2.in;
+    mtp_rmsnorm_forward(a->ln, a->rstd, x, w->norm, M, D);
+    mtp_linear_forward(a->h13, a->ln, M, w->w13, 0);
+    mtp_swiglu_forward(a->g, a->h13, M, F);
+    if (out != x) memcpy(out, x, (size_t)M * D * sizeof(float));
+    mtp_linear_forward(out, a->g, M, w->w2, 1);
+}
+
 void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeights *w, BlockScratch *s) {
     const int B = s->B, T = s->T, D = s->D, H = s->H, F = s->F, hd = D / H, M = B * T, BH = B * H;
     // attention: ln1 = rmsnorm(inp); q, k, v = rope(ln1 Wqkv^T); att = softmax(q k^T / sqrt(hd)); o = att v
@@ -146,11 +155,9 @@ void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeight
     memcpy(a->x_mid, inp, (size_t)M * D * sizeof(float));
     mtp_matmul(a->x_mid, a->atty, w->wo, M, D, D, 0, 1, 1);
     // mlp: out = x_mid + (silu(ln2 W1^T) * ln2 W3^T) W2^T
-    mtp_rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, w->mlp_norm, M, D);
-    mtp_matmul(a->h13, a->ln2, w->w13, M, 2 * F, D, 0, 1, 0);
-    mtp_swiglu_forward(a->g, a->h13, M, F);
-    memcpy(out, a->x_mid, (size_t)M * D * sizeof(float));
-    mtp_matmul(out, a->g, w->w2, M, D, F, 0, 1, 1);
+    const BlockMlp mlp = {w->mlp_norm, mtp_linear_plain(w->w13, 2 * F, D), mtp_linear_plain(w->w2, D, F)};
+    const BlockMlpActs mlp_acts = {a->ln2, a->ln2_rstd, a->h13, a->g};
+    block_mlp_forward(out, &mlp_acts, a->x_mid, &mlp, M);
 }
 
 void block_backward(float *dres, const BlockWeights *dw, const float *inp, const BlockActs *a,
@@ -210,6 +217,7 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
     s->h13 = p, p += (size_t)R * 2 * F;
     s->g = p, p += (size_t)R * F;
     mtp_rope_tables(s->cos_tab, s->sin_tab, T, (int)hd);
+    s->attn = (MtpAttnCached){T, H, (int)hd, s->cos_tab, s->sin_tab, s->qkv, s->atty, s->att};
     return 0;
 }
 
@@ -218,23 +226,25 @@ size_t block_packed_bytes(int D, int F, MtpPrecision precision) {
            mtp_packed_weight_bytes(2 * F, D, precision) + mtp_packed_weight_bytes(D, F, precision);
 }
 
-int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor) {
+int block_pack(BlockDecode *b, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor) {
+    memset(b, 0, sizeof *b);
+    b->attn_norm = w->attn_norm, b->mlp_norm = w->mlp_norm;
     /* in the order block_decode reads them */
-    p->wqkv = mtp_pack_weight_at(cursor, w->wqkv, 3 * D, D, precision);
-    p->wo = mtp_pack_weight_at(cursor, w->wo, D, D, precision);
-    p->w13 = mtp_pack_weight_at(cursor, w->w13, 2 * F, D, precision);
-    p->w2 = mtp_pack_weight_at(cursor, w->w2, D, F, precision);
-    if (p->wqkv && p->wo && p->w13 && p->w2) return 0;
-    block_packed_free(p);
+    b->wqkv = mtp_pack_weight_at(cursor, w->wqkv, 3 * D, D, precision);
+    b->wo = mtp_pack_weight_at(cursor, w->wo, D, D, precision);
+    b->w13 = mtp_pack_weight_at(cursor, w->w13, 2 * F, D, precision);
+    b->w2 = mtp_pack_weight_at(cursor, w->w2, D, F, precision);
+    if (b->wqkv && b->wo && b->w13 && b->w2) return 0;
+    block_packed_free(b);
     return -1;
 }
 
-void block_packed_free(BlockPacked *p) {
-    mtp_packed_weight_free(p->wqkv);
-    mtp_packed_weight_free(p->wo);
-    mtp_packed_weight_free(p->w13);
-    mtp_packed_weight_free(p->w2);
-    memset(p, 0, sizeof *p);
+void block_packed_free(BlockDecode *b) {
+    mtp_packed_weight_free(b->wqkv);
+    mtp_packed_weight_free(b->wo);
+    mtp_packed_weight_free(b->w13);
+    mtp_packed_weight_free(b->w2);
+    memset(b, 0, sizeof *b);
 }
 
 void block_decode_scratch_free(BlockDecodeScratch *s) {
@@ -242,16 +252,14 @@ void block_decode_scratch_free(BlockDecodeScratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
-                  const BlockPacked *p, BlockDecodeScratch *s) {
-    const int D = s->D, H = s->H, F = s->F;
+void block_decode(BlockDecodeScratch *s, const BlockDecode *b, float *x, int pos0, int R) {
+    const int D = s->D;
     // x (R,D) += Wo attn(rmsnorm(x)) over the cache; x += W2 swiglu(rmsnorm(x))
-    mtp_rmsnorm_forward(s->ln, s->rstd, x, w->attn_norm, R, D);
-    mtp_matmul_packed(s->qkv, s->ln, R, p->wqkv, 0);
-    mtp_attention_cached(s->atty, s->att, k_cache, v_cache, s->qkv, s->cos_tab, s->sin_tab, pos0, R, s->T, H, D / H);
-    mtp_matmul_packed(x, s->atty, R, p->wo, 1);
-    mtp_rmsnorm_forward(s->ln, s->rstd, x, w->mlp_norm, R, D);
-    mtp_matmul_packed(s->h13, s->ln, R, p->w13, 0);
-    mtp_swiglu_forward(s->g, s->h13, R, F);
-    mtp_matmul_packed(x, s->g, R, p->w2, 1);
+    mtp_rmsnorm_forward(s->ln, s->rstd, x, b->attn_norm, R, D);
+    mtp_matmul_packed(s->qkv, s->ln, R, b->wqkv, 0);
+    mtp_attention_cached(&s->attn, b->kv, pos0, R);
+    mtp_matmul_packed(x, s->atty, R, b->wo, 1);
+    const BlockMlp mlp = {b->mlp_norm, mtp_linear_packed(b->w13), mtp_linear_packed(b->w2)};
+    const BlockMlpActs mlp_acts = {s->ln, s->rstd, s->h13, s->g};
+    block_mlp_forward(x, &mlp_acts, x, &mlp, R);
 }

@@ -78,23 +78,24 @@ float *trunk_output(const TrunkActs *a, const TrunkConfig *c) {
     return a->res + (size_t)c->layers * a->B * a->T * c->dim;
 }
 
-void trunk_forward(TrunkActs *a, const TrunkWeights *w, const int32_t *tokens, const TrunkConfig *c,
-                   BlockScratch *s) {
-    const int D = c->dim, M = a->B * a->T;
+void trunk_forward(const TrunkPass *p, const int32_t *tokens) {
+    const TrunkActs *a = p->acts;
+    const TrunkWeights *w = p->w;
+    const int D = p->c->dim, M = a->B * a->T;
     // res[0] (M,D) = tok_emb[tokens]
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) memcpy(a->res + (size_t)m * D, w->tok_emb + (size_t)tokens[m] * D, D * sizeof(float));
-    for (int l = 0; l < c->layers; l++) {
+    for (int l = 0; l < p->c->layers; l++) {
         const float *inp = a->res + (size_t)l * M * D;
-        block_forward(a->res + (size_t)(l + 1) * M * D, &a->blocks[l], inp, &w->blocks[l], s);
+        block_forward(a->res + (size_t)(l + 1) * M * D, &a->blocks[l], inp, &w->blocks[l], p->scratch);
     }
 }
 
-void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const TrunkWeights *w,
-                    const int32_t *tokens, const TrunkConfig *c, BlockScratch *s) {
-    const int D = c->dim, M = a->B * a->T;
-    for (int l = c->layers - 1; l >= 0; l--)
-        block_backward(dz, &dw->blocks[l], a->res + (size_t)l * M * D, &a->blocks[l], &w->blocks[l], s);
+void trunk_backward(const TrunkPass *p, const int32_t *tokens, float *dz) {
+    const TrunkActs *a = p->acts;
+    const int D = p->c->dim, M = a->B * a->T;
+    for (int l = p->c->layers - 1; l >= 0; l--)
+        block_backward(dz, &p->dw->blocks[l], a->res + (size_t)l * M * D, &a->blocks[l], &p->w->blocks[l], p->scratch);
     // dtok_emb[tokens[m]] += dz[m]: split by columns so each row's sum runs in token order
     enum { COLS = 16 };
     int nblocks = (D + COLS - 1) / COLS;
@@ -102,7 +103,7 @@ void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const
     for (int b = 0; b < nblocks; b++) {
         int d0 = b * COLS, d1 = d0 + COLS < D ? d0 + COLS : D;
         for (int m = 0; m < M; m++) {
-            float *g = dw->tok_emb + (size_t)tokens[m] * D;
+            float *g = p->dw->tok_emb + (size_t)tokens[m] * D;
             const float *d = dz + (size_t)m * D;
             for (int j = d0; j < d1; j++) g[j] += d[j];
         }
@@ -117,11 +118,7 @@ size_t trunk_v_cache_floats(const TrunkConfig *c) {
     return mtp_v_cache_floats(c->ctx, c->attn_heads, c->dim / c->attn_heads);
 }
 
-void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
-                  const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s) {
+void trunk_embed(float *x, const int32_t *tokens, int R, const TrunkWeights *w, const TrunkConfig *c) {
     const int D = c->dim;
-    const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
     for (int r = 0; r < R; r++) memcpy(x + (size_t)r * D, w->tok_emb + (size_t)tokens[r] * D, D * sizeof(float));
-    for (int l = 0; l < c->layers; l++)
-        block_decode(x, k_cache + l * k_layer, v_cache + l * v_layer, pos0, R, &w->blocks[l], &packed[l], s);
 }

@@ -67,6 +67,26 @@ typedef struct {
     float *g;              /* (M, F) SwiGLU output */
 } BlockActs;
 
+/* The MLP half of a block, one implementation for training and decoding:
+ * out (M, D) = x + W2 (silu(W1 n) * W3 n), n = rmsnorm(x) * norm. The matrices are plain in
+ * training and packed at inference (MtpLinear). */
+typedef struct {
+    const float *norm; /* (D) */
+    MtpLinear w13;     /* (2F, D): w1 (gate), w3 (up) */
+    MtpLinear w2;      /* (D, F) */
+} BlockMlp;
+
+/* What the MLP half writes on the way: the norm, the gate/up values and the SwiGLU output, which
+ * training keeps for the backward pass and decoding overwrites at every block. */
+typedef struct {
+    float *ln, *rstd; /* (M, D), (M) */
+    float *h13;       /* (M, 2F) */
+    float *g;         /* (M, F) */
+} BlockMlpActs;
+
+/* out may be x (decoding adds into the residual stream in place). */
+void block_mlp_forward(float *out, const BlockMlpActs *a, const float *x, const BlockMlp *w, int M);
+
 /* Sizes in floats; bf16 = attention's operands are stored in bfloat16 (see BlockScratch). */
 size_t block_acts_count(int B, int T, int D, int H, int F, int bf16);
 size_t block_acts_point(BlockActs *a, float *buf, int B, int T, int D, int H, int F, int bf16);
@@ -107,7 +127,8 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
 
 /* ---- one block at inference, over a key/value cache ------------------------------------------ */
 
-/* Working memory for running up to R rows at a time through blocks at inference. */
+/* Working memory for running up to R rows at a time through blocks at inference, shared by every
+ * block of a model. */
 typedef struct {
     int R, T, D, H, F;
     float *cos_tab, *sin_tab; /* (T, hd/2) RoPE tables */
@@ -116,28 +137,31 @@ typedef struct {
     float *att;               /* (R, H, T rounded up to a tile) attention weights */
     float *atty;              /* (R, D) */
     float *h13, *g;           /* (R, 2F), (R, F) */
+    MtpAttnCached attn;       /* attention over a cache on the buffers above */
     float *mem;
 } BlockDecodeScratch;
-
-/* A block's matrices packed for products of a few rows (mtp_pack_weight_at). */
-typedef struct {
-    MtpPackedWeight *wqkv, *wo, *w13, *w2;
-} BlockPacked;
-
-/* Packs at *cursor (advanced by block_packed_bytes), or into allocations of its own when cursor is NULL. */
-size_t block_packed_bytes(int D, int F, MtpPrecision precision);
-int block_pack(BlockPacked *p, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor);
-void block_packed_free(BlockPacked *p);
 
 int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H, int F);
 void block_decode_scratch_free(BlockDecodeScratch *s);
 
+/* A block as decoding reads it: its norms (the model's fp32 weights), its matrices packed for
+ * products of a few rows (mtp_pack_weight_at), and its key/value cache. */
+typedef struct {
+    const float *attn_norm, *mlp_norm;
+    MtpPackedWeight *wqkv, *wo, *w13, *w2;
+    MtpKvLayer kv; /* set by the engine that owns the caches */
+} BlockDecode;
+
+/* Packs w's matrices at *cursor (advanced by block_packed_bytes), or into allocations of their
+ * own when cursor is NULL. kv is left empty. */
+size_t block_packed_bytes(int D, int F, MtpPrecision precision);
+int block_pack(BlockDecode *b, const BlockWeights *w, int D, int F, MtpPrecision precision, char **cursor);
+void block_packed_free(BlockDecode *b);
+
 /* Runs x (R, D), the residual stream of R rows at positions pos0..pos0+R-1, through the block in
- * place, writing the rows' keys and values into the block's caches at positions pos0.. (what was
- * there is overwritten: rolling back a cache is only a change of length). The caches are laid out
- * as mtp_attention_cached wants them (mtp_k_cache_floats, mtp_v_cache_floats). */
-void block_decode(float *x, float *k_cache, float *v_cache, int pos0, int R, const BlockWeights *w,
-                  const BlockPacked *p, BlockDecodeScratch *s);
+ * place, writing the rows' keys and values into b->kv at positions pos0.. (what was there is
+ * overwritten: rolling back a cache is only a change of length). */
+void block_decode(BlockDecodeScratch *s, const BlockDecode *b, float *x, int pos0, int R);
 
 /* ---- the trunk ------------------------------------------------------------------------------ */
 
@@ -164,19 +188,26 @@ void trunk_acts_free(TrunkActs *a);
 /* The trunk output z (M, D) of the last forward pass. */
 float *trunk_output(const TrunkActs *a, const TrunkConfig *c);
 
-/* Embeds tokens (B, T) and runs all blocks; z = trunk_output(). */
-void trunk_forward(TrunkActs *a, const TrunkWeights *w, const int32_t *tokens, const TrunkConfig *c,
-                   BlockScratch *s);
-/* Backward from dz (M, D), which is consumed (used as working memory); adds into dw. */
-void trunk_backward(const TrunkWeights *dw, float *dz, const TrunkActs *a, const TrunkWeights *w,
-                    const int32_t *tokens, const TrunkConfig *c, BlockScratch *s);
+/* A training or evaluation pass of the trunk: what its calls share (llm.c's model struct, for the
+ * trunk). The weights and their gradients are views into the model's buffers. */
+typedef struct {
+    const TrunkConfig *c;
+    const TrunkWeights *w;  /* parameters */
+    const TrunkWeights *dw; /* gradients, added into by trunk_backward; NULL for a forward-only pass */
+    TrunkActs *acts;        /* sized for the batch */
+    BlockScratch *scratch;  /* shared with the heads */
+} TrunkPass;
 
-/* Inference: embeds tokens (R) at positions pos0..pos0+R-1 into x (R, D) and runs every block
- * over its cache: k_cache and v_cache hold L layers' caches one after another (trunk_k_cache_floats,
- * trunk_v_cache_floats each). x ends as z. */
+/* Embeds tokens (B, T) and runs all blocks; z = trunk_output(). */
+void trunk_forward(const TrunkPass *p, const int32_t *tokens);
+/* Backward from dz (M, D), which is consumed (used as working memory); adds into p->dw. */
+void trunk_backward(const TrunkPass *p, const int32_t *tokens, float *dz);
+
+/* Inference: the key and value caches of one block (mtp_k_cache_floats, mtp_v_cache_floats for the
+ * trunk's shape). */
 size_t trunk_k_cache_floats(const TrunkConfig *c);
 size_t trunk_v_cache_floats(const TrunkConfig *c);
-void trunk_decode(float *x, const int32_t *tokens, int pos0, int R, float *k_cache, float *v_cache,
-                  const TrunkWeights *w, const BlockPacked *packed, const TrunkConfig *c, BlockDecodeScratch *s);
+/* x (R, D) = the token embeddings of tokens (R): the residual stream a pass starts from. */
+void trunk_embed(float *x, const int32_t *tokens, int R, const TrunkWeights *w, const TrunkConfig *c);
 
 #endif

@@ -74,6 +74,19 @@ void mtp_packed_weight_free(MtpPackedWeight *pw);
 /* C (M, N) = A (M, K) W^T, or C += with accumulate. */
 void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate);
 
+/* A linear layer's matrix W (out, in) as its products read it: plain fp32 in training, where W
+ * changes every step, or packed once for inference. The layers built on it (the SwiGLU MLP, the
+ * linear heads, the final norm and unembedding) are then one implementation for both. */
+typedef struct {
+    const float *w;                /* (out, in) plain, or NULL when packed */
+    const MtpPackedWeight *packed; /* or packed (mtp_pack_weight_at) */
+    int out, in;
+} MtpLinear;
+static inline MtpLinear mtp_linear_plain(const float *w, int out, int in) { return (MtpLinear){w, NULL, out, in}; }
+MtpLinear mtp_linear_packed(const MtpPackedWeight *pw);
+/* y (M, out) = x (M, in) W^T, or y += with accumulate. */
+void mtp_linear_forward(float *y, const float *x, int M, MtpLinear W, int accumulate);
+
 /* The error convention of every module: writes a one-line message into err (when errlen > 0)
  * and returns -1. */
 int mtp_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -194,12 +207,26 @@ size_t mtp_v_cache_floats(int T, int H, int hd);
 /* Scratch mtp_attention_cached needs for R rows. */
 size_t mtp_attention_cached_scratch_floats(int R, int T, int H);
 
-/* Attention for R new rows at positions pos0..pos0+R-1 against a cache of T positions.
- * qkv (R, 3D) holds the rows' raw projections: RoPE is applied to their q and k, their keys and
- * values are written into the caches at positions pos0.., and out (R, D) gets each row's causal
- * attention over positions 0..its own. att is scratch (mtp_attention_cached_scratch_floats). */
-void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd);
+/* One layer's key and value caches. */
+typedef struct {
+    float *k, *v; /* mtp_k_cache_floats, mtp_v_cache_floats */
+} MtpKvLayer;
+
+/* What attention over a cache works with besides the cache: the sizes, the rotary tables, the
+ * new rows' projections and where their output goes, and scratch. Every layer of a model shares
+ * one (the rows pass through the layers one after another). */
+typedef struct {
+    int T, H, hd;                   /* cache positions, heads, head dim */
+    const float *cos_tab, *sin_tab; /* (T, hd/2) rotary tables */
+    const float *qkv;               /* (R, 3D) in: the new rows' raw projections */
+    float *out;                     /* (R, D) out: their attention output, heads concatenated */
+    float *att;                     /* scratch: mtp_attention_cached_scratch_floats */
+} MtpAttnCached;
+
+/* Attention for R new rows at positions pos0..pos0+R-1 against a cache of T positions: RoPE is
+ * applied to the rows' q and k, their keys and values are written into kv at positions pos0..,
+ * and a->out gets each row's causal attention over positions 0..its own. */
+void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 

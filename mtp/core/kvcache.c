@@ -98,8 +98,10 @@ INLINE void attend(float *const a[ROWS], float *const o[ROWS], const int last[RO
     }
 }
 
-void mtp_attention_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                          const float *cos_tab, const float *sin_tab, int pos0, int R, int T, int H, int hd) {
+void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R) {
+    const int T = a->T, H = a->H, hd = a->hd;
+    const float *qkv = a->qkv, *cos_tab = a->cos_tab, *sin_tab = a->sin_tab;
+    float *out = a->out, *att = a->att, *k_cache = kv.k, *v_cache = kv.v;
     const int D = H * hd, half = hd / 2, hdp = (int)round_tile(hd), Tp = (int)round_tile(T);
     const float scale = 1.0f / sqrtf((float)hd);
     assert(pos0 >= 0 && R >= 1 && pos0 + R <= T && hd % 2 == 0 && hd <= 512);

@@ -430,6 +430,13 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
 
 /* ---- small utilities ------------------------------------------------------------------------ */
 
+MtpLinear mtp_linear_packed(const MtpPackedWeight *pw) { return (MtpLinear){NULL, pw, pw->N, pw->K}; }
+
+void mtp_linear_forward(float *y, const float *x, int M, MtpLinear W, int accumulate) {
+    if (W.packed) mtp_matmul_packed(y, x, M, W.packed, accumulate);
+    else mtp_matmul(y, x, W.w, M, W.out, W.in, 0, 1, accumulate);
+}
+
 int mtp_fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
