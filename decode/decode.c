@@ -8,14 +8,14 @@
 #include "decode/decode.h"
 
 /* Transformer heads among the kept ones carry a cache; linear heads do not. */
-static int cached_heads(const MtpModel *m, int n_heads) { return m->cfg.heads.type == HEAD_TRANSFORMER ? n_heads : 0; }
+static int cached_heads(const DecodeModel *m, int n_heads) { return m->hc.type == HEAD_TRANSFORMER ? n_heads : 0; }
 
 /* The drafts of one row: h, hn, u ((n-1), D) each and rstd (n-1). */
 #define DECODE_DRAFTS_WORK(D) (3 * (size_t)(D) + 1)
 
 /* Working memory: the caches, then the buffers of the passes, in one allocation. */
-static int build_run_state(DecodeState *s, const MtpModel *m) {
-    const TrunkConfig *c = &m->cfg.trunk;
+static int build_run_state(DecodeState *s, const DecodeModel *m) {
+    const TrunkConfig *c = &m->tc;
     const size_t R = (size_t)s->max_rows, RP = (size_t)s->pass_rows, D = c->dim, V = c->vocab, n = s->n_heads;
     const size_t caches = (size_t)c->layers + cached_heads(m, s->n_heads);
     const size_t k_floats = caches * trunk_k_cache_floats(c), v_floats = caches * trunk_v_cache_floats(c);
@@ -38,18 +38,18 @@ static int build_run_state(DecodeState *s, const MtpModel *m) {
 
 /* Every packed matrix in one allocation, in the order a forward pass reads them; each block gets
  * its layer of the caches. */
-static int pack_weights(DecodeState *s, const MtpModel *m) {
-    const TrunkConfig *c = &m->cfg.trunk;
+static int pack_weights(DecodeState *s, const DecodeModel *m) {
+    const TrunkConfig *c = &m->tc;
     const MtpPrecision prec = mtp_core_precision();
     const size_t bytes = (size_t)c->layers * block_packed_bytes(c->dim, c->ffn, prec) +
-                         heads_packed_bytes(s->n_heads, c, &m->cfg.heads, prec);
+                         heads_packed_bytes(s->n_heads, c, &m->hc, prec);
     s->packed_mem = mtp_calloc(bytes, 1);
     s->blocks = calloc(c->layers ? c->layers : 1, sizeof(BlockDecode));
     int ok = s->blocks && s->packed_mem;
     char *cursor = s->packed_mem;
     for (int l = 0; l < c->layers && ok; l++)
-        ok = block_pack(&s->blocks[l], &m->trunk.blocks[l], c->dim, c->ffn, prec, &cursor) == 0;
-    if (ok) ok = heads_pack(&s->heads, s->n_heads, &m->heads, c, &m->cfg.heads, prec, &cursor) == 0;
+        ok = block_pack(&s->blocks[l], &m->trunk->blocks[l], c->dim, c->ffn, prec, &cursor) == 0;
+    if (ok) ok = heads_pack(&s->heads, s->n_heads, m->heads, c, &m->hc, prec, &cursor) == 0;
     if (!ok) return -1;
     assert(cursor == s->packed_mem + bytes);
     const size_t k_layer = trunk_k_cache_floats(c), v_layer = trunk_v_cache_floats(c);
@@ -60,20 +60,20 @@ static int pack_weights(DecodeState *s, const MtpModel *m) {
     return 0;
 }
 
-int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen) {
+int decode_build(DecodeState *s, DecodeModel m, int max_rows, int n_heads, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
-    const int T = m->cfg.trunk.ctx;
-    assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m->cfg.heads.n);
+    const int T = m.tc.ctx;
+    assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m.hc.n);
     /* pass_rows go through the trunk at once (a prompt of up to that many tokens is one pass);
      * logits are only ever computed for max_rows rows */
     s->model = m, s->max_rows = max_rows, s->n_heads = n_heads, s->drafted_row = -1;
     s->pass_rows = max_rows > DECODE_PREFILL_ROWS ? max_rows : T < DECODE_PREFILL_ROWS ? T : DECODE_PREFILL_ROWS;
-    if (build_run_state(s, m)) {
+    if (build_run_state(s, &s->model)) {
         snprintf(err, errlen, "out of memory for the key/value caches (%d positions)", T);
         decode_free(s);
         return -1;
     }
-    if (pack_weights(s, m)) {
+    if (pack_weights(s, &s->model)) {
         snprintf(err, errlen, "out of memory for the packed weights");
         decode_free(s);
         return -1;
@@ -83,7 +83,7 @@ int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, c
 
 void decode_free(DecodeState *s) {
     if (s->blocks)
-        for (int l = 0; l < s->model->cfg.trunk.layers; l++) block_packed_free(&s->blocks[l]);
+        for (int l = 0; l < s->model.tc.layers; l++) block_packed_free(&s->blocks[l]);
     free(s->blocks);
     heads_packed_free(&s->heads);
     mtp_free(s->packed_mem);
@@ -94,17 +94,17 @@ void decode_free(DecodeState *s) {
 
 /* Head i's output rows in heads_h. */
 static float *head_rows(const DecodeState *s, int i) {
-    return s->heads_h + (size_t)i * s->pass_rows * s->model->cfg.trunk.dim;
+    return s->heads_h + (size_t)i * s->pass_rows * s->model.tc.dim;
 }
 
 /* The forward pass: runs R new rows (R <= pass_rows) at positions len.. through the trunk and the
  * cached heads, and advances len: z and the transformer heads' outputs for those rows. Linear
  * heads have no cache and run when their logits are asked for. */
 static void run_rows(DecodeState *s, const int32_t *tokens, int R) {
-    const MtpModel *m = s->model;
-    const TrunkConfig *c = &m->cfg.trunk;
+    const DecodeModel *m = &s->model;
+    const TrunkConfig *c = &m->tc;
     assert(R >= 1 && R <= s->pass_rows && s->len + R <= c->ctx);
-    trunk_embed(s->z, tokens, R, &m->trunk, c);
+    trunk_embed(s->z, tokens, R, m->trunk, c);
     for (int l = 0; l < c->layers; l++) block_decode(&s->scratch, &s->blocks[l], s->z, s->len, R);
     for (int i = 0; i < cached_heads(m, s->n_heads); i++) {
         float *h = head_rows(s, i);
@@ -116,11 +116,11 @@ static void run_rows(DecodeState *s, const int32_t *tokens, int R) {
 
 /* Logits of heads 0..n_logits-1 for rows 0..R-1 of the last run (R <= max_rows). */
 static void head_logits(DecodeState *s, int R, int n_logits) {
-    const TrunkConfig *c = &s->model->cfg.trunk;
+    const TrunkConfig *c = &s->model.tc;
     assert(R <= s->max_rows && n_logits <= s->n_heads);
     for (int i = 0; i < n_logits; i++) {
         float *h = head_rows(s, i);
-        if (s->model->cfg.heads.type == HEAD_LINEAR)
+        if (s->model.hc.type == HEAD_LINEAR)
             heads_linear_forward(h, s->u, s->z, R, 1, mtp_linear_packed(s->heads.lin[i]));
         heads_logits(s->logits + (size_t)i * s->max_rows * c->vocab, s->hn, s->rstd, h, R, &s->heads.out);
     }
@@ -134,7 +134,7 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) 
 }
 
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
-    const int D = s->model->cfg.trunk.dim;
+    const int D = s->model.tc.dim;
     int R = 0;
     for (int done = 0; done < n; done += R) {
         R = n - done < s->pass_rows ? n - done : s->pass_rows;
@@ -143,7 +143,7 @@ int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
     /* only the last token's row is read after a prefill: it becomes row 0, the one row whose
      * logits are computed */
     memmove(s->z, s->z + (size_t)(R - 1) * D, D * sizeof(float));
-    for (int i = 0; i < cached_heads(s->model, s->n_heads); i++)
+    for (int i = 0; i < cached_heads(&s->model, s->n_heads); i++)
         memmove(head_rows(s, i), head_rows(s, i) + (size_t)(R - 1) * D, D * sizeof(float));
     head_logits(s, 1, n_logits);
     return 0;
@@ -153,18 +153,18 @@ int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
  * a few products rather than two small ones per head. A linear head runs now on the row's trunk
  * output (it needs no cache); a transformer head's output is kept from the forward. */
 static void draft_row(DecodeState *s, int row) {
-    const int D = s->model->cfg.trunk.dim, m = s->n_heads - 1;
+    const int D = s->model.tc.dim, m = s->n_heads - 1;
     float *h = s->drafts_work, *hn = h + (size_t)m * D, *u = hn + (size_t)m * D, *rstd = u + (size_t)m * D;
     const float *z = s->z + (size_t)row * D;
-    if (s->model->cfg.heads.type == HEAD_LINEAR)
+    if (s->model.hc.type == HEAD_LINEAR)
         heads_linear_forward(h, u, z, 1, m, mtp_linear_packed(s->heads.lin_drafts));
     else
         for (int i = 0; i < m; i++) memcpy(h + (size_t)i * D, head_rows(s, i + 1) + (size_t)row * D, D * sizeof(float));
-    heads_logits(s->drafts + s->model->cfg.trunk.vocab, hn, rstd, h, m, &s->heads.out);
+    heads_logits(s->drafts + s->model.tc.vocab, hn, rstd, h, m, &s->heads.out);
 }
 
 const float *decode_logits(DecodeState *s, int head, int row) {
-    const int V = s->model->cfg.trunk.vocab;
+    const int V = s->model.tc.vocab;
     assert(head < s->n_heads && row < s->n_rows);
     if (head < s->n_logits) return s->logits + ((size_t)head * s->max_rows + row) * V;
     if (s->drafted_row != row) {
@@ -194,7 +194,7 @@ static int32_t argmax(const float *x, int n) {
 
 /* The proposal read off one row: head 1's next token, then heads 2..K's guesses after it. */
 static void propose(int32_t *block, DecodeState *s, int row, int K) {
-    const int V = s->model->cfg.trunk.vocab;
+    const int V = s->model.tc.vocab;
     for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
 }
 
@@ -211,7 +211,7 @@ typedef struct {
 /* Checks the request, runs the prompt's pass and returns the row to read the first block off (the
  * caller sets st->t_prefill: greedy decoding counts its first proposal in). */
 static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model->cfg.trunk.ctx && req->lookahead >= 1 &&
+    assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model.tc.ctx && req->lookahead >= 1 &&
            req->lookahead <= s->max_rows && req->lookahead <= s->n_heads && req->lookahead <= HEADS_MAX);
     *g = (Generation){s, req, out, 0, st, mtp_now()};
     memset(st, 0, sizeof *st);
@@ -223,7 +223,7 @@ static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, in
  * *room gets the positions left in the context. */
 static int gen_block_rows(const Generation *g, int *room) {
     const int K = g->req->lookahead;
-    *room = g->s->model->cfg.trunk.ctx - g->s->len;
+    *room = g->s->model.tc.ctx - g->s->len;
     int k = K < *room ? K : *room;
     return k < g->req->max_new - g->produced ? k : g->req->max_new - g->produced;
 }
@@ -262,7 +262,7 @@ static int gen_finish(Generation *g) {
 }
 
 int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    const int K = req->lookahead, V = s->model->cfg.trunk.vocab;
+    const int K = req->lookahead, V = s->model.tc.vocab;
     Generation g;
     int32_t block[HEADS_MAX];
     propose(block, s, gen_start(&g, s, req, out, st), K);
@@ -349,7 +349,7 @@ typedef struct {
 static void draw_block(Generation *g, SampleWork *w, int32_t *block, int row, int32_t first) {
     DecodeState *s = g->s;
     const DecodeRequest *req = g->req;
-    const int V = s->model->cfg.trunk.vocab;
+    const int V = s->model.tc.vocab;
     if (first < 0) {
         decode_sampling_probs(w->p, decode_logits(s, 0, row), V, &req->sampling, w->order);
         first = sample_from(w->p, V, 1.0, req->rng);
@@ -368,7 +368,7 @@ static void draw_block(Generation *g, SampleWork *w, int32_t *block, int row, in
 static int verify_sampled(Generation *g, SampleWork *w, const int32_t *block, int k, int32_t *first) {
     DecodeState *s = g->s;
     const DecodeRequest *req = g->req;
-    const int V = s->model->cfg.trunk.vocab;
+    const int V = s->model.tc.vocab;
     float *p = w->p;
     int accepted = 1;
     for (; accepted < k; accepted++) {
@@ -390,7 +390,7 @@ static int verify_sampled(Generation *g, SampleWork *w, const int32_t *block, in
 }
 
 int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    const int K = req->lookahead, V = s->model->cfg.trunk.vocab;
+    const int K = req->lookahead, V = s->model.tc.vocab;
     assert(req->sampling.temperature > 0 && req->rng);
     SampleWork w = {malloc((size_t)(K + 1) * V * sizeof(float)), NULL, malloc((size_t)V * sizeof(int))};
     if (!w.q || !w.order) {

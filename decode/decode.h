@@ -1,20 +1,36 @@
 /* decode.h - the inference engine: a model with key/value caches, run a few rows at a time.
  *
- * DecodeState keeps, like llama2.c's RunState, one key/value cache per block, the layers one after
- * another, laid out as mtp_attention_cached reads them (keys in tiles of positions, values per
- * head). There is a pair per trunk block and one per transformer head kept in
- * step: heads 1..n_heads, the ones a lookahead of n_heads needs (lookahead 1 keeps head 1 alone
- * and never runs the others).
+ * DecodeState is the engine's one context, as llama2.c's Transformer is: the model's configuration
+ * and weights (DecodeModel), its matrices packed for products of a few rows, the key/value caches
+ * and the working memory of a pass. Every function takes it and what varies per call.
+ *
+ * There is one key/value cache per block, the layers one after another, laid out as
+ * mtp_attention_cached reads them (keys in tiles of positions, values per head): a pair per trunk
+ * block and one per transformer head kept in step, heads 1..n_heads, the ones a lookahead of
+ * n_heads needs (lookahead 1 keeps head 1 alone and never runs the others).
  * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
  * advances len; decode_truncate moves len back, which is all a rollback of rejected positions
- * takes: their cache rows are overwritten by the next forward. */
+ * takes: their cache rows are overwritten by the next forward.
+ *
+ * The engine sits below the model module (mtp/): it knows the trunk's and the heads' types, not
+ * MtpModel, which hands it a DecodeModel (mtp_decode_model). */
 #ifndef MTP_DECODE_H
 #define MTP_DECODE_H
 
-#include "mtp/mtp.h"
+#include "heads/heads.h"
+
+/* What the engine decodes with: a model's configuration and weights. The weights stay the
+ * caller's (the model's parameter buffer): the engine packs its own copy of the matrices and reads
+ * the norms and the token embedding in place, so they must outlive it and not change. */
+typedef struct {
+    TrunkConfig tc;
+    HeadsConfig hc;
+    const TrunkWeights *trunk;
+    const HeadsWeights *heads;
+} DecodeModel;
 
 typedef struct {
-    const MtpModel *model; /* config and weights (norms and embeddings are read from it) */
+    DecodeModel model;
     int max_rows;    /* R: rows per decode_forward */
     int pass_rows;   /* rows per pass of a prefill: max(R, the context up to DECODE_PREFILL_ROWS) */
     int n_heads;     /* heads run (and cached) at every position: 1..n */
@@ -43,7 +59,7 @@ typedef struct {
 
 /* n_heads: heads to keep in step (1..model's n). Packs the weights (the model must not change
  * afterwards) in the core's precision. Returns -1 with a message when out of memory. */
-int decode_build(DecodeState *s, const MtpModel *m, int max_rows, int n_heads, char *err, size_t errlen);
+int decode_build(DecodeState *s, DecodeModel m, int max_rows, int n_heads, char *err, size_t errlen);
 void decode_free(DecodeState *s);
 
 /* Runs tokens (R <= max_rows, len + R <= ctx) at positions len..len+R-1 and advances len. Every

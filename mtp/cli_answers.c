@@ -130,8 +130,8 @@ int cmd_eval_answers(int argc, char **argv) {
         cli_error("eval", "out of memory");
         goto done;
     }
-    if (mtp_core_init(threads, prec, err, sizeof err) || decode_build(&sk, &m, lookahead, lookahead, err, sizeof err) ||
-        (lookahead > 1 && decode_build(&s1, &m, 1, 1, err, sizeof err))) {
+    if (mtp_core_init(threads, prec, err, sizeof err) || decode_build(&sk, mtp_decode_model(&m), lookahead, lookahead, err, sizeof err) ||
+        (lookahead > 1 && decode_build(&s1, mtp_decode_model(&m), 1, 1, err, sizeof err))) {
         cli_error("eval", "%s", err);
         goto done;
     }

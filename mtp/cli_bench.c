@@ -282,7 +282,7 @@ int cmd_bench(int argc, char **argv) {
         BenchRun *r = &runs[i];
         memset(r, 0, sizeof *r);
         r->K = ks[i], r->identical = 1;
-        if (decode_build(&r->state, &m, r->K, r->K, err, sizeof err)) {
+        if (decode_build(&r->state, mtp_decode_model(&m), r->K, r->K, err, sizeof err)) {
             cli_error("bench", "%s", err);
             goto done;
         }

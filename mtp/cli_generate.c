@@ -145,7 +145,7 @@ int cmd_generate(int argc, char **argv) {
     }
     out = malloc((size_t)max_tokens * sizeof(int32_t));
     if (!tokens || !out || mtp_core_init(threads, prec, err, sizeof err) ||
-        decode_build(&s, &m, lookahead, lookahead, err, sizeof err)) {
+        decode_build(&s, mtp_decode_model(&m), lookahead, lookahead, err, sizeof err)) {
         cli_error("generate", "%s", tokens && out ? err : "out of memory");
         goto done;
     }

@@ -24,6 +24,10 @@ MtpParamCounts mtp_param_counts(const MtpConfig *c) {
     return p;
 }
 
+DecodeModel mtp_decode_model(const MtpModel *m) {
+    return (DecodeModel){m->cfg.trunk, m->cfg.heads, &m->trunk, &m->heads};
+}
+
 void mtp_model_views(const MtpModel *m, float *buf, TrunkWeights *tw, BlockWeights *blocks, HeadsWeights *hw) {
     tw->blocks = blocks;
     size_t used = trunk_weights_point(tw, buf, &m->cfg.trunk);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "datasets/ds.h"
+#include "decode/decode.h"
 #include "heads/heads.h"
 #include "trunk/trunk.h"
 
@@ -54,6 +55,8 @@ int mtp_model_build(MtpModel *m, const MtpConfig *cfg, char *err, size_t errlen)
 void mtp_model_free(MtpModel *m);
 /* Normal(0, 0.02) matrices, output projections scaled by 1/sqrt(2 * blocks), norms = 1. */
 void mtp_model_init(MtpModel *m, uint64_t seed);
+/* The model as the inference engine (decode/) takes it: its configuration and weight views. */
+DecodeModel mtp_decode_model(const MtpModel *m);
 /* Points trunk/heads weight views into any buffer laid out like params (the gradients). */
 void mtp_model_views(const MtpModel *m, float *buf, TrunkWeights *tw, BlockWeights *blocks, HeadsWeights *hw);
 const MtpTensor *mtp_model_tensor(const MtpModel *m, const char *name);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "decode/decode.h"
+#include "mtp/mtp.h"
 #include "tests/test.h"
 
 enum { V = 37, L = 2, F = 48, CTX = 80, N = 70, NH = 3 };
@@ -68,7 +69,7 @@ static void test_engine(HeadType type, int D, int H, int max_rows) {
     reference(ref, &m, tokens);
 
     DecodeState s;
-    CHECK(decode_build(&s, &m, max_rows, NH, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(&m), max_rows, NH, err, sizeof err) == 0);
     /* prefill 20 positions in one call, then the rest a few rows at a time */
     const int last = decode_prefill(&s, tokens, 20, NH);
     double worst = 0;
@@ -92,7 +93,7 @@ static void test_engine(HeadType type, int D, int H, int max_rows) {
     decode_free(&s);
 
     /* lookahead 1 keeps head 1 only: the same head-1 logits */
-    CHECK(decode_build(&s, &m, 3, 1, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(&m), 3, 1, err, sizeof err) == 0);
     worst = run_and_compare(&s, tokens, 0, N, ref, &r, 1);
     CHECK_MSG(worst < 1e-4, "head 1 alone differs by %g", worst);
     decode_free(&s);
@@ -117,7 +118,7 @@ static void test_long_prefill(void) {
     MtpWorkspace ws;
     CHECK(mtp_workspace_build(&ws, &m, 1, LN) == 0);
     DecodeState s;
-    CHECK(decode_build(&s, &m, 2, 2, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(&m), 2, 2, err, sizeof err) == 0);
     CHECK(s.pass_rows == DECODE_PREFILL_ROWS);
     const int row = decode_prefill(&s, tokens, LN, 1);
     double worst = 0;

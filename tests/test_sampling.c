@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "decode/decode.h"
+#include "mtp/mtp.h"
 #include "tests/test.h"
 
 enum { V = 10, CTX = 16, RUNS = 6000 };
@@ -19,7 +20,7 @@ enum { V = 10, CTX = 16, RUNS = 6000 };
 static void exact_joint(double *joint, const MtpModel *m, const int32_t *prompt, int n, const DecodeSampling *cfg) {
     char err[256];
     DecodeState s;
-    CHECK(decode_build(&s, m, 8, 1, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(m), 8, 1, err, sizeof err) == 0);
     int order[V];
     float p1[V], p2[V];
     int row = decode_prefill(&s, prompt, n, 1);
@@ -66,7 +67,7 @@ static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const 
     exact_joint(joint, m, prompt, 3, cfg);
     long counts[V * V] = {0};
     DecodeState s;
-    CHECK(decode_build(&s, m, 8, K ? K : 2, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(m), 8, K ? K : 2, err, sizeof err) == 0);
     long proposed = 0, accepted = 0;
     float p1[V], q2[V];
     int order[V];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "decode/decode.h"
+#include "mtp/mtp.h"
 #include "tests/test.h"
 
 enum { CTX = 48, PROMPTS = 10, MAX_NEW = 80 };
@@ -40,9 +41,10 @@ static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
         int n_base = 0;
         for (int K = 1; K <= n_heads; K++) {
             DecodeState s;
-            CHECK(decode_build(&s, &m, K > 8 ? K : 8, K, err, sizeof err) == 0);
+            CHECK(decode_build(&s, mtp_decode_model(&m), K > 8 ? K : 8, K, err, sizeof err) == 0);
             DecodeStats st;
-            const DecodeRequest req = {.prompt = prompt, .n_prompt = len, .max_new = MAX_NEW, .lookahead = K, .eos = -1};
+            const DecodeRequest req = {
+                .prompt = prompt, .n_prompt = len, .max_new = MAX_NEW, .lookahead = K, .eos = -1};
             int n = decode_greedy(&s, &req, K == 1 ? base : got, &st);
             if (K == 1) {
                 n_base = n;
