@@ -10,7 +10,7 @@
 /* Transformer heads among the kept ones carry a cache; linear heads do not. */
 static int cached_heads(const DecodeModel *m, int n_heads) { return m->hc.type == HEAD_TRANSFORMER ? n_heads : 0; }
 
-/* The drafts of one row: h, hn, u ((n-1), D) each and rstd (n-1). */
+/* Floats of drafts_work per drafting head: a row of h, hn and u, and one rstd. */
 #define DECODE_DRAFTS_WORK(D) (3 * (size_t)(D) + 1)
 
 /* Working memory: the caches, then the buffers of the passes, in one allocation. */

@@ -51,7 +51,7 @@ typedef struct {
     float *logits;   /* (n_heads, R, V) */
     int n_rows, n_logits; /* rows of the last forward; heads whose logits it computed for every row */
     float *drafts;        /* (n_heads, V) drafting heads' logits at drafted_row (row 0 unused) */
-    float *drafts_work;   /* DECODE_DRAFTS_WORK floats per head */
+    float *drafts_work;   /* the drafts' working rows: h, hn, u (n_heads - 1, D) and rstd (n_heads - 1) */
     int drafted_row;      /* row of the last forward whose drafts are in drafts, or -1 */
     double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
     float *mem;
