@@ -1,8 +1,15 @@
-/* cli.h - what the subcommands of the `mtp` executable share: option parsing and messages.
+/* cli.h - what the subcommands of the `mtp` executable share: option parsing, messages, and the
+ * model a command opens. The helpers live in cli.c, each command in its own cli_*.c, and main.c
+ * dispatches to them: cli.c <- cli_*.c <- main.c.
  *
  * Each subcommand declares a table of options; cli_parse fills the targets, rejects unknown flags,
  * missing values and bad numbers with a one-line error, and records which flags were given (a
- * resumed run must know whether --dim came from the user or from the default). */
+ * resumed run must know whether --dim came from the user or from the default).
+ *
+ * A command reads parse, open, run, report. Parse returns an exit status (0 with the help flag
+ * set once --help is printed); open loads what the command works on and checks it, so that a
+ * bad option or file stops the command before any work; run does the work (a decoding command
+ * makes every decode_* call there); report prints; one cleanup path frees what open took. */
 #ifndef MTP_CLI_H
 #define MTP_CLI_H
 
@@ -11,6 +18,13 @@
 
 #include "mtp/core/core.h"
 #include "mtp/mtp.h"
+
+/* exit codes */
+#define EXIT_USAGE 2       /* bad command line */
+#define EXIT_FAIL 1        /* bad input file, I/O error */
+#define EXIT_INTERRUPTED 130
+
+/* ---- option parsing ------------------------------------------------------------------------- */
 
 typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG, OPT_STRS } CliOptType;
 
@@ -41,13 +55,7 @@ int cli_precision(const char *cmd, const char *s, MtpPrecision *p);
 /* "mtp CMD: error: <message>" on stderr */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-int cmd_train(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_info(int argc, char **argv);
-int cmd_generate(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_tokenize(int argc, char **argv);
-int cmd_eval_answers(int argc, char **argv);
+/* ---- data ----------------------------------------------------------------------------------- */
 
 /* The corpus options shared by train, eval and tokenize: --data (repeatable, SPEC[:WEIGHT]),
    --fields Q,A | T, --skip-bad-lines. Fills run's sources and JSONL fields from them (only the
@@ -61,15 +69,46 @@ typedef struct {
     int skip_bad_lines;
 } CliData;
 int cli_data_apply(const char *cmd, const CliData *d, MtpRunInfo *run);
+/* The data a model is evaluated on: run (what its checkpoint records) with the corpus options
+ * given applied, into *o. Returns 0, or EXIT_USAGE after printing the error (a bad option, or no
+ * data at all). */
+int cli_model_data(const char *cmd, const CliData *d, MtpRunInfo *run, DsOptions *o);
 
 /* spec "bpe:N": a byte-level BPE of N tokens learned on the run's training text (at most
    DS_BPE_SAMPLE_BYTES of it), with a line on stderr. Returns 0, or the exit status after printing
    the error (flag names the option in it). */
 int cli_learn_bpe(const char *cmd, const char *flag, const char *spec, const MtpRunInfo *run, DsBpe **tok);
 
-/* exit codes */
-#define EXIT_USAGE 2       /* bad command line */
-#define EXIT_FAIL 1        /* bad input file, I/O error */
-#define EXIT_INTERRUPTED 130
+/* ---- the model a command works on ----------------------------------------------------------- */
+
+typedef struct {
+    MtpModel m;            /* with its tokenizer (m.tokenizer; NULL: bytes) */
+    MtpCheckpointExtra x;  /* what the file records besides the weights; x.run: its training run */
+} CliModel;
+
+/* Loads the checkpoint at path (--model) into *cm. train_state keeps the optimizer moments (train
+ * resumes from them, info reports the state); the other commands drop them at once: they are the
+ * size of two models. Returns 0, or EXIT_FAIL after printing the error; cli_close_model either way. */
+int cli_open_model(const char *cmd, const char *path, int train_state, CliModel *cm);
+/* mtp_core_init with --threads and --precision. Not part of cli_open_model: each command checks
+ * its options against the model in between, and fails on them before the core starts. Returns 0,
+ * or EXIT_FAIL after printing the error. */
+int cli_start_core(const char *cmd, int threads, MtpPrecision prec);
+/* Frees the model and the checkpoint's extras, and stops the core if it was started. */
+void cli_close_model(CliModel *cm);
+
+/* --lookahead K of a decoding command: 0 (not given) becomes all of the model's heads. Returns 0,
+ * or EXIT_USAGE after printing the error when the model has fewer heads than K. */
+int cli_lookahead(const char *cmd, int *lookahead, int n_heads);
+
+/* ---- the commands (each in its cli_*.c, called by main.c) ----------------------------------- */
+
+int cmd_train(int argc, char **argv);      /* cli_train.c */
+int cmd_eval(int argc, char **argv);       /* cli_eval.c */
+int cmd_eval_answers(int argc, char **argv); /* cli_answers.c: mtp eval --task answers */
+int cmd_info(int argc, char **argv);       /* cli_info.c */
+int cmd_generate(int argc, char **argv);   /* cli_generate.c */
+int cmd_bench(int argc, char **argv);      /* cli_bench.c */
+int cmd_tokenize(int argc, char **argv);   /* cli_tokenize.c */
 
 #endif

@@ -159,33 +159,6 @@ typedef struct {
     int identical;
 } BenchRun;
 
-/* Repeat k of lookahead r->K over every prompt. The first repeat's outputs are compared with
- * lookahead 1's (outs, which lookahead 1's first repeat fills). */
-static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int32_t **outs, int *out_n,
-                         int32_t *scratch) {
-    Repeat *rep = &r->rep[k];
-    double t = 0;
-    long tokens = 0, forwards = 0;
-    memset(rep, 0, sizeof *rep);
-    for (int i = 0; i < pr->n; i++) {
-        decode_truncate(&r->state, 0);
-        DecodeStats st;
-        double t0 = mtp_now();
-        const DecodeRequest req = {.prompt = pr->tokens[i], .n_prompt = pr->len[i], .max_new = max_new,
-                                   .lookahead = r->K, .eos = DS_EOS};
-        int n = decode_greedy(&r->state, &req, scratch, &st);
-        t += mtp_now() - t0;
-        rep->prefill += st.t_prefill, rep->forward += st.t_forward, rep->sample += st.t_sample, rep->other += st.t_other;
-        tokens += n, forwards += st.forwards;
-        if (k > 0) continue;
-        if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
-        else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
-        for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
-    }
-    rep->rate = tokens / t;
-    r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
-}
-
 /* tokens/s and the time split of the median repeat (by rate). */
 static void bench_summarize(BenchRun *r, int repeats) {
     Repeat sorted[64];
@@ -217,96 +190,140 @@ static int parse_lookaheads(const char *s, int *ks, int n_heads) {
     return n;
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *prompts_path = NULL, *list = NULL, *json_path = NULL;
-    int max_tokens = 256, repeats = 3, threads = 0, help = 0;
-    const char *precision = "fp32";
+typedef struct {
+    const char *model_path, *prompts_path, *list, *json_path, *precision;
+    int max_tokens, repeats, threads, help;
     MtpPrecision prec;
-    CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
-                     {"--prompts", OPT_STR, &prompts_path, 0, 0, 0},
-                     {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 20, 0},
-                     {"--lookahead", OPT_STR, &list, 0, 0, 0},
-                     {"--repeats", OPT_INT, &repeats, 1, 64, 0},
-                     {"--threads", OPT_INT, &threads, 1, 4096, 0},
-                     {"--precision", OPT_STR, &precision, 0, 0, 0},
-                     {"--json", OPT_STR, &json_path, 0, 0, 0},
+} BenchArgs;
+
+typedef struct {
+    CliModel cm;
+    int ks[HEADS_MAX + 1], nk; /* the lookaheads, 1 first */
+    Prompts pr;
+    int32_t **outs, *out_n, *scratch; /* lookahead 1's outputs, to compare the others with */
+    BenchRun runs[HEADS_MAX + 1];
+} Bench;
+
+static int bench_parse(int argc, char **argv, BenchArgs *a) {
+    *a = (BenchArgs){.precision = "fp32", .max_tokens = 256, .repeats = 3};
+    CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
+                     {"--prompts", OPT_STR, &a->prompts_path, 0, 0, 0},
+                     {"--max-tokens", OPT_INT, &a->max_tokens, 1, 1 << 20, 0},
+                     {"--lookahead", OPT_STR, &a->list, 0, 0, 0},
+                     {"--repeats", OPT_INT, &a->repeats, 1, 64, 0},
+                     {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
+                     {"--precision", OPT_STR, &a->precision, 0, 0, 0},
+                     {"--json", OPT_STR, &a->json_path, 0, 0, 0},
                      {0}};
-    if (cli_parse("bench", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
-    if (help) return fputs(BENCH_HELP, stdout), 0;
-    if (cli_precision("bench", precision, &prec)) return EXIT_USAGE;
-    if (!model_path) {
+    if (cli_parse("bench", argc, argv, 2, opts, NULL, &a->help)) return EXIT_USAGE;
+    if (a->help) return fputs(BENCH_HELP, stdout), 0;
+    if (cli_precision("bench", a->precision, &a->prec)) return EXIT_USAGE;
+    if (!a->model_path) {
         cli_error("bench", "--model FILE is required (see mtp bench --help)");
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+/* The model, the lookaheads, the prompts and room for the outputs. */
+static int bench_open(const BenchArgs *a, Bench *b) {
+    int rc = cli_open_model("bench", a->model_path, 0, &b->cm);
+    if (rc) return rc;
+    const MtpModel *m = &b->cm.m;
+    const int n_heads = m->cfg.heads.n, ctx = m->cfg.trunk.ctx;
+    if (a->list) b->nk = parse_lookaheads(a->list, b->ks, n_heads);
+    else
+        for (b->nk = 0; b->nk < n_heads; b->nk++) b->ks[b->nk] = b->nk + 1;
+    if (b->nk < 0) {
+        cli_error("bench", "--lookahead '%s': expected a comma-separated list of numbers from 1 to %d", a->list,
+                  n_heads);
+        return EXIT_USAGE;
+    }
+    if ((rc = cli_start_core("bench", a->threads, a->prec))) return rc;
     char err[512];
-    MtpModel m;
-    MtpCheckpointExtra x;
-    if (mtp_checkpoint_load(model_path, &m, &x, err, sizeof err)) {
+    if (a->prompts_path ? prompts_from_file(&b->pr, m->tokenizer, a->prompts_path, ctx, err, sizeof err)
+                        : prompts_from_source(&b->pr, m, &b->cm.x, ctx, err, sizeof err)) {
         cli_error("bench", "%s", err);
         return EXIT_FAIL;
     }
-    const int n_heads = m.cfg.heads.n, ctx = m.cfg.trunk.ctx;
-    int ks[HEADS_MAX + 1], nk = 0, rc = EXIT_FAIL, built = 0;
-    Prompts pr = {0};
-    int32_t **outs = NULL, *out_n = NULL, *scratch = NULL;
-    static BenchRun runs[HEADS_MAX + 1];
-    if (list) nk = parse_lookaheads(list, ks, n_heads);
-    else
-        for (nk = 0; nk < n_heads; nk++) ks[nk] = nk + 1;
-    if (nk < 0) {
-        cli_error("bench", "--lookahead '%s': expected a comma-separated list of numbers from 1 to %d", list, n_heads);
-        rc = EXIT_USAGE;
-        goto done;
-    }
-    if (mtp_core_init(threads, prec, err, sizeof err) ||
-        (prompts_path ? prompts_from_file(&pr, m.tokenizer, prompts_path, ctx, err, sizeof err)
-                      : prompts_from_source(&pr, &m, &x, ctx, err, sizeof err))) {
-        cli_error("bench", "%s", err);
-        goto done;
-    }
-    outs = calloc(pr.n, sizeof *outs);
-    out_n = calloc(pr.n, sizeof *out_n);
-    scratch = malloc((size_t)max_tokens * sizeof(int32_t));
-    for (int i = 0; outs && i < pr.n; i++)
-        if (!(outs[i] = malloc((size_t)max_tokens * sizeof(int32_t)))) break;
-    if (!outs || !out_n || !scratch || (pr.n && !outs[pr.n - 1])) {
+    const int n = b->pr.n;
+    b->outs = calloc(n, sizeof *b->outs);
+    b->out_n = calloc(n, sizeof *b->out_n);
+    b->scratch = malloc((size_t)a->max_tokens * sizeof(int32_t));
+    for (int i = 0; b->outs && i < n; i++)
+        if (!(b->outs[i] = malloc((size_t)a->max_tokens * sizeof(int32_t)))) break;
+    if (!b->outs || !b->out_n || !b->scratch || (n && !b->outs[n - 1])) {
         cli_error("bench", "out of memory");
-        goto done;
+        return EXIT_FAIL;
     }
-    fprintf(stderr, "mtp bench: %s, %d prompt%s, up to %d tokens each, %d repeat%s, %d thread%s\n", model_path, pr.n,
-            pr.n == 1 ? "" : "s", max_tokens, repeats, repeats == 1 ? "" : "s", mtp_core_threads(),
+    fprintf(stderr, "mtp bench: %s, %d prompt%s, up to %d tokens each, %d repeat%s, %d thread%s\n", a->model_path, n,
+            n == 1 ? "" : "s", a->max_tokens, a->repeats, a->repeats == 1 ? "" : "s", mtp_core_threads(),
             mtp_core_threads() == 1 ? "" : "s");
-    /* every lookahead's state first, then the repeats round-robin over them: a slow spell of the
-     * machine then lands on all lookaheads alike instead of on one */
-    for (int i = 0; i < nk; i++) {
-        BenchRun *r = &runs[i];
-        memset(r, 0, sizeof *r);
-        r->K = ks[i], r->identical = 1;
-        if (decode_build(&r->state, mtp_decode_model(&m), r->K, r->K, err, sizeof err)) {
-            cli_error("bench", "%s", err);
-            goto done;
-        }
-        built = i + 1;
-    }
-    for (int i = 0; i < nk; i++) { /* warm-up, untimed: creates the products' primitives, touches the caches */
+    return 0;
+}
+
+/* Repeat k of lookahead r->K over every prompt. The first repeat's outputs are compared with
+ * lookahead 1's (outs, which lookahead 1's first repeat fills). */
+static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int32_t **outs, int *out_n,
+                         int32_t *scratch) {
+    Repeat *rep = &r->rep[k];
+    double t = 0;
+    long tokens = 0, forwards = 0;
+    memset(rep, 0, sizeof *rep);
+    for (int i = 0; i < pr->n; i++) {
+        decode_truncate(&r->state, 0);
         DecodeStats st;
-        const DecodeRequest req = {.prompt = pr.tokens[0], .n_prompt = pr.len[0], .max_new = max_tokens,
-                                   .lookahead = runs[i].K, .eos = DS_EOS};
-        decode_greedy(&runs[i].state, &req, scratch, &st);
-        decode_truncate(&runs[i].state, 0);
+        double t0 = mtp_now();
+        const DecodeRequest req = {
+            .prompt = pr->tokens[i], .n_prompt = pr->len[i], .max_new = max_new, .lookahead = r->K, .eos = DS_EOS};
+        int n = decode_greedy(&r->state, &req, scratch, &st);
+        t += mtp_now() - t0;
+        rep->prefill += st.t_prefill, rep->forward += st.t_forward, rep->sample += st.t_sample, rep->other += st.t_other;
+        tokens += n, forwards += st.forwards;
+        if (k > 0) continue;
+        if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
+        else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
+        for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
     }
-    for (int k = 0; k < repeats; k++)
-        for (int i = 0; i < nk; i++) bench_repeat(&runs[i], k, &pr, max_tokens, outs, out_n, scratch);
-    for (int i = 0; i < nk; i++) {
-        BenchRun *r = &runs[i];
-        bench_summarize(r, repeats);
-        r->speedup = r->tokens_per_s / runs[0].tokens_per_s;
-        r->bound = runs[0].forward_s > 0 && r->forward_s > 0 ? r->tokens_per_forward * runs[0].forward_s / r->forward_s : 0;
+    rep->rate = tokens / t;
+    r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
+}
+
+/* Every lookahead's state first, then the repeats round-robin over them: a slow spell of the
+ * machine then lands on all lookaheads alike instead of on one. All of the command's decoding. */
+static int bench_run(const BenchArgs *a, Bench *b) {
+    char err[512];
+    int rc = 0, built = 0;
+    for (int i = 0; i < b->nk && rc == 0; i++) {
+        BenchRun *r = &b->runs[i];
+        memset(r, 0, sizeof *r);
+        r->K = b->ks[i], r->identical = 1;
+        if (decode_build(&r->state, mtp_decode_model(&b->cm.m), r->K, r->K, err, sizeof err)) {
+            cli_error("bench", "%s", err);
+            rc = EXIT_FAIL;
+        } else built = i + 1;
     }
+    /* warm-up, untimed: creates the products' primitives, touches the caches */
+    for (int i = 0; i < b->nk && rc == 0; i++) {
+        BenchRun *r = &b->runs[i];
+        DecodeStats st;
+        const DecodeRequest req = {
+            .prompt = b->pr.tokens[0], .n_prompt = b->pr.len[0], .max_new = a->max_tokens, .lookahead = r->K, .eos = DS_EOS};
+        decode_greedy(&r->state, &req, b->scratch, &st);
+        decode_truncate(&r->state, 0);
+    }
+    for (int k = 0; k < a->repeats && rc == 0; k++)
+        for (int i = 0; i < b->nk; i++)
+            bench_repeat(&b->runs[i], k, &b->pr, a->max_tokens, b->outs, b->out_n, b->scratch);
+    for (int i = 0; i < built; i++) decode_free(&b->runs[i].state);
+    return rc;
+}
+
+static void bench_table(const Bench *b) {
     printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/choose/other s  "
            "acceptance of heads 2..K\n");
-    for (int i = 0; i < nk; i++) {
-        const BenchRun *r = &runs[i];
+    for (int i = 0; i < b->nk; i++) {
+        const BenchRun *r = &b->runs[i];
         printf("%9d %9.0f %7.2fx %12.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f/%6.3f  ", r->K, r->tokens_per_s, r->speedup,
                r->tokens_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_sample,
                r->t_other);
@@ -314,39 +331,59 @@ int cmd_bench(int argc, char **argv) {
             printf("%s%.0f%%", j > 1 ? " " : "", r->proposed[j] ? 100.0 * r->accepted[j] / r->proposed[j] : 0.0);
         printf("\n");
     }
-    if (json_path) {
-        FILE *f = fopen(json_path, "w");
-        if (!f) {
-            cli_error("bench", "--json %s: %s", json_path, strerror(errno));
-            goto done;
-        }
-        fprintf(f, "{\"runs\":[");
-        for (int i = 0; i < nk; i++) {
-            const BenchRun *r = &runs[i];
-            fprintf(f, "%s{\"lookahead\":%d,\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"tokens_per_forward\":%.4f,"
-                       "\"bound\":%.4f,\"identical\":%s,\"head_acceptance\":[",
-                    i ? "," : "", r->K, r->tokens_per_s, r->speedup, r->tokens_per_forward, r->bound,
-                    r->identical ? "true" : "false");
-            for (int j = 1; j < r->K; j++)
-                fprintf(f, "%s%.4f", j > 1 ? "," : "", r->proposed[j] ? (double)r->accepted[j] / r->proposed[j] : 0.0);
-            fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"choose_s\":%.4f,"
-                       "\"other_s\":%.4f}",
-                    r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_sample, r->t_other);
-        }
-        fprintf(f, "]}\n");
-        if (fclose(f)) {
-            cli_error("bench", "--json %s: write failed", json_path);
-            goto done;
-        }
+}
+
+static int bench_json(const char *path, const Bench *b) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cli_error("bench", "--json %s: %s", path, strerror(errno));
+        return EXIT_FAIL;
     }
-    rc = 0;
-done:
-    for (int i = 0; i < built; i++) decode_free(&runs[i].state);
-    for (int i = 0; outs && i < pr.n; i++) free(outs[i]);
-    free(outs), free(out_n), free(scratch);
-    prompts_free(&pr);
-    mtp_checkpoint_extra_free(&x);
-    mtp_model_free(&m);
-    mtp_core_shutdown();
+    fprintf(f, "{\"runs\":[");
+    for (int i = 0; i < b->nk; i++) {
+        const BenchRun *r = &b->runs[i];
+        fprintf(f, "%s{\"lookahead\":%d,\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"tokens_per_forward\":%.4f,"
+                   "\"bound\":%.4f,\"identical\":%s,\"head_acceptance\":[",
+                i ? "," : "", r->K, r->tokens_per_s, r->speedup, r->tokens_per_forward, r->bound,
+                r->identical ? "true" : "false");
+        for (int j = 1; j < r->K; j++)
+            fprintf(f, "%s%.4f", j > 1 ? "," : "", r->proposed[j] ? (double)r->accepted[j] / r->proposed[j] : 0.0);
+        fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"choose_s\":%.4f,"
+                   "\"other_s\":%.4f}",
+                r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_sample, r->t_other);
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f)) {
+        cli_error("bench", "--json %s: write failed", path);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* Each lookahead's median repeat against lookahead 1's: the table, and --json. */
+static int bench_report(const BenchArgs *a, Bench *b) {
+    const BenchRun *one = &b->runs[0];
+    for (int i = 0; i < b->nk; i++) {
+        BenchRun *r = &b->runs[i];
+        bench_summarize(r, a->repeats);
+        r->speedup = r->tokens_per_s / one->tokens_per_s;
+        r->bound = one->forward_s > 0 && r->forward_s > 0 ? r->tokens_per_forward * one->forward_s / r->forward_s : 0;
+    }
+    bench_table(b);
+    return a->json_path ? bench_json(a->json_path, b) : 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    static Bench b; /* static: every lookahead's timings and the prompt table, a quarter of a MB */
+    BenchArgs a;
+    int rc = bench_parse(argc, argv, &a);
+    if (rc || a.help) return rc;
+    rc = bench_open(&a, &b);
+    if (rc == 0) rc = bench_run(&a, &b);
+    if (rc == 0) rc = bench_report(&a, &b);
+    for (int i = 0; b.outs && i < b.pr.n; i++) free(b.outs[i]);
+    free(b.outs), free(b.out_n), free(b.scratch);
+    prompts_free(&b.pr);
+    cli_close_model(&b.cm);
     return rc;
 }

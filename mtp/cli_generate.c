@@ -1,4 +1,5 @@
-/* cli_generate.c - `mtp generate`: greedy decoding, single-head or with the extra heads drafting. */
+/* cli_generate.c - `mtp generate`: continue a prompt, greedy or sampled, with head 1 alone or with the
+ * extra heads drafting; the text streams to stdout. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,24 @@ static const char *GENERATE_HELP =
     "  --stats             print tokens/s, forward passes, tokens per forward pass and each\n"
     "                      head's acceptance to stderr\n";
 
+typedef struct {
+    const char *model_path, *prompt, *prompt_file, *precision;
+    int max_tokens, lookahead, threads, stats, help, top_k;
+    float temperature, top_p;
+    uint64_t seed;
+    MtpPrecision prec;
+} GenerateArgs;
+
+typedef struct {
+    CliModel cm;
+    char *text;            /* --prompt-file's bytes */
+    int32_t *tokens, *out; /* BOS + the prompt's tokens; the tokens generated */
+    size_t n_prompt;
+    int n;                 /* tokens generated */
+    DecodeStats st;
+    double seconds;
+} Generate;
+
 /* ctx: the model's tokenizer (NULL: bytes); a token is at most DS_BPE_MAX_CHUNK bytes */
 static void emit_bytes(void *ctx, const int32_t *tokens, int n) {
     uint8_t buf[HEADS_MAX * DS_BPE_MAX_CHUNK];
@@ -68,124 +87,126 @@ static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err
     return buf;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
-    int max_tokens = 256, lookahead = 0, threads = 0, stats = 0, help = 0, top_k = 0;
-    const char *precision = "fp32";
-    MtpPrecision prec;
-    float temperature = 0.0f, top_p = 1.0f;
-    uint64_t seed = 1;
-    CliOpt opts[] = {{"--model", OPT_STR, &model_path, 0, 0, 0},
-                     {"--prompt", OPT_STR, &prompt, 0, 0, 0},
-                     {"--prompt-file", OPT_STR, &prompt_file, 0, 0, 0},
-                     {"--max-tokens", OPT_INT, &max_tokens, 1, 1 << 24, 0},
-                     {"--lookahead", OPT_INT, &lookahead, 1, HEADS_MAX, 0},
-                     {"--temperature", OPT_FLOAT, &temperature, 0, 100, 0},
-                     {"--top-k", OPT_INT, &top_k, 0, 1 << 30, 0},
-                     {"--top-p", OPT_FLOAT, &top_p, 1e-6, 1, 0},
-                     {"--seed", OPT_U64, &seed, 0, 0, 0},
-                     {"--threads", OPT_INT, &threads, 1, 4096, 0},
-                     {"--precision", OPT_STR, &precision, 0, 0, 0},
-                     {"--stats", OPT_FLAG, &stats, 0, 0, 0},
+static int generate_parse(int argc, char **argv, GenerateArgs *a) {
+    *a = (GenerateArgs){.max_tokens = 256, .precision = "fp32", .top_p = 1.0f, .seed = 1};
+    CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
+                     {"--prompt", OPT_STR, &a->prompt, 0, 0, 0},
+                     {"--prompt-file", OPT_STR, &a->prompt_file, 0, 0, 0},
+                     {"--max-tokens", OPT_INT, &a->max_tokens, 1, 1 << 24, 0},
+                     {"--lookahead", OPT_INT, &a->lookahead, 1, HEADS_MAX, 0},
+                     {"--temperature", OPT_FLOAT, &a->temperature, 0, 100, 0},
+                     {"--top-k", OPT_INT, &a->top_k, 0, 1 << 30, 0},
+                     {"--top-p", OPT_FLOAT, &a->top_p, 1e-6, 1, 0},
+                     {"--seed", OPT_U64, &a->seed, 0, 0, 0},
+                     {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
+                     {"--precision", OPT_STR, &a->precision, 0, 0, 0},
+                     {"--stats", OPT_FLAG, &a->stats, 0, 0, 0},
                      {0}};
-    if (cli_parse("generate", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
-    if (help) return fputs(GENERATE_HELP, stdout), 0;
-    if (cli_precision("generate", precision, &prec)) return EXIT_USAGE;
-    if (!model_path) {
+    if (cli_parse("generate", argc, argv, 2, opts, NULL, &a->help)) return EXIT_USAGE;
+    if (a->help) return fputs(GENERATE_HELP, stdout), 0;
+    if (cli_precision("generate", a->precision, &a->prec)) return EXIT_USAGE;
+    if (!a->model_path) {
         cli_error("generate", "--model FILE is required (see mtp generate --help)");
         return EXIT_USAGE;
     }
-    if (temperature == 0 && (cli_opt(opts, "--top-k")->given || cli_opt(opts, "--top-p")->given)) {
+    if (a->temperature == 0 && (cli_opt(opts, "--top-k")->given || cli_opt(opts, "--top-p")->given)) {
         cli_error("generate", "--top-k and --top-p apply to sampling: give --temperature > 0 too");
         return EXIT_USAGE;
     }
-    if (!prompt == !prompt_file) {
+    if (!a->prompt == !a->prompt_file) {
         cli_error("generate", "give exactly one of --prompt TEXT and --prompt-file F");
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+/* The model (a->lookahead resolved against its heads), and the prompt as BOS + its tokens (as
+ * every training example starts), which must leave room for one token. */
+static int generate_open(GenerateArgs *a, Generate *g) {
+    int rc = cli_open_model("generate", a->model_path, 0, &g->cm);
+    if (rc || (rc = cli_lookahead("generate", &a->lookahead, g->cm.m.cfg.heads.n))) return rc;
+    const MtpModel *m = &g->cm.m;
+    const int ctx = m->cfg.trunk.ctx;
+    size_t n_bytes = a->prompt ? strlen(a->prompt) : 0;
+    /* a token is at most DS_BPE_MAX_CHUNK bytes: a longer file cannot fit the context */
+    size_t max_bytes = ((size_t)ctx - 1) * (m->tokenizer ? DS_BPE_MAX_CHUNK : 1);
     char err[512];
-    MtpModel m;
-    MtpCheckpointExtra x;
-    if (mtp_checkpoint_load(model_path, &m, &x, err, sizeof err)) {
+    if (a->prompt_file && !(g->text = read_prompt_file(a->prompt_file, max_bytes, &n_bytes, err, sizeof err))) {
         cli_error("generate", "%s", err);
         return EXIT_FAIL;
     }
-    mtp_checkpoint_extra_free(&x);
-    const int n_heads = m.cfg.heads.n, ctx = m.cfg.trunk.ctx;
-    int rc = EXIT_FAIL;
-    char *text = NULL;
-    int32_t *tokens = NULL, *out = NULL;
-    DecodeState s = {0};
-    if (!lookahead) lookahead = n_heads;
-    if (lookahead > n_heads) {
-        cli_error("generate", "--lookahead %d is more than the model's %d heads", lookahead, n_heads);
-        rc = EXIT_USAGE;
-        goto done;
-    }
-    size_t n_bytes = prompt ? strlen(prompt) : 0;
-    /* a token is at most DS_BPE_MAX_CHUNK bytes: a longer file cannot fit the context */
-    size_t max_bytes = ((size_t)ctx - 1) * (m.tokenizer ? DS_BPE_MAX_CHUNK : 1);
-    if (prompt_file && !(text = read_prompt_file(prompt_file, max_bytes, &n_bytes, err, sizeof err))) {
-        cli_error("generate", "%s", err);
-        goto done;
-    }
-    const uint8_t *bytes = (const uint8_t *)(prompt ? prompt : text);
     if (n_bytes == 0) {
         cli_error("generate", "the prompt is empty");
-        rc = EXIT_USAGE;
-        goto done;
+        return EXIT_USAGE;
     }
-    /* the prompt is BOS + its tokens (as every training example starts); it must leave room for one token */
-    tokens = malloc((n_bytes + 1) * sizeof(int32_t));
-    size_t n_prompt = tokens ? 1 + mtp_encode(m.tokenizer, tokens + 1, bytes, n_bytes) : 0;
-    if (tokens && n_prompt > (size_t)ctx) {
-        cli_error("generate", "the prompt is %zu tokens; the model's context is %d", n_prompt, ctx);
-        rc = EXIT_USAGE;
-        goto done;
-    }
-    out = malloc((size_t)max_tokens * sizeof(int32_t));
-    if (!tokens || !out || mtp_core_init(threads, prec, err, sizeof err) ||
-        decode_build(&s, mtp_decode_model(&m), lookahead, lookahead, err, sizeof err)) {
-        cli_error("generate", "%s", tokens && out ? err : "out of memory");
-        goto done;
-    }
-    tokens[0] = DS_BOS;
-    DecodeStats st;
-    DecodeRequest req = {.prompt = tokens, .n_prompt = (int)n_prompt, .max_new = max_tokens, .lookahead = lookahead,
-                         .eos = DS_EOS, .emit = emit_bytes, .emit_ctx = m.tokenizer};
-    double t0 = mtp_now();
-    int n;
-    if (temperature > 0) {
-        MtpRng rng;
-        mtp_rng_seed(&rng, seed);
-        req.sampling = (DecodeSampling){temperature, top_k, top_p}, req.rng = &rng;
-        n = decode_sample(&s, &req, out, &st);
-        if (n < 0) {
-            cli_error("generate", "out of memory");
-            goto done;
+    const uint8_t *bytes = (const uint8_t *)(a->prompt ? a->prompt : g->text);
+    g->tokens = malloc((n_bytes + 1) * sizeof(int32_t));
+    if (g->tokens) {
+        g->tokens[0] = DS_BOS;
+        g->n_prompt = 1 + mtp_encode(m->tokenizer, g->tokens + 1, bytes, n_bytes);
+        if (g->n_prompt > (size_t)ctx) {
+            cli_error("generate", "the prompt is %zu tokens; the model's context is %d", g->n_prompt, ctx);
+            return EXIT_USAGE;
         }
-    } else {
-        n = decode_greedy(&s, &req, out, &st);
     }
-    double dt = mtp_now() - t0;
-    if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
-    if (st.hit_context) fprintf(stderr, "mtp generate: stopped at the context length (%d tokens)\n", ctx);
-    if (stats) {
-        fprintf(stderr, "mtp generate: %d tokens in %.3f s (%.1f tokens/s; prefill %.3f s), lookahead %d\n", n, dt,
-                n / dt, st.t_prefill, lookahead);
-        fprintf(stderr, "  forward passes %ld, tokens per forward pass %.2f\n", st.forwards,
-                st.forwards ? (double)n / st.forwards : 0.0);
-        for (int j = 1; j < lookahead; j++)
-            fprintf(stderr, "  head %d acceptance %.1f%% (%ld of %ld drafts)\n", j + 1,
-                    st.proposed[j] ? 100.0 * st.accepted[j] / st.proposed[j] : 0.0, st.accepted[j], st.proposed[j]);
+    g->out = malloc((size_t)a->max_tokens * sizeof(int32_t));
+    if (!g->tokens || !g->out) {
+        cli_error("generate", "out of memory");
+        return EXIT_FAIL;
     }
-    rc = 0;
-done:
+    return cli_start_core("generate", a->threads, a->prec);
+}
+
+/* Greedy or sampled, the text streamed to stdout as it comes: all of the command's decoding. */
+static int generate_run(const GenerateArgs *a, Generate *g) {
+    const MtpModel *m = &g->cm.m;
+    DecodeState s = {0};
+    char err[512];
+    if (decode_build(&s, mtp_decode_model(m), a->lookahead, a->lookahead, err, sizeof err)) {
+        cli_error("generate", "%s", err);
+        decode_free(&s);
+        return EXIT_FAIL;
+    }
+    MtpRng rng;
+    mtp_rng_seed(&rng, a->seed);
+    const DecodeRequest req = {.prompt = g->tokens, .n_prompt = (int)g->n_prompt, .max_new = a->max_tokens,
+                               .lookahead = a->lookahead, .eos = DS_EOS, .emit = emit_bytes, .emit_ctx = m->tokenizer,
+                               .sampling = {a->temperature, a->top_k, a->top_p}, .rng = &rng};
+    double t0 = mtp_now();
+    g->n = a->temperature > 0 ? decode_sample(&s, &req, g->out, &g->st) : decode_greedy(&s, &req, g->out, &g->st);
+    g->seconds = mtp_now() - t0;
     decode_free(&s);
-    free(text);
-    free(tokens);
-    free(out);
-    mtp_model_free(&m);
-    mtp_core_shutdown();
+    if (g->n >= 0) return 0;
+    cli_error("generate", "out of memory");
+    return EXIT_FAIL;
+}
+
+static void generate_report(const GenerateArgs *a, const Generate *g) {
+    const DecodeStats *st = &g->st;
+    if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
+    if (st->hit_context)
+        fprintf(stderr, "mtp generate: stopped at the context length (%d tokens)\n", g->cm.m.cfg.trunk.ctx);
+    if (!a->stats) return;
+    fprintf(stderr, "mtp generate: %d tokens in %.3f s (%.1f tokens/s; prefill %.3f s), lookahead %d\n", g->n,
+            g->seconds, g->n / g->seconds, st->t_prefill, a->lookahead);
+    fprintf(stderr, "  forward passes %ld, tokens per forward pass %.2f\n", st->forwards,
+            st->forwards ? (double)g->n / st->forwards : 0.0);
+    for (int j = 1; j < a->lookahead; j++)
+        fprintf(stderr, "  head %d acceptance %.1f%% (%ld of %ld drafts)\n", j + 1,
+                st->proposed[j] ? 100.0 * st->accepted[j] / st->proposed[j] : 0.0, st->accepted[j], st->proposed[j]);
+}
+
+int cmd_generate(int argc, char **argv) {
+    GenerateArgs a;
+    int rc = generate_parse(argc, argv, &a);
+    if (rc || a.help) return rc;
+    Generate g = {0};
+    rc = generate_open(&a, &g);
+    if (rc == 0) rc = generate_run(&a, &g);
+    if (rc == 0) generate_report(&a, &g);
+    free(g.text);
+    free(g.tokens);
+    free(g.out);
+    cli_close_model(&g.cm);
     return rc;
 }

@@ -73,16 +73,32 @@ static const char *TRAIN_HELP =
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
 
+#define TRAIN_MAX_OPTS 40
+
 typedef struct {
     CliData data;
     const char *out, *resume, *log, *head_type, *precision, *tokenizer, *token_cache;
-    float val_frac;
+    float val_frac, min_lr;
     int difficulty;
     uint64_t data_seed;
     MtpConfig cfg;
     MtpTrainOptions opt;
-    int threads, save_every, eval_every, eval_batches;
+    int threads, save_every, eval_every, eval_batches, help;
+    MtpPrecision prec;
+    CliOpt opts[TRAIN_MAX_OPTS]; /* the option table: which flags were given decides what a resume keeps */
 } TrainArgs;
+
+typedef struct {
+    CliModel cm;      /* built for a new run, loaded with --resume */
+    MtpRunInfo run;   /* saved with every checkpoint */
+    DsCorpus data;
+    MtpTrainer tr;
+    FILE *log;
+    int tty;
+    double t0;        /* the loop's start, its first step, and the tokens it has trained on */
+    int first_step;
+    long tokens_done;
+} Train;
 
 static void fmt_duration(char *buf, size_t n, double s) {
     if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
@@ -141,7 +157,8 @@ static int save(const char *path, MtpTrainer *t, const MtpRunInfo *run, int tty)
 
 /* With --resume, the model's shape comes from the checkpoint: a shape flag that disagrees is an
  * error rather than silently ignored. */
-static int check_resume_conflicts(const CliOpt *opts, const TrainArgs *a, const MtpConfig *ck) {
+static int check_resume_conflicts(const TrainArgs *a, const MtpConfig *ck) {
+    const CliOpt *opts = a->opts;
     struct { const char *flag; int given, ck; } f[] = {
         {"--dim", a->cfg.trunk.dim, ck->trunk.dim},       {"--layers", a->cfg.trunk.layers, ck->trunk.layers},
         {"--attn-heads", a->cfg.trunk.attn_heads, ck->trunk.attn_heads},
@@ -185,263 +202,280 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
     return cli_learn_bpe("train", "--tokenizer", spec, run, tok);
 }
 
-int cmd_train(int argc, char **argv) {
-    TrainArgs a = {.head_type = "transformer", .precision = "fp32", .val_frac = 0.1f, .data_seed = 1,
-                   .cfg = {{DS_BYTE_VOCAB, 256, 4, 8, 688, 256}, {4, HEAD_TRANSFORMER}},
-                   .eval_every = 100, .eval_batches = 8};
-    mtp_train_options_default(&a.opt);
-    float min_lr = -1.0f;
-    int help = 0;
-    CliOpt opts[] = {
-        CLI_DATA_OPTS(&a.data),
-        {"--tokenizer", OPT_STR, &a.tokenizer, 0, 0, 0},
-        {"--token-cache", OPT_STR, &a.token_cache, 0, 0, 0},
-        {"--val-frac", OPT_FLOAT, &a.val_frac, 1e-6, 0.999999, 0},
-        {"--difficulty", OPT_INT, &a.difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
-        {"--data-seed", OPT_U64, &a.data_seed, 0, 0, 0},
-        {"--out", OPT_STR, &a.out, 0, 0, 0},
-        {"--heads", OPT_INT, &a.cfg.heads.n, 1, HEADS_MAX, 0},
-        {"--head-type", OPT_STR, &a.head_type, 0, 0, 0},
-        {"--layers", OPT_INT, &a.cfg.trunk.layers, 0, TRUNK_MAX_LAYERS, 0},
-        {"--dim", OPT_INT, &a.cfg.trunk.dim, 2, TRUNK_MAX_DIM, 0},
-        {"--attn-heads", OPT_INT, &a.cfg.trunk.attn_heads, 1, TRUNK_MAX_DIM, 0},
-        {"--ffn", OPT_INT, &a.cfg.trunk.ffn, 1, TRUNK_MAX_FFN, 0},
-        {"--ctx", OPT_INT, &a.cfg.trunk.ctx, 1, TRUNK_MAX_CTX, 0},
-        {"--vocab", OPT_INT, &a.cfg.trunk.vocab, DS_BYTE_VOCAB, 65536, 0},
-        {"--batch", OPT_INT, &a.opt.batch, 1, 65536, 0},
-        {"--accum", OPT_INT, &a.opt.accum, 1, 65536, 0},
-        {"--steps", OPT_INT, &a.opt.steps, 1, 1e9, 0},
-        {"--lr", OPT_FLOAT, &a.opt.lr, 0, 10, 0},
-        {"--min-lr", OPT_FLOAT, &min_lr, 0, 10, 0},
-        {"--warmup", OPT_INT, &a.opt.warmup, 0, 1e9, 0},
-        {"--weight-decay", OPT_FLOAT, &a.opt.weight_decay, 0, 10, 0},
-        {"--grad-clip", OPT_FLOAT, &a.opt.grad_clip, 0, 1e9, 0},
-        {"--seed", OPT_U64, &a.opt.seed, 0, 0, 0},
-        {"--threads", OPT_INT, &a.threads, 1, 4096, 0},
-        {"--precision", OPT_STR, &a.precision, 0, 0, 0},
-        {"--resume", OPT_STR, &a.resume, 0, 0, 0},
-        {"--eval-every", OPT_INT, &a.eval_every, 0, 1e9, 0},
-        {"--eval-batches", OPT_INT, &a.eval_batches, 1, 1e9, 0},
-        {"--save-every", OPT_INT, &a.save_every, 0, 1e9, 0},
-        {"--log", OPT_STR, &a.log, 0, 0, 0},
+static int train_parse(int argc, char **argv, TrainArgs *a) {
+    *a = (TrainArgs){.head_type = "transformer", .precision = "fp32", .val_frac = 0.1f, .min_lr = -1.0f,
+                     .data_seed = 1, .cfg = {{DS_BYTE_VOCAB, 256, 4, 8, 688, 256}, {4, HEAD_TRANSFORMER}},
+                     .eval_every = 100, .eval_batches = 8};
+    mtp_train_options_default(&a->opt);
+    const CliOpt opts[] = {
+        CLI_DATA_OPTS(&a->data),
+        {"--tokenizer", OPT_STR, &a->tokenizer, 0, 0, 0},
+        {"--token-cache", OPT_STR, &a->token_cache, 0, 0, 0},
+        {"--val-frac", OPT_FLOAT, &a->val_frac, 1e-6, 0.999999, 0},
+        {"--difficulty", OPT_INT, &a->difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
+        {"--data-seed", OPT_U64, &a->data_seed, 0, 0, 0},
+        {"--out", OPT_STR, &a->out, 0, 0, 0},
+        {"--heads", OPT_INT, &a->cfg.heads.n, 1, HEADS_MAX, 0},
+        {"--head-type", OPT_STR, &a->head_type, 0, 0, 0},
+        {"--layers", OPT_INT, &a->cfg.trunk.layers, 0, TRUNK_MAX_LAYERS, 0},
+        {"--dim", OPT_INT, &a->cfg.trunk.dim, 2, TRUNK_MAX_DIM, 0},
+        {"--attn-heads", OPT_INT, &a->cfg.trunk.attn_heads, 1, TRUNK_MAX_DIM, 0},
+        {"--ffn", OPT_INT, &a->cfg.trunk.ffn, 1, TRUNK_MAX_FFN, 0},
+        {"--ctx", OPT_INT, &a->cfg.trunk.ctx, 1, TRUNK_MAX_CTX, 0},
+        {"--vocab", OPT_INT, &a->cfg.trunk.vocab, DS_BYTE_VOCAB, 65536, 0},
+        {"--batch", OPT_INT, &a->opt.batch, 1, 65536, 0},
+        {"--accum", OPT_INT, &a->opt.accum, 1, 65536, 0},
+        {"--steps", OPT_INT, &a->opt.steps, 1, 1e9, 0},
+        {"--lr", OPT_FLOAT, &a->opt.lr, 0, 10, 0},
+        {"--min-lr", OPT_FLOAT, &a->min_lr, 0, 10, 0},
+        {"--warmup", OPT_INT, &a->opt.warmup, 0, 1e9, 0},
+        {"--weight-decay", OPT_FLOAT, &a->opt.weight_decay, 0, 10, 0},
+        {"--grad-clip", OPT_FLOAT, &a->opt.grad_clip, 0, 1e9, 0},
+        {"--seed", OPT_U64, &a->opt.seed, 0, 0, 0},
+        {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
+        {"--precision", OPT_STR, &a->precision, 0, 0, 0},
+        {"--resume", OPT_STR, &a->resume, 0, 0, 0},
+        {"--eval-every", OPT_INT, &a->eval_every, 0, 1e9, 0},
+        {"--eval-batches", OPT_INT, &a->eval_batches, 1, 1e9, 0},
+        {"--save-every", OPT_INT, &a->save_every, 0, 1e9, 0},
+        {"--log", OPT_STR, &a->log, 0, 0, 0},
         {0}};
-    if (cli_parse("train", argc, argv, 2, opts, NULL, &help)) return EXIT_USAGE;
-    if (help) return fputs(TRAIN_HELP, stdout), 0;
+    _Static_assert(sizeof opts <= sizeof a->opts, "TRAIN_MAX_OPTS is too small");
+    memcpy(a->opts, opts, sizeof opts);
+    if (cli_parse("train", argc, argv, 2, a->opts, NULL, &a->help)) return EXIT_USAGE;
+    if (a->help) return fputs(TRAIN_HELP, stdout), 0;
+    return 0;
+}
 
-    MtpPrecision prec;
-    if (cli_precision("train", a.precision, &prec)) return EXIT_USAGE;
-    if (heads_type_parse(a.head_type, &a.cfg.heads.type)) {
-        cli_error("train", "--head-type must be transformer or linear (got '%s')", a.head_type);
+/* What the options say without a model: checked before any file is read. */
+static int train_check(TrainArgs *a) {
+    if (cli_precision("train", a->precision, &a->prec)) return EXIT_USAGE;
+    if (heads_type_parse(a->head_type, &a->cfg.heads.type)) {
+        cli_error("train", "--head-type must be transformer or linear (got '%s')", a->head_type);
         return EXIT_USAGE;
     }
-    if (!a.out) a.out = a.resume;
-    if (!a.out) {
+    if (!a->out) a->out = a->resume;
+    if (!a->out) {
         cli_error("train", "--out FILE is required (see mtp train --help)");
         return EXIT_USAGE;
     }
     struct stat st;
-    if (stat(a.out, &st) == 0 && S_ISDIR(st.st_mode)) {
-        cli_error("train", "--out %s is a directory", a.out);
+    if (stat(a->out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cli_error("train", "--out %s is a directory", a->out);
         return EXIT_USAGE;
     }
     /* find out now, not after an hour of training, that the checkpoint cannot be written */
     char dir[4096];
-    mpk_dir_of(a.out, dir, sizeof dir);
+    mpk_dir_of(a->out, dir, sizeof dir);
     if (access(dir, W_OK | X_OK) != 0) {
-        cli_error("train", "--out %s: cannot write to directory %s: %s", a.out, dir, strerror(errno));
+        cli_error("train", "--out %s: cannot write to directory %s: %s", a->out, dir, strerror(errno));
         return EXIT_USAGE;
     }
-    if (a.token_cache && (strcmp(a.token_cache, a.out) == 0 || (a.resume && strcmp(a.token_cache, a.resume) == 0))) {
-        cli_error("train", "--token-cache %s is the checkpoint's own path; give the cache another name", a.token_cache);
+    const char *cache = a->token_cache;
+    if (cache && (strcmp(cache, a->out) == 0 || (a->resume && strcmp(cache, a->resume) == 0))) {
+        cli_error("train", "--token-cache %s is the checkpoint's own path; give the cache another name", cache);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+/* --resume: the model, its optimizer state and its run's settings from the checkpoint; --steps,
+ * --precision and the corpus options may change. */
+static int train_resume(TrainArgs *a, Train *t) {
+    int rc = cli_open_model("train", a->resume, 1, &t->cm);
+    if (rc) return rc;
+    const MtpCheckpointExtra *ck = &t->cm.x;
+    if (!ck->has_train) {
+        cli_error("train", "%s has no training state to resume from", a->resume);
+        return EXIT_FAIL;
+    }
+    if (check_resume_conflicts(a, &t->cm.m.cfg)) return EXIT_USAGE;
+    t->run = ck->run;
+    int steps = cli_opt(a->opts, "--steps")->given ? a->opt.steps : ck->opt.steps;
+    a->opt = ck->opt;
+    a->opt.steps = steps;
+    if (!cli_opt(a->opts, "--precision")->given) a->prec = ck->run.precision;
+    return cli_data_apply("train", &a->data, &t->run) ? EXIT_USAGE : 0;
+}
+
+/* A new run: its data, its tokenizer (learned first with bpe:N), and a model initialised from --seed. */
+static int train_new(TrainArgs *a, Train *t) {
+    if (!a->data.data.n) {
+        cli_error("train", "--data SPEC is required (see mtp train --help)");
+        return EXIT_USAGE;
+    }
+    t->run.val_frac = a->val_frac;
+    t->run.data_seed = a->data_seed;
+    t->run.difficulty = a->difficulty;
+    if (cli_data_apply("train", &a->data, &t->run)) return EXIT_USAGE;
+    DsBpe *tok = NULL;
+    int rc = a->tokenizer ? make_tokenizer(a->tokenizer, &t->run, &tok) : 0;
+    if (rc) return rc;
     char err[1024];
-    MtpModel model = {0};
-    MtpCheckpointExtra ck = {0};
-    MtpRunInfo run = {0};
-    int steps_given = cli_opt(opts, "--steps")->given;
-
-    if (a.resume) {
-        if (mtp_checkpoint_load(a.resume, &model, &ck, err, sizeof err)) {
-            cli_error("train", "%s", err);
-            return EXIT_FAIL;
-        }
-        int rc = 0;
-        if (!ck.has_train) {
-            cli_error("train", "%s has no training state to resume from", a.resume);
-            rc = EXIT_FAIL;
-        } else if (check_resume_conflicts(opts, &a, &model.cfg)) {
-            rc = EXIT_USAGE;
-        }
-        if (rc) {
-            mtp_checkpoint_extra_free(&ck);
-            mtp_model_free(&model);
-            return rc;
-        }
-        run = ck.run;
-        int steps = steps_given ? a.opt.steps : ck.opt.steps;
-        a.opt = ck.opt;
-        a.opt.steps = steps;
-        if (!cli_opt(opts, "--precision")->given) prec = ck.run.precision;
-        if (cli_data_apply("train", &a.data, &run)) {
-            mtp_checkpoint_extra_free(&ck);
-            mtp_model_free(&model);
-            return EXIT_USAGE;
-        }
-    } else {
-        if (!a.data.data.n) {
-            cli_error("train", "--data SPEC is required (see mtp train --help)");
-            return EXIT_USAGE;
-        }
-        run.val_frac = a.val_frac;
-        run.data_seed = a.data_seed;
-        run.difficulty = a.difficulty;
-        if (cli_data_apply("train", &a.data, &run)) return EXIT_USAGE;
-        DsBpe *tok = NULL;
-        int trc = a.tokenizer ? make_tokenizer(a.tokenizer, &run, &tok) : 0;
-        if (trc) return trc;
-        int tok_vocab = mtp_tokenizer_vocab(tok);
-        if (!cli_opt(opts, "--vocab")->given) a.cfg.trunk.vocab = tok_vocab;
-        else if (a.cfg.trunk.vocab < tok_vocab) {
-            cli_error("train", "--vocab %d is smaller than the tokenizer's vocabulary (%d)", a.cfg.trunk.vocab, tok_vocab);
-            ds_bpe_free(tok);
-            return EXIT_USAGE;
-        }
-        if (mtp_config_check(&a.cfg, err, sizeof err)) {
-            cli_error("train", "%s", err);
-            ds_bpe_free(tok);
-            return EXIT_USAGE;
-        }
-        a.opt.min_lr = min_lr >= 0 ? min_lr : a.opt.lr / 10;
-        if (a.opt.warmup > a.opt.steps) a.opt.warmup = a.opt.steps;
-        if (mtp_model_build(&model, &a.cfg, err, sizeof err)) {
-            cli_error("train", "%s", err);
-            ds_bpe_free(tok);
-            return EXIT_FAIL;
-        }
-        model.tokenizer = tok;
-        mtp_model_init(&model, a.opt.seed);
+    int tok_vocab = mtp_tokenizer_vocab(tok);
+    if (!cli_opt(a->opts, "--vocab")->given) a->cfg.trunk.vocab = tok_vocab;
+    else if (a->cfg.trunk.vocab < tok_vocab) {
+        cli_error("train", "--vocab %d is smaller than the tokenizer's vocabulary (%d)", a->cfg.trunk.vocab, tok_vocab);
+        rc = EXIT_USAGE;
     }
-    run.precision = prec;
-
-    int rc = EXIT_FAIL;
-    DsCorpus data = {0};
-    MtpTrainer tr = {0};
-    FILE *log = NULL;
-    const int tty = isatty(STDERR_FILENO);
-    if (mtp_core_init(a.threads, prec, err, sizeof err)) {
+    if (rc == 0 && mtp_config_check(&a->cfg, err, sizeof err)) {
         cli_error("train", "%s", err);
-        goto done;
+        rc = EXIT_USAGE;
     }
-    DsOptions dopt;
-    mtp_run_data_options(&run, &dopt);
-    dopt.min_tokens = (size_t)model.cfg.trunk.ctx + 1;
-    dopt.tokenizer = model.tokenizer;
-    char cache[4096 + 16];
-    snprintf(cache, sizeof cache, "%s.tokens", a.out);
-    if (a.token_cache) snprintf(cache, sizeof cache, "%s", a.token_cache);
-    if (strcmp(cache, "none") != 0) dopt.cache_path = cache;
-    if (ds_load(&data, &dopt, err, sizeof err)) {
+    a->opt.min_lr = a->min_lr >= 0 ? a->min_lr : a->opt.lr / 10;
+    if (a->opt.warmup > a->opt.steps) a->opt.warmup = a->opt.steps;
+    if (rc == 0 && mtp_model_build(&t->cm.m, &a->cfg, err, sizeof err)) {
         cli_error("train", "%s", err);
-        goto done;
+        rc = EXIT_FAIL;
     }
-    if (mtp_trainer_build(&tr, &model, &a.opt, err, sizeof err)) {
-        cli_error("train", "%s", err);
-        goto done;
+    if (rc) {
+        ds_bpe_free(tok);
+        return rc;
     }
-    if (a.resume) {
-        mtp_trainer_restore(&tr, &ck);
-        mtp_checkpoint_extra_free(&ck);
-    }
-    if (a.log && !(log = fopen(a.log, "a"))) {
-        cli_error("train", "cannot open --log %s: %s", a.log, strerror(errno));
-        goto done;
-    }
+    t->cm.m.tokenizer = tok;
+    mtp_model_init(&t->cm.m, a->opt.seed);
+    return 0;
+}
 
-    const int n = model.cfg.heads.n;
-    MtpParamCounts pc = mtp_param_counts(&model.cfg);
+static void train_announce(const TrainArgs *a, const Train *t) {
+    const MtpModel *m = &t->cm.m;
+    const int n = m->cfg.heads.n;
+    MtpParamCounts pc = mtp_param_counts(&m->cfg);
     char tok_desc[32] = "bytes";
-    if (model.tokenizer) snprintf(tok_desc, sizeof tok_desc, "bpe:%d", 256 + ds_bpe_n_merges(model.tokenizer));
-    fprintf(stderr, "mtp train: %s | tokenizer %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", data.desc,
-            tok_desc, pc.total / 1e6, n, heads_type_name(model.cfg.heads.type), n == 1 ? "" : "s",
-            mtp_core_threads(), mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(prec));
-    if (tr.step >= a.opt.steps)
-        fprintf(stderr, "mtp train: the checkpoint is already at step %d of %d; nothing to train\n", tr.step,
-                a.opt.steps);
-    else if (a.resume)
-        fprintf(stderr, "mtp train: resuming %s at step %d of %d\n", a.resume, tr.step, a.opt.steps);
+    if (m->tokenizer) snprintf(tok_desc, sizeof tok_desc, "bpe:%d", 256 + ds_bpe_n_merges(m->tokenizer));
+    fprintf(stderr, "mtp train: %s | tokenizer %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", t->data.desc,
+            tok_desc, pc.total / 1e6, n, heads_type_name(m->cfg.heads.type), n == 1 ? "" : "s", mtp_core_threads(),
+            mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(a->prec));
+    if (t->tr.step >= a->opt.steps)
+        fprintf(stderr, "mtp train: the checkpoint is already at step %d of %d; nothing to train\n", t->tr.step,
+                a->opt.steps);
+    else if (a->resume)
+        fprintf(stderr, "mtp train: resuming %s at step %d of %d\n", a->resume, t->tr.step, a->opt.steps);
+}
 
+/* The core, the corpus (through its token cache), the trainer (restored on --resume) and --log. */
+static int train_open(const TrainArgs *a, Train *t) {
+    t->run.precision = a->prec;
+    t->tty = isatty(STDERR_FILENO);
+    int rc = cli_start_core("train", a->threads, a->prec);
+    if (rc) return rc;
+    char err[1024];
+    DsOptions dopt;
+    mtp_run_data_options(&t->run, &dopt);
+    dopt.min_tokens = (size_t)t->cm.m.cfg.trunk.ctx + 1;
+    dopt.tokenizer = t->cm.m.tokenizer;
+    char cache[4096 + 16];
+    snprintf(cache, sizeof cache, "%s.tokens", a->out);
+    if (a->token_cache) snprintf(cache, sizeof cache, "%s", a->token_cache);
+    if (strcmp(cache, "none") != 0) dopt.cache_path = cache;
+    if (ds_load(&t->data, &dopt, err, sizeof err) || mtp_trainer_build(&t->tr, &t->cm.m, &a->opt, err, sizeof err)) {
+        cli_error("train", "%s", err);
+        return EXIT_FAIL;
+    }
+    if (a->resume) {
+        mtp_trainer_restore(&t->tr, &t->cm.x);
+        mtp_checkpoint_extra_free(&t->cm.x);
+    }
+    if (a->log && !(t->log = fopen(a->log, "a"))) {
+        cli_error("train", "cannot open --log %s: %s", a->log, strerror(errno));
+        return EXIT_FAIL;
+    }
+    train_announce(a, t);
+    return 0;
+}
+
+static void log_step(FILE *log, int step, const MtpStepStats *s, int n, double dt, double flops) {
+    fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", step);
+    log_json_array(log, s->loss, n);
+    fprintf(log, ",\"total_loss\":");
+    log_json_number(log, s->total_loss);
+    fprintf(log, ",\"lr\":%.6g,\"grad_norm\":", s->lr);
+    log_json_number(log, s->grad_norm);
+    fprintf(log, ",\"tokens\":%ld,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n", s->tokens, dt,
+            s->tokens / dt, flops);
+    fflush(log);
+}
+
+/* One live line on a terminal (redrawn at most 10 times a second), a line every ~10 s (and the
+ * first and last) otherwise. */
+static void show_progress(const TrainArgs *a, const Train *t, const MtpStepStats *s, double elapsed,
+                          double *last_print) {
+    const int step = t->tr.step;
+    double now = mtp_now();
+    if (!(now - *last_print >= (t->tty ? 0.1 : 10.0) || step == t->first_step + 1 || step == a->opt.steps)) return;
+    char eta[32];
+    fmt_duration(eta, sizeof eta, (a->opt.steps - step) * (elapsed / (step - t->first_step)));
+    fprintf(stderr, "%sstep %d/%d | loss ", t->tty ? "\r\033[K" : "", step, a->opt.steps);
+    print_losses(stderr, s->loss, t->cm.m.cfg.heads.n);
+    fprintf(stderr, " | %.0f tok/s | ETA %s%s", t->tokens_done / elapsed, eta, t->tty ? "" : "\n");
+    *last_print = now;
+}
+
+/* Steps until --steps or a signal, with progress, validation and --save-every checkpoints. */
+static int train_run(const TrainArgs *a, Train *t) {
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once; saves are atomic, so nothing is lost */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-
-    const double t0 = mtp_now();
-    const int first_step = tr.step;
-    double last_print = 0, tok_rate = 0;
-    long tokens_done = 0;
-    while (tr.step < a.opt.steps && !g_interrupted) {
+    MtpTrainer *tr = &t->tr;
+    t->t0 = mtp_now();
+    t->first_step = tr->step;
+    double last_print = 0;
+    while (tr->step < a->opt.steps && !g_interrupted) {
         double ts = mtp_now(), flops0 = mtp_matmul_flops();
         MtpStepStats s;
-        int diverged = mtp_train_step(&tr, &data, &s) != 0;
+        int diverged = mtp_train_step(tr, &t->data, &s) != 0;
         double dt = mtp_now() - ts, step_flops = mtp_matmul_flops() - flops0;
-        tokens_done += s.tokens;
-        double elapsed = mtp_now() - t0;
-        tok_rate = tokens_done / elapsed;
-        if (log) {
-            fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", tr.step + diverged);
-            log_json_array(log, s.loss, n);
-            fprintf(log, ",\"total_loss\":");
-            log_json_number(log, s.total_loss);
-            fprintf(log, ",\"lr\":%.6g,\"grad_norm\":", s.lr);
-            log_json_number(log, s.grad_norm);
-            fprintf(log, ",\"tokens\":%ld,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n", s.tokens,
-                    dt, s.tokens / dt, step_flops);
-            fflush(log);
-        }
+        t->tokens_done += s.tokens;
+        double elapsed = mtp_now() - t->t0;
+        if (t->log) log_step(t->log, tr->step + diverged, &s, t->cm.m.cfg.heads.n, dt, step_flops);
         if (diverged) {
-            if (tty) fputs("\r\033[K", stderr);
+            if (t->tty) fputs("\r\033[K", stderr);
             cli_error("train", "training diverged at step %d (loss or gradient not finite; try a lower --lr): "
-                      "stopped without saving, %s keeps its previous contents", tr.step + 1, a.out);
-            goto done;
+                      "stopped without saving, %s keeps its previous contents", tr->step + 1, a->out);
+            return EXIT_FAIL;
         }
-        /* progress: one live line on a terminal (redrawn at most 10 times a second), a line every
-         * ~10 s (and the first and last) otherwise */
-        double now = mtp_now();
-        if (now - last_print >= (tty ? 0.1 : 10.0) || tr.step == first_step + 1 || tr.step == a.opt.steps) {
-            char eta[32];
-            fmt_duration(eta, sizeof eta, (a.opt.steps - tr.step) * (elapsed / (tr.step - first_step)));
-            fprintf(stderr, "%sstep %d/%d | loss ", tty ? "\r\033[K" : "", tr.step, a.opt.steps);
-            print_losses(stderr, s.loss, n);
-            fprintf(stderr, " | %.0f tok/s | ETA %s%s", tok_rate, eta, tty ? "" : "\n");
-            last_print = now;
-        }
-        if (a.eval_every > 0 && tr.step % a.eval_every == 0 && tr.step < a.opt.steps)
-            run_eval(&tr, &data, a.eval_batches, log, tty);
-        if (a.save_every > 0 && tr.step % a.save_every == 0 && tr.step < a.opt.steps && save(a.out, &tr, &run, tty))
-            goto done;
+        show_progress(a, t, &s, elapsed, &last_print);
+        if (a->eval_every > 0 && tr->step % a->eval_every == 0 && tr->step < a->opt.steps)
+            run_eval(tr, &t->data, a->eval_batches, t->log, t->tty);
+        if (a->save_every > 0 && tr->step % a->save_every == 0 && tr->step < a->opt.steps &&
+            save(a->out, tr, &t->run, t->tty))
+            return EXIT_FAIL;
     }
-    if (tty) fputc('\n', stderr);
+    if (t->tty) fputc('\n', stderr);
+    return 0;
+}
+
+/* The last checkpoint: after a signal, or after a final validation. */
+static int train_finish(const TrainArgs *a, Train *t) {
+    MtpTrainer *tr = &t->tr;
     if (g_interrupted) {
-        if (save(a.out, &tr, &run, 0)) goto done;
-        fprintf(stderr, "mtp train: interrupted at step %d; saved %s (continue with --resume %s)\n", tr.step, a.out,
-                a.out);
-        rc = EXIT_INTERRUPTED;
-        goto done;
+        if (save(a->out, tr, &t->run, 0)) return EXIT_FAIL;
+        fprintf(stderr, "mtp train: interrupted at step %d; saved %s (continue with --resume %s)\n", tr->step, a->out,
+                a->out);
+        return EXIT_INTERRUPTED;
     }
-    if (tr.step > first_step) run_eval(&tr, &data, a.eval_batches, log, 0);
-    if (save(a.out, &tr, &run, 0)) goto done;
-    double elapsed = mtp_now() - t0;
-    fprintf(stderr, "mtp train: saved %s at step %d (%.1f s, %.0f tok/s)\n", a.out, tr.step, elapsed,
-            elapsed > 0 ? tokens_done / elapsed : 0.0);
-    rc = 0;
-done:
-    if (log) fclose(log);
-    mtp_trainer_free(&tr);
-    ds_free(&data);
-    mtp_checkpoint_extra_free(&ck);
-    mtp_model_free(&model);
-    mtp_core_shutdown();
+    if (tr->step > t->first_step) run_eval(tr, &t->data, a->eval_batches, t->log, 0);
+    if (save(a->out, tr, &t->run, 0)) return EXIT_FAIL;
+    double elapsed = mtp_now() - t->t0;
+    fprintf(stderr, "mtp train: saved %s at step %d (%.1f s, %.0f tok/s)\n", a->out, tr->step, elapsed,
+            elapsed > 0 ? t->tokens_done / elapsed : 0.0);
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a;
+    int rc = train_parse(argc, argv, &a);
+    if (rc || a.help || (rc = train_check(&a))) return rc;
+    Train t = {0};
+    rc = a.resume ? train_resume(&a, &t) : train_new(&a, &t);
+    if (rc == 0) rc = train_open(&a, &t);
+    if (rc == 0) rc = train_run(&a, &t);
+    if (rc == 0) rc = train_finish(&a, &t);
+    if (t.log) fclose(t.log);
+    mtp_trainer_free(&t.tr);
+    ds_free(&t.data);
+    cli_close_model(&t.cm);
     return rc;
 }
