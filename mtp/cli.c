@@ -215,14 +215,14 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, CliOpt *opts, c
 
 /* ---- the model a command works on ----------------------------------------------------------- */
 
-int cli_open_model(const char *cmd, const char *path, int train_state, CliModel *cm) {
+int cli_open_model(const char *cmd, const CliOpen *o, CliModel *cm) {
     char err[1024];
-    if (mtp_checkpoint_load(path, &cm->m, &cm->x, err, sizeof err)) {
+    if (mtp_checkpoint_load(o->path, &cm->m, &cm->x, err, sizeof err)) {
         cli_error(cmd, "%s", err);
         return EXIT_FAIL;
     }
-    if (!train_state) mtp_checkpoint_extra_free(&cm->x); /* the moments go; x.run stays */
-    return 0;
+    if (!o->train_state) mtp_checkpoint_extra_free(&cm->x); /* the moments go; x.run stays */
+    return o->compute ? cli_start_core(cmd, o->threads, o->prec) : 0;
 }
 
 int cli_start_core(const char *cmd, int threads, MtpPrecision prec) {

@@ -86,13 +86,23 @@ typedef struct {
     MtpCheckpointExtra x;  /* what the file records besides the weights; x.run: its training run */
 } CliModel;
 
-/* Loads the checkpoint at path (--model) into *cm. train_state keeps the optimizer moments (train
- * resumes from them, info reports the state); the other commands drop them at once: they are the
- * size of two models. Returns 0, or EXIT_FAIL after printing the error; cli_close_model either way. */
-int cli_open_model(const char *cmd, const char *path, int train_state, CliModel *cm);
-/* mtp_core_init with --threads and --precision. Not part of cli_open_model: each command checks
- * its options against the model in between, and fails on them before the core starts. Returns 0,
- * or EXIT_FAIL after printing the error. */
+/* How a command opens the model it works on. */
+typedef struct {
+    const char *path;  /* --model FILE */
+    int train_state;   /* keep the optimizer moments: train resumes from them, info reports the
+                          state; the other commands drop them at once (they are the size of two models) */
+    int compute;       /* start the core (every command that runs the model; not info, nor train,
+                          whose resumed run takes its precision from the checkpoint) */
+    int threads;       /* --threads, 0: all cores */
+    MtpPrecision prec; /* --precision: of the matrix products, and of the weights decoding packs */
+} CliOpen;
+
+/* Opens a model: loads the checkpoint (the model with its tokenizer, and what the file records
+ * of its run) and, with o->compute, starts the core with the threads and precision asked for.
+ * Returns 0, or EXIT_FAIL after printing the error; cli_close_model either way. */
+int cli_open_model(const char *cmd, const CliOpen *o, CliModel *cm);
+/* mtp_core_init with --threads and --precision (cli_open_model's second half, for mtp train).
+ * Returns 0, or EXIT_FAIL after printing the error. */
 int cli_start_core(const char *cmd, int threads, MtpPrecision prec);
 /* Frees the model and the checkpoint's extras, and stops the core if it was started. */
 void cli_close_model(CliModel *cm);

@@ -89,7 +89,8 @@ static int answers_parse(int argc, char **argv, AnswersArgs *a) {
 
 /* The model (a->lookahead resolved against its heads), the problems and room to decode them. */
 static int answers_open(AnswersArgs *a, Answers *e) {
-    int rc = cli_open_model("eval", a->model_path, 0, &e->cm);
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    int rc = cli_open_model("eval", &how, &e->cm);
     if (rc || (rc = cli_lookahead("eval", &a->lookahead, e->cm.m.cfg.heads.n)) ||
         (rc = cli_model_data("eval", &a->data, &e->cm.x.run, &e->dopt)))
         return rc;
@@ -112,7 +113,7 @@ static int answers_open(AnswersArgs *a, Answers *e) {
         cli_error("eval", "out of memory");
         return EXIT_FAIL;
     }
-    return cli_start_core("eval", a->threads, a->prec);
+    return 0;
 }
 
 /* Greedy decoding of one prompt; returns the tokens generated (into out), and their time. */

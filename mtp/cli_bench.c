@@ -227,7 +227,8 @@ static int bench_parse(int argc, char **argv, BenchArgs *a) {
 
 /* The model, the lookaheads, the prompts and room for the outputs. */
 static int bench_open(const BenchArgs *a, Bench *b) {
-    int rc = cli_open_model("bench", a->model_path, 0, &b->cm);
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    int rc = cli_open_model("bench", &how, &b->cm);
     if (rc) return rc;
     const MtpModel *m = &b->cm.m;
     const int n_heads = m->cfg.heads.n, ctx = m->cfg.trunk.ctx;
@@ -239,7 +240,6 @@ static int bench_open(const BenchArgs *a, Bench *b) {
                   n_heads);
         return EXIT_USAGE;
     }
-    if ((rc = cli_start_core("bench", a->threads, a->prec))) return rc;
     char err[512];
     if (a->prompts_path ? prompts_from_file(&b->pr, m->tokenizer, a->prompts_path, ctx, err, sizeof err)
                         : prompts_from_source(&b->pr, m, &b->cm.x, ctx, err, sizeof err)) {

@@ -82,7 +82,8 @@ static int eval_parse(int argc, char **argv, EvalArgs *a) {
 
 /* The model, then its validation split, then a workspace for a batch. */
 static int eval_open(const EvalArgs *a, Eval *e) {
-    int rc = cli_open_model("eval", a->model_path, 0, &e->cm);
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    int rc = cli_open_model("eval", &how, &e->cm);
     const MtpModel *m = &e->cm.m;
     DsOptions dopt;
     if (rc || (rc = cli_model_data("eval", &a->data, &e->cm.x.run, &dopt))) return rc;
@@ -90,7 +91,6 @@ static int eval_open(const EvalArgs *a, Eval *e) {
     dopt.min_tokens = (size_t)m->cfg.trunk.ctx + 1;
     dopt.tokenizer = m->tokenizer;
     dopt.val_only = 1;
-    if ((rc = cli_start_core("eval", a->threads, a->prec))) return rc;
     char err[512];
     if (ds_load(&e->corpus, &dopt, err, sizeof err)) {
         cli_error("eval", "%s", err);

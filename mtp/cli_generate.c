@@ -123,7 +123,8 @@ static int generate_parse(int argc, char **argv, GenerateArgs *a) {
 /* The model (a->lookahead resolved against its heads), and the prompt as BOS + its tokens (as
  * every training example starts), which must leave room for one token. */
 static int generate_open(GenerateArgs *a, Generate *g) {
-    int rc = cli_open_model("generate", a->model_path, 0, &g->cm);
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    int rc = cli_open_model("generate", &how, &g->cm);
     if (rc || (rc = cli_lookahead("generate", &a->lookahead, g->cm.m.cfg.heads.n))) return rc;
     const MtpModel *m = &g->cm.m;
     const int ctx = m->cfg.trunk.ctx;
@@ -154,7 +155,7 @@ static int generate_open(GenerateArgs *a, Generate *g) {
         cli_error("generate", "out of memory");
         return EXIT_FAIL;
     }
-    return cli_start_core("generate", a->threads, a->prec);
+    return 0;
 }
 
 /* Greedy or sampled, the text streamed to stdout as it comes: all of the command's decoding. */

@@ -78,7 +78,8 @@ int cmd_info(int argc, char **argv) {
     int rc = info_parse(argc, argv, &a);
     if (rc || a.help) return rc;
     CliModel cm = {0};
-    rc = cli_open_model("info", a.path, 1, &cm); /* the training state is part of the report */
+    const CliOpen how = {.path = a.path, .train_state = 1}; /* the training state is part of the report */
+    rc = cli_open_model("info", &how, &cm);
     if (rc == 0 && a.json) info_json(&cm);
     else if (rc == 0) info_text(a.path, &cm);
     cli_close_model(&cm);

@@ -282,7 +282,8 @@ static int train_check(TrainArgs *a) {
 /* --resume: the model, its optimizer state and its run's settings from the checkpoint; --steps,
  * --precision and the corpus options may change. */
 static int train_resume(TrainArgs *a, Train *t) {
-    int rc = cli_open_model("train", a->resume, 1, &t->cm);
+    const CliOpen how = {.path = a->resume, .train_state = 1}; /* the core starts in train_open */
+    int rc = cli_open_model("train", &how, &t->cm);
     if (rc) return rc;
     const MtpCheckpointExtra *ck = &t->cm.x;
     if (!ck->has_train) {
