@@ -11,28 +11,40 @@
 
 
 /* Attention's products on (BH, T, hd) and (BH, T, T) operands, fp32 or bf16 (s->bf16), one chunk
- * of query rows r0..r0+rows at a time, seeing keys 0..keys. */
+ * of query rows at a time. */
 static const void *elem(const void *p, size_t i, int bf16) { return (const char *)p + i * (bf16 ? 2 : 4); }
 
-/* S (or dP) rows r0..r0+rows, keys 0..keys: out (BH, T, T) block = a (BH, T, hd) rows  b (BH, T, hd)^T */
-static void attn_rows_times_keys_t(float *out, const void *a, const void *b, int bf16, int BH, int T, int hd,
-                                   int r0, int rows, int keys) {
-    MtpGemm g = {BH, rows, keys, hd, 0, 1, 0, hd, hd, T, (long)T * hd, (long)T * hd, (long)T * T, bf16};
-    mtp_matmul_strided(out + (size_t)r0 * T, elem(a, (size_t)r0 * hd, bf16), b, &g);
+/* A chunk of query rows r0..r0+rows, seeing keys 0..keys. */
+typedef struct {
+    int r0, rows, keys;
+} AttnChunk;
+
+/* The chunk of C rows from r0 (the last of T rows may be shorter); causal: its keys end with it. */
+static AttnChunk attn_chunk(int r0, int C, int T) {
+    const int rows = T - r0 < C ? T - r0 : C;
+    return (AttnChunk){r0, rows, r0 + rows};
 }
 
-/* out rows r0..r0+rows (BH, T, hd) = P block (BH, rows, keys) @ b (BH, keys, hd) */
-static void attn_block_times(float *out, const void *p, const void *b, int bf16, int BH, int T, int hd, int r0,
-                             int rows, int keys) {
-    MtpGemm g = {BH, rows, hd, keys, 0, 0, 0, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
-    mtp_matmul_strided(out + (size_t)r0 * hd, elem(p, (size_t)r0 * T, bf16), b, &g);
+/* S (or dP) rows of c: out (BH, T, T) block = a (BH, T, hd) rows  b (BH, T, hd)^T */
+static void attn_rows_times_keys_t(float *out, const void *a, const void *b, const BlockScratch *s, AttnChunk c) {
+    const int BH = s->B * s->H, T = s->T, hd = s->D / s->H, bf16 = s->bf16;
+    MtpGemm g = {BH, c.rows, c.keys, hd, 0, 1, 0, hd, hd, T, (long)T * hd, (long)T * hd, (long)T * T, bf16};
+    mtp_matmul_strided(out + (size_t)c.r0 * T, elem(a, (size_t)c.r0 * hd, bf16), b, &g);
 }
 
-/* out rows 0..keys (BH, T, hd) (+)= P block^T (BH, keys, rows) @ b rows r0..r0+rows */
-static void attn_block_t_times(float *out, const void *p, const void *b, int bf16, int BH, int T, int hd, int r0,
-                               int rows, int keys, int accumulate) {
-    MtpGemm g = {BH, keys, hd, rows, 1, 0, accumulate, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
-    mtp_matmul_strided(out, elem(p, (size_t)r0 * T, bf16), elem(b, (size_t)r0 * hd, bf16), &g);
+/* out rows of c (BH, T, hd) = P block (BH, rows, keys) @ b (BH, keys, hd) */
+static void attn_block_times(float *out, const void *p, const void *b, const BlockScratch *s, AttnChunk c) {
+    const int BH = s->B * s->H, T = s->T, hd = s->D / s->H, bf16 = s->bf16;
+    MtpGemm g = {BH, c.rows, hd, c.keys, 0, 0, 0, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
+    mtp_matmul_strided(out + (size_t)c.r0 * hd, elem(p, (size_t)c.r0 * T, bf16), b, &g);
+}
+
+/* out rows 0..keys (BH, T, hd) (+)= P block^T (BH, keys, rows) @ b rows of c */
+static void attn_block_t_times(float *out, const void *p, const void *b, const BlockScratch *s, AttnChunk c,
+                               int accumulate) {
+    const int BH = s->B * s->H, T = s->T, hd = s->D / s->H, bf16 = s->bf16;
+    MtpGemm g = {BH, c.keys, hd, c.rows, 1, 0, accumulate, T, hd, hd, (long)T * T, (long)T * hd, (long)T * hd, bf16};
+    mtp_matmul_strided(out, elem(p, (size_t)c.r0 * T, bf16), elem(b, (size_t)c.r0 * hd, bf16), &g);
 }
 
 size_t block_param_count(int D, int F) { return (size_t)D + 3 * (size_t)D * D + (size_t)D * D + D + 2 * (size_t)F * D + (size_t)D * F; }
@@ -140,16 +152,10 @@ void block_forward(float *out, BlockActs *a, const float *inp, const BlockWeight
     if (bf) mtp_qkv_split_rope_bf16(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
     else mtp_qkv_split_rope(a->q, a->k, a->v, s->qkv, s->cos_tab, s->sin_tab, B, T, H, hd);
     float *scores = bf ? s->datt : a->att; // in bf16 the fp32 scores are scratch, P is kept rounded
-    for (int r0 = 0; r0 < T; r0 += C) {
-        int rows = T - r0 < C ? T - r0 : C;
-        attn_rows_times_keys_t(scores, a->q, a->k, bf, BH, T, hd, r0, rows, r0 + rows);
-    }
+    for (int r0 = 0; r0 < T; r0 += C) attn_rows_times_keys_t(scores, a->q, a->k, s, attn_chunk(r0, C, T));
     if (bf) mtp_causal_softmax_forward_bf16(a->att, scores, BH, T, scale, C);
     else mtp_causal_softmax_forward(a->att, BH, T, scale, C);
-    for (int r0 = 0; r0 < T; r0 += C) {
-        int rows = T - r0 < C ? T - r0 : C;
-        attn_block_times(s->o, a->att, a->v, bf, BH, T, hd, r0, rows, r0 + rows);
-    }
+    for (int r0 = 0; r0 < T; r0 += C) attn_block_times(s->o, a->att, a->v, s, attn_chunk(r0, C, T));
     mtp_heads_to_rows(a->atty, s->o, B, T, H, hd);
     // x_mid = inp + atty Wo^T
     memcpy(a->x_mid, inp, (size_t)M * D * sizeof(float));
@@ -178,17 +184,17 @@ void block_backward(float *dres, const BlockWeights *dw, const float *inp, const
     // chunks run last to first: the last one covers every key, so it writes all of dv and dk
     // and the earlier ones add into their prefix
     for (int r0 = last; r0 >= 0; r0 -= C) {
-        int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
-        attn_rows_times_keys_t(s->datt, dout, a->v, bf, BH, T, hd, r0, rows, keys);          // dP = do v^T
-        attn_block_t_times(s->dv, a->att, dout, bf, BH, T, hd, r0, rows, keys, r0 != last); // dv += P^T do
+        const AttnChunk c = attn_chunk(r0, C, T);
+        attn_rows_times_keys_t(s->datt, dout, a->v, s, c);          // dP = do v^T
+        attn_block_t_times(s->dv, a->att, dout, s, c, r0 != last); // dv += P^T do
     }
     void *ds = s->datt;                                                         // dS (scaled)
     if (bf) mtp_causal_softmax_backward_bf16(s->ds16, s->datt, a->att, BH, T, scale, C), ds = s->ds16;
     else mtp_causal_softmax_backward(s->datt, a->att, BH, T, scale, C);
     for (int r0 = last; r0 >= 0; r0 -= C) {
-        int rows = T - r0 < C ? T - r0 : C, keys = r0 + rows;
-        attn_block_times(s->dq, ds, a->k, bf, BH, T, hd, r0, rows, keys);               // dq = dS k
-        attn_block_t_times(s->dk, ds, a->q, bf, BH, T, hd, r0, rows, keys, r0 != last); // dk += dS^T q
+        const AttnChunk c = attn_chunk(r0, C, T);
+        attn_block_times(s->dq, ds, a->k, s, c);               // dq = dS k
+        attn_block_t_times(s->dk, ds, a->q, s, c, r0 != last); // dk += dS^T q
     }
     mtp_qkv_merge_unrope(s->dqkv, s->dq, s->dk, s->dv, s->cos_tab, s->sin_tab, B, T, H, hd);
     mtp_linear_backward(s->dx, dw->wqkv, s->dqkv, a->ln1, w->wqkv, M, D, 3 * D, 0); // dln1 (M,D), dWqkv
