@@ -54,45 +54,37 @@ static int any_kind(const DsOptions *o, DsSourceKind k) {
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
-static void pack_str(msgpack_packer *pk, const char *s) {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceInfo *info, uint64_t n_train,
                         uint64_t n_val) {
     msgpack_pack_map(pk, 12);
-    pack_str(pk, "format"), pack_str(pk, CACHE_FORMAT);
-    pack_str(pk, "version"), msgpack_pack_int(pk, CACHE_VERSION);
-    pack_str(pk, "tokenizer_hash"), msgpack_pack_uint64(pk, ds_tokenizer_hash(o->tokenizer));
-    pack_str(pk, "vocab"), msgpack_pack_int(pk, tokenizer_vocab(o));
-    pack_str(pk, "val_frac"), msgpack_pack_double(pk, o->val_frac);
-    pack_str(pk, "seed"), msgpack_pack_uint64(pk, o->seed);
-    pack_str(pk, "difficulty"), msgpack_pack_int(pk, o->difficulty);
-    pack_str(pk, "val_only"), msgpack_pack_int(pk, o->val_only != 0); /* training splits left out */
-    pack_str(pk, "jsonl");
+    mpk_pack_key_str(pk, "format", CACHE_FORMAT);
+    mpk_pack_key_int(pk, "version", CACHE_VERSION);
+    mpk_pack_key_uint(pk, "tokenizer_hash", ds_tokenizer_hash(o->tokenizer));
+    mpk_pack_key_int(pk, "vocab", tokenizer_vocab(o));
+    mpk_pack_key_double(pk, "val_frac", o->val_frac);
+    mpk_pack_key_uint(pk, "seed", o->seed);
+    mpk_pack_key_int(pk, "difficulty", o->difficulty);
+    mpk_pack_key_int(pk, "val_only", o->val_only != 0); /* training splits left out */
+    mpk_pack_str(pk, "jsonl");
     msgpack_pack_map(pk, 4);
-    pack_str(pk, "question"), pack_str(pk, or_empty(o->jsonl.question));
-    pack_str(pk, "answer"), pack_str(pk, or_empty(o->jsonl.answer));
-    pack_str(pk, "text"), pack_str(pk, or_empty(o->jsonl.text));
-    pack_str(pk, "skip_bad_lines");
-    if (o->jsonl.skip_bad_lines) msgpack_pack_true(pk);
-    else msgpack_pack_false(pk);
-    pack_str(pk, "train_tokens"), msgpack_pack_uint64(pk, n_train);
-    pack_str(pk, "val_tokens"), msgpack_pack_uint64(pk, n_val);
-    pack_str(pk, "sources");
+    mpk_pack_key_str(pk, "question", or_empty(o->jsonl.question));
+    mpk_pack_key_str(pk, "answer", or_empty(o->jsonl.answer));
+    mpk_pack_key_str(pk, "text", or_empty(o->jsonl.text));
+    mpk_pack_key_bool(pk, "skip_bad_lines", o->jsonl.skip_bad_lines);
+    mpk_pack_key_uint(pk, "train_tokens", n_train);
+    mpk_pack_key_uint(pk, "val_tokens", n_val);
+    mpk_pack_str(pk, "sources");
     msgpack_pack_array(pk, (size_t)o->n_sources);
     for (int i = 0; i < o->n_sources; i++) {
         const DsSourceInfo *s = &info[i];
         msgpack_pack_map(pk, 7);
-        pack_str(pk, "spec"), pack_str(pk, o->sources[i].spec);
-        pack_str(pk, "size"), msgpack_pack_uint64(pk, s->size);
-        pack_str(pk, "mtime_ns"), msgpack_pack_int64(pk, s->mtime_ns);
-        pack_str(pk, "start"), msgpack_pack_uint64(pk, s->start);
-        pack_str(pk, "train_tokens"), msgpack_pack_uint64(pk, s->train_tokens);
-        pack_str(pk, "val_tokens"), msgpack_pack_uint64(pk, s->val_tokens);
-        pack_str(pk, "skipped_lines"), msgpack_pack_uint64(pk, (uint64_t)s->skipped);
+        mpk_pack_key_str(pk, "spec", o->sources[i].spec);
+        mpk_pack_key_uint(pk, "size", s->size);
+        mpk_pack_key_int(pk, "mtime_ns", s->mtime_ns);
+        mpk_pack_key_uint(pk, "start", s->start);
+        mpk_pack_key_uint(pk, "train_tokens", s->train_tokens);
+        mpk_pack_key_uint(pk, "val_tokens", s->val_tokens);
+        mpk_pack_key_uint(pk, "skipped_lines", (uint64_t)s->skipped);
     }
 }
 
@@ -236,18 +228,35 @@ static int read_source(MpkReader *r, CacheHeader *h, int i) {
     if (mpk_read_map(r, &n)) return -1;
     DsSourceInfo *s = &h->info[i];
     for (uint32_t k = 0; k < n; k++) {
-        const char *key;
-        uint32_t kn;
+        char key[MPK_KEY_CAP];
         uint64_t u = 0;
-        if (mpk_read_str(r, &key, &kn)) return -1;
+        if (mpk_read_key(r, key, sizeof key)) return -1;
         int rc = 0;
-        if (mpk_str_eq(key, kn, "spec")) rc = mpk_read_str(r, &h->spec[i], &h->spec_len[i]);
-        else if (mpk_str_eq(key, kn, "size")) rc = mpk_read_uint(r, &s->size);
-        else if (mpk_str_eq(key, kn, "mtime_ns")) rc = mpk_read_int(r, &s->mtime_ns);
-        else if (mpk_str_eq(key, kn, "start")) rc = mpk_read_uint(r, &s->start);
-        else if (mpk_str_eq(key, kn, "train_tokens")) rc = mpk_read_uint(r, &s->train_tokens);
-        else if (mpk_str_eq(key, kn, "val_tokens")) rc = mpk_read_uint(r, &s->val_tokens);
-        else if (mpk_str_eq(key, kn, "skipped_lines")) rc = mpk_read_uint(r, &u), s->skipped = (long)(u > 1u << 30 ? 1u << 30 : u);
+        if (strcmp(key, "spec") == 0) rc = mpk_read_str(r, &h->spec[i], &h->spec_len[i]);
+        else if (strcmp(key, "size") == 0) rc = mpk_read_uint(r, &s->size);
+        else if (strcmp(key, "mtime_ns") == 0) rc = mpk_read_int(r, &s->mtime_ns);
+        else if (strcmp(key, "start") == 0) rc = mpk_read_uint(r, &s->start);
+        else if (strcmp(key, "train_tokens") == 0) rc = mpk_read_uint(r, &s->train_tokens);
+        else if (strcmp(key, "val_tokens") == 0) rc = mpk_read_uint(r, &s->val_tokens);
+        else if (strcmp(key, "skipped_lines") == 0)
+            rc = mpk_read_uint(r, &u), s->skipped = (long)(u > 1u << 30 ? 1u << 30 : u);
+        else rc = mpk_skip(r);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* jsonl: {question, answer, text, skip_bad_lines} */
+static int read_jsonl(MpkReader *r, CacheHeader *h) {
+    uint32_t m;
+    if (mpk_read_map(r, &m)) return -1;
+    for (uint32_t j = 0; j < m; j++) {
+        char key[MPK_KEY_CAP];
+        if (mpk_read_key(r, key, sizeof key)) return -1;
+        int f = strcmp(key, "question") == 0 ? 0 : strcmp(key, "answer") == 0 ? 1 : strcmp(key, "text") == 0 ? 2 : -1;
+        int rc;
+        if (f >= 0) rc = mpk_read_str(r, &h->field[f], &h->field_len[f]);
+        else if (strcmp(key, "skip_bad_lines") == 0) rc = mpk_read_bool(r, &h->skip);
         else rc = mpk_skip(r);
         if (rc) return -1;
     }
@@ -258,39 +267,26 @@ static int read_header(MpkReader *r, CacheHeader *h) {
     uint32_t n;
     if (mpk_read_map(r, &n)) return -1;
     for (uint32_t k = 0; k < n; k++) {
-        const char *key;
-        uint32_t kn;
+        char key[MPK_KEY_CAP];
         int64_t v = 0;
-        if (mpk_read_str(r, &key, &kn)) return -1;
+        if (mpk_read_key(r, key, sizeof key)) return -1;
         int rc = 0;
-        if (mpk_str_eq(key, kn, "format")) {
+        if (strcmp(key, "format") == 0) {
             const char *f;
             uint32_t fn;
             rc = mpk_read_str(r, &f, &fn);
             h->have_format = rc == 0 && mpk_str_eq(f, fn, CACHE_FORMAT);
-        } else if (mpk_str_eq(key, kn, "version")) rc = mpk_read_int(r, &v), h->version = (int)v;
-        else if (mpk_str_eq(key, kn, "tokenizer_hash")) rc = mpk_read_uint(r, &h->tok_hash);
-        else if (mpk_str_eq(key, kn, "vocab")) rc = mpk_read_int(r, &h->vocab);
-        else if (mpk_str_eq(key, kn, "val_frac")) rc = mpk_read_double(r, &h->val_frac);
-        else if (mpk_str_eq(key, kn, "seed")) rc = mpk_read_uint(r, &h->seed);
-        else if (mpk_str_eq(key, kn, "difficulty")) rc = mpk_read_int(r, &h->difficulty);
-        else if (mpk_str_eq(key, kn, "val_only")) rc = mpk_read_int(r, &v), h->val_only = v != 0;
-        else if (mpk_str_eq(key, kn, "train_tokens")) rc = mpk_read_uint(r, &h->n_train);
-        else if (mpk_str_eq(key, kn, "val_tokens")) rc = mpk_read_uint(r, &h->n_val);
-        else if (mpk_str_eq(key, kn, "jsonl")) {
-            uint32_t m;
-            rc = mpk_read_map(r, &m);
-            for (uint32_t j = 0; j < m && rc == 0; j++) {
-                const char *jk;
-                uint32_t jn;
-                if ((rc = mpk_read_str(r, &jk, &jn))) break;
-                int f = mpk_str_eq(jk, jn, "question") ? 0 : mpk_str_eq(jk, jn, "answer") ? 1
-                      : mpk_str_eq(jk, jn, "text") ? 2 : -1;
-                if (f >= 0) rc = mpk_read_str(r, &h->field[f], &h->field_len[f]);
-                else if (mpk_str_eq(jk, jn, "skip_bad_lines")) rc = mpk_read_bool(r, &h->skip);
-                else rc = mpk_skip(r);
-            }
-        } else if (mpk_str_eq(key, kn, "sources")) {
+        } else if (strcmp(key, "version") == 0) rc = mpk_read_int(r, &v), h->version = (int)v;
+        else if (strcmp(key, "tokenizer_hash") == 0) rc = mpk_read_uint(r, &h->tok_hash);
+        else if (strcmp(key, "vocab") == 0) rc = mpk_read_int(r, &h->vocab);
+        else if (strcmp(key, "val_frac") == 0) rc = mpk_read_double(r, &h->val_frac);
+        else if (strcmp(key, "seed") == 0) rc = mpk_read_uint(r, &h->seed);
+        else if (strcmp(key, "difficulty") == 0) rc = mpk_read_int(r, &h->difficulty);
+        else if (strcmp(key, "val_only") == 0) rc = mpk_read_int(r, &v), h->val_only = v != 0;
+        else if (strcmp(key, "train_tokens") == 0) rc = mpk_read_uint(r, &h->n_train);
+        else if (strcmp(key, "val_tokens") == 0) rc = mpk_read_uint(r, &h->n_val);
+        else if (strcmp(key, "jsonl") == 0) rc = read_jsonl(r, h);
+        else if (strcmp(key, "sources") == 0) {
             uint32_t m;
             if ((rc = mpk_read_array(r, &m)) == 0 && m > DS_MAX_SOURCES) rc = mpk_fail(r, "too many sources");
             h->n_sources = (int)m;
@@ -336,10 +332,8 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
 
 typedef enum { MAP_OK, MAP_MISSING, MAP_STALE, MAP_ERROR } MapResult;
 
-/* Maps an existing cache and checks it against o. */
-static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *why, size_t whylen, char *err,
-                           size_t errlen) {
-    const char *path = o->cache_path;
+/* Maps the file at path when it is a token cache (it starts with the magic). */
+static MapResult map_file(const char *path, uint8_t **map, size_t *size, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) return MAP_MISSING;
     if (fd < 0) return mtp_fail(err, errlen, "token cache %s: cannot open: %s", path, strerror(errno)), MAP_ERROR;
@@ -348,51 +342,66 @@ static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, 
         close(fd);
         return mtp_fail(err, errlen, "token cache %s: not a regular file", path), MAP_ERROR;
     }
-    size_t size = (size_t)st.st_size;
-    void *map = size >= PREAMBLE ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    *size = (size_t)st.st_size;
+    void *m = *size >= PREAMBLE ? mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
     close(fd);
-    if (map == MAP_FAILED || memcmp(map, DS_CACHE_MAGIC, 8) != 0) {
-        if (map != MAP_FAILED) munmap(map, size);
+    if (m == MAP_FAILED || memcmp(m, DS_CACHE_MAGIC, 8) != 0) {
+        if (m != MAP_FAILED) munmap(m, *size);
         mtp_fail(err, errlen, "token cache %s exists and is not a token cache (remove it or choose another path)",
                  path);
         return MAP_ERROR;
     }
-    const uint8_t *base = map;
+    *map = m;
+    return MAP_OK;
+}
+
+/* 1 when the data the header describes is what the file holds: the sources' training tokens in
+   order and filling the training array, the file's size exactly that of the tokens, and every
+   token an id training may index the embedding with. */
+static int data_ok(const CacheHeader *h, const uint8_t *map, size_t size, uint32_t off, int32_t vocab) {
+    uint64_t sum = 0, n_tok = h->n_train + h->n_val;
+    int ok = h->n_train <= (size - off) / 4 && h->n_val <= (size - off) / 4 && off + n_tok * 4 == size;
+    for (int i = 0; i < h->n_sources && ok; i++) {
+        const DsSourceInfo *s = &h->info[i];
+        ok = s->start == sum && s->train_tokens <= h->n_train - sum;
+        sum += s->train_tokens;
+    }
+    if (!ok || sum != h->n_train) return 0;
+    const int32_t *tok = (const int32_t *)(map + off);
+    long bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+    for (int64_t i = 0; i < (int64_t)n_tok; i++) bad += (tok[i] < 0) | (tok[i] >= vocab) | (tok[i] == DS_PAD);
+    return bad == 0;
+}
+
+/* Maps an existing cache and checks it against o; why says what makes a cache MAP_STALE. */
+static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *why, size_t whylen, char *err,
+                           size_t errlen) {
+    uint8_t *map = NULL;
+    size_t size = 0;
+    MapResult res = map_file(o->cache_path, &map, &size, err, errlen);
+    if (res != MAP_OK) return res;
     uint32_t hl, off;
-    memcpy(&hl, base + 8, 4);
-    memcpy(&off, base + 12, 4);
+    memcpy(&hl, map + 8, 4);
+    memcpy(&off, map + 12, 4);
     CacheHeader *h = calloc(1, sizeof *h);
-    MapResult res = MAP_STALE;
     int failed = 0;
     const char *reason = "damaged header";
+    res = MAP_STALE;
     if (!h) {
         mtp_fail(err, errlen, "out of memory");
         res = MAP_ERROR;
     } else if ((size_t)PREAMBLE + hl <= off && off % PAGE == 0 && off <= size) {
         MpkReader r;
-        mpk_reader_init(&r, base + PREAMBLE, hl);
+        mpk_reader_init(&r, map + PREAMBLE, hl);
         if (read_header(&r, h) == 0 && mpk_left(&r) == 0 &&
             (reason = stale_reason(h, o, why, whylen, err, errlen, &failed)) == NULL) {
             reason = "damaged data";
-            uint64_t sum = 0, n_tok = h->n_train + h->n_val;
-            int ok = h->n_train <= (size - off) / 4 && h->n_val <= (size - off) / 4 && off + n_tok * 4 == size;
-            for (int i = 0; i < h->n_sources && ok; i++) {
-                const DsSourceInfo *s = &h->info[i];
-                ok = s->start == sum && s->train_tokens <= h->n_train - sum;
-                sum += s->train_tokens;
-            }
-            ok = ok && sum == h->n_train;
-            const int32_t *tok = (const int32_t *)(base + off);
-            const int32_t vocab = (int32_t)tokenizer_vocab(o);
-            long bad = 0;
-            if (ok) {
-#pragma omp parallel for reduction(+ : bad) schedule(static)
-                for (int64_t i = 0; i < (int64_t)n_tok; i++) bad += (tok[i] < 0) | (tok[i] >= vocab) | (tok[i] == DS_PAD);
-            }
-            if (ok && bad == 0) {
+            if (data_ok(h, map, size, off, (int32_t)tokenizer_vocab(o))) {
+                int32_t *tok = (int32_t *)(map + off);
                 c->map = map, c->map_size = size;
-                c->train = (int32_t *)tok, c->n_train = (size_t)h->n_train;
-                c->val = (int32_t *)tok + h->n_train, c->n_val = (size_t)h->n_val;
+                c->train = tok, c->n_train = (size_t)h->n_train;
+                c->val = tok + h->n_train, c->n_val = (size_t)h->n_val;
                 c->from_cache = 1;
                 memcpy(info, h->info, (size_t)o->n_sources * sizeof *info);
                 res = MAP_OK;
@@ -412,12 +421,7 @@ int ds_cache_load(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *err
     if (r == MAP_OK) return 0;
     if (r == MAP_ERROR) return -1;
     /* small corpora build in a blink: say something only when it will take a while */
-    uint64_t bytes = 0;
-    for (int i = 0; i < o->n_sources; i++) {
-        uint64_t size;
-        int64_t mtime;
-        if (ds_source_stat(o->sources[i].spec, &size, &mtime, err, errlen) == 0) bytes += size;
-    }
+    uint64_t bytes = ds_sources_bytes(o);
     if (!o->quiet && bytes >= DS_CACHE_ANNOUNCE_BYTES && r == MAP_STALE)
         fprintf(stderr, "mtp: token cache %s is stale (%s): rebuilding it\n", o->cache_path, why);
     else if (!o->quiet && bytes >= DS_CACHE_ANNOUNCE_BYTES)

@@ -516,6 +516,62 @@ static void test_errors(void) {
     CHECK(mpk_str_eq(NULL, 0, ""));
 }
 
+/* The packing helpers write what the msgpack_pack_* calls they stand for write, and the schema
+ * helpers read it back: keys as C strings (unfit ones as ""), bounded strings, ranged integers. */
+static void test_schema_helpers(void) {
+    msgpack_sbuffer a, b;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pa, pb;
+    msgpack_packer_init(&pa, &a, msgpack_sbuffer_write);
+    msgpack_packer_init(&pb, &b, msgpack_sbuffer_write);
+    static const uint8_t bin[3] = {1, 2, 3};
+    mpk_pack_key_int(&pa, "i", -40000);
+    mpk_pack_key_uint(&pa, "u", 4000000000ULL);
+    mpk_pack_key_double(&pa, "d", 0.5);
+    mpk_pack_key_bool(&pa, "t", 7);
+    mpk_pack_key_str(&pa, "s", "abc");
+    mpk_pack_key_bin(&pa, "b", bin, 3);
+    pack_cstr(&pb, "i"), msgpack_pack_int64(&pb, -40000);
+    pack_cstr(&pb, "u"), msgpack_pack_uint64(&pb, 4000000000ULL);
+    pack_cstr(&pb, "d"), msgpack_pack_double(&pb, 0.5);
+    pack_cstr(&pb, "t"), msgpack_pack_true(&pb);
+    pack_cstr(&pb, "s"), pack_cstr(&pb, "abc");
+    pack_cstr(&pb, "b"), msgpack_pack_bin_with_body(&pb, bin, 3);
+    CHECK(a.size == b.size && memcmp(a.data, b.data, a.size) == 0);
+
+    MpkReader r;
+    char key[MPK_KEY_CAP], str[4];
+    int64_t v;
+    uint64_t u;
+    mpk_reader_init(&r, a.data, a.size);
+    CHECK(mpk_read_key(&r, key, sizeof key) == 0 && strcmp(key, "i") == 0);
+    CHECK(mpk_read_int_in(&r, "i", -40000, 0, &v) == 0 && v == -40000);
+    CHECK(mpk_read_key(&r, key, sizeof key) == 0 && strcmp(key, "u") == 0 && mpk_read_uint(&r, &u) == 0);
+    CHECK(mpk_skip(&r) == 0 && mpk_skip(&r) == 0 && mpk_skip(&r) == 0 && mpk_skip(&r) == 0); /* d, 0.5, t, true */
+    CHECK(mpk_read_key(&r, key, sizeof key) == 0 && strcmp(key, "s") == 0);
+    CHECK(mpk_read_cstr(&r, str, sizeof str, "s") == 0 && strcmp(str, "abc") == 0);
+    CHECK(mpk_read_key(&r, key, 1) == 0 && strcmp(key, "") == 0); /* "b" does not fit in 1 byte */
+    CHECK(mpk_read_cstr(&r, str, sizeof str, "b") == -1 && str[0] == 0 && strstr(r.err, "expected str, found bin"));
+
+    /* out of range: the value is consumed, the message has the offset after it */
+    mpk_reader_init(&r, a.data, a.size);
+    CHECK(mpk_skip(&r) == 0 && mpk_read_int_in(&r, "steps", 0, 10, &v) == -1 && v == 0);
+    CHECK_MSG(strcmp(r.err, "byte offset 7: steps = -40000 is out of range [0, 10]") == 0, "%s", r.err);
+    /* too long: "abc" needs 4 bytes */
+    mpk_reader_init(&r, "\xa3" "abc", 4);
+    CHECK(mpk_read_cstr(&r, str, 3, "run data") == -1 && str[0] == 0);
+    CHECK_MSG(strcmp(r.err, "byte offset 4: run data is too long (3 bytes)") == 0, "%s", r.err);
+    /* a key holding a NUL matches no name */
+    mpk_reader_init(&r, "\xa3" "a\0b", 4);
+    CHECK(mpk_read_key(&r, key, sizeof key) == 0 && key[0] == 0 && mpk_left(&r) == 0);
+    /* not a str: sticky error, key zeroed */
+    mpk_reader_init(&r, "\x01", 1);
+    CHECK(mpk_read_key(&r, key, sizeof key) == -1 && key[0] == 0 && strstr(r.err, "expected str, found uint"));
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void) {
     rng_state ^= rng_state << 13;
@@ -725,6 +781,7 @@ int main(void) {
     test_truncation(1, 997);
     test_crafted();
     test_errors();
+    test_schema_helpers();
     test_fuzz();
     test_crc();
     test_files();

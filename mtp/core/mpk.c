@@ -1,4 +1,5 @@
-/* mpk.c - msgpack checkpoint I/O: bounded reader, file mapping, atomic writer, CRC-32.
+/* mpk.c - msgpack checkpoint I/O: bounded reader and its schema helpers, file mapping, atomic
+ * writer and packing helpers, CRC-32.
  *
  * The reader is the part that matters for safety. Every value is first decoded into an MpkHead
  * (type, header size, length or number) by decode(), which checks that the header, and for
@@ -53,21 +54,14 @@ static int64_t to_signed(uint64_t v, size_t n) {
     return v <= (uint64_t)INT64_MAX ? (int64_t)v : -(int64_t)(~v) - 1;
 }
 
-/* Decode the value at p (left bytes available) into h. h->type is set from the first byte even
- * when the rest is missing, so mpk_peek can use it. */
-static int decode(const uint8_t *p, size_t left, MpkHead *h) {
-    memset(h, 0, sizeof *h);
-    h->type = MPK_INVALID;
-    h->enc = "end of data";
-    if (left == 0) return DEC_END;
-
-    uint8_t b = p[0];
-    size_t n = 0;     /* bytes of the number (value or length) after the type byte */
-    int has_ext = 0;  /* an ext type byte follows the length */
-    h->hdr = 1;
+/* What a value's first byte b says: its type and encoding name into h, the bytes of its number
+ * (value, length or count) that follow (n), and whether an ext type byte follows them. Returns 1
+ * when b is the whole value (fixint, nil, bool; and 0xc1, left MPK_INVALID), 0 when more follows.
+ * One case per encoding, in byte order: a table reads best as one. */
+static int type_byte(uint8_t b, MpkHead *h, size_t *n, int *has_ext) {
     if (b <= 0x7f) {
         h->type = MPK_UINT, h->enc = "fixint", h->u = b;
-        return DEC_OK;
+        return 1;
     } else if (b <= 0x8f) {
         h->type = MPK_MAP, h->enc = "fixmap", h->u = b & 0x0f;
     } else if (b <= 0x9f) {
@@ -76,43 +70,58 @@ static int decode(const uint8_t *p, size_t left, MpkHead *h) {
         h->type = MPK_STR, h->enc = "fixstr", h->u = b & 0x1f;
     } else if (b >= 0xe0) {
         h->type = MPK_INT, h->enc = "negative fixint", h->i = (int64_t)b - 256;
-        return DEC_OK;
+        return 1;
     } else {
         switch (b) {
-        case 0xc0: h->type = MPK_NIL, h->enc = "nil"; return DEC_OK;
-        case 0xc1: h->enc = "0xc1"; return DEC_BADBYTE;
-        case 0xc2: h->type = MPK_BOOL, h->enc = "false"; return DEC_OK;
-        case 0xc3: h->type = MPK_BOOL, h->enc = "true", h->u = 1; return DEC_OK;
-        case 0xc4: h->type = MPK_BIN, h->enc = "bin8", n = 1; break;
-        case 0xc5: h->type = MPK_BIN, h->enc = "bin16", n = 2; break;
-        case 0xc6: h->type = MPK_BIN, h->enc = "bin32", n = 4; break;
-        case 0xc7: h->type = MPK_EXT, h->enc = "ext8", n = 1, has_ext = 1; break;
-        case 0xc8: h->type = MPK_EXT, h->enc = "ext16", n = 2, has_ext = 1; break;
-        case 0xc9: h->type = MPK_EXT, h->enc = "ext32", n = 4, has_ext = 1; break;
-        case 0xca: h->type = MPK_FLOAT, h->enc = "float32", n = 4; break;
-        case 0xcb: h->type = MPK_FLOAT, h->enc = "float64", n = 8; break;
-        case 0xcc: h->type = MPK_UINT, h->enc = "uint8", n = 1; break;
-        case 0xcd: h->type = MPK_UINT, h->enc = "uint16", n = 2; break;
-        case 0xce: h->type = MPK_UINT, h->enc = "uint32", n = 4; break;
-        case 0xcf: h->type = MPK_UINT, h->enc = "uint64", n = 8; break;
-        case 0xd0: h->type = MPK_INT, h->enc = "int8", n = 1; break;
-        case 0xd1: h->type = MPK_INT, h->enc = "int16", n = 2; break;
-        case 0xd2: h->type = MPK_INT, h->enc = "int32", n = 4; break;
-        case 0xd3: h->type = MPK_INT, h->enc = "int64", n = 8; break;
-        case 0xd4: h->type = MPK_EXT, h->enc = "fixext1", h->u = 1, has_ext = 1; break;
-        case 0xd5: h->type = MPK_EXT, h->enc = "fixext2", h->u = 2, has_ext = 1; break;
-        case 0xd6: h->type = MPK_EXT, h->enc = "fixext4", h->u = 4, has_ext = 1; break;
-        case 0xd7: h->type = MPK_EXT, h->enc = "fixext8", h->u = 8, has_ext = 1; break;
-        case 0xd8: h->type = MPK_EXT, h->enc = "fixext16", h->u = 16, has_ext = 1; break;
-        case 0xd9: h->type = MPK_STR, h->enc = "str8", n = 1; break;
-        case 0xda: h->type = MPK_STR, h->enc = "str16", n = 2; break;
-        case 0xdb: h->type = MPK_STR, h->enc = "str32", n = 4; break;
-        case 0xdc: h->type = MPK_ARRAY, h->enc = "array16", n = 2; break;
-        case 0xdd: h->type = MPK_ARRAY, h->enc = "array32", n = 4; break;
-        case 0xde: h->type = MPK_MAP, h->enc = "map16", n = 2; break;
-        default:   h->type = MPK_MAP, h->enc = "map32", n = 4; break; /* 0xdf */
+        case 0xc0: h->type = MPK_NIL, h->enc = "nil"; return 1;
+        case 0xc1: h->enc = "0xc1"; return 1;
+        case 0xc2: h->type = MPK_BOOL, h->enc = "false"; return 1;
+        case 0xc3: h->type = MPK_BOOL, h->enc = "true", h->u = 1; return 1;
+        case 0xc4: h->type = MPK_BIN, h->enc = "bin8", *n = 1; break;
+        case 0xc5: h->type = MPK_BIN, h->enc = "bin16", *n = 2; break;
+        case 0xc6: h->type = MPK_BIN, h->enc = "bin32", *n = 4; break;
+        case 0xc7: h->type = MPK_EXT, h->enc = "ext8", *n = 1, *has_ext = 1; break;
+        case 0xc8: h->type = MPK_EXT, h->enc = "ext16", *n = 2, *has_ext = 1; break;
+        case 0xc9: h->type = MPK_EXT, h->enc = "ext32", *n = 4, *has_ext = 1; break;
+        case 0xca: h->type = MPK_FLOAT, h->enc = "float32", *n = 4; break;
+        case 0xcb: h->type = MPK_FLOAT, h->enc = "float64", *n = 8; break;
+        case 0xcc: h->type = MPK_UINT, h->enc = "uint8", *n = 1; break;
+        case 0xcd: h->type = MPK_UINT, h->enc = "uint16", *n = 2; break;
+        case 0xce: h->type = MPK_UINT, h->enc = "uint32", *n = 4; break;
+        case 0xcf: h->type = MPK_UINT, h->enc = "uint64", *n = 8; break;
+        case 0xd0: h->type = MPK_INT, h->enc = "int8", *n = 1; break;
+        case 0xd1: h->type = MPK_INT, h->enc = "int16", *n = 2; break;
+        case 0xd2: h->type = MPK_INT, h->enc = "int32", *n = 4; break;
+        case 0xd3: h->type = MPK_INT, h->enc = "int64", *n = 8; break;
+        case 0xd4: h->type = MPK_EXT, h->enc = "fixext1", h->u = 1, *has_ext = 1; break;
+        case 0xd5: h->type = MPK_EXT, h->enc = "fixext2", h->u = 2, *has_ext = 1; break;
+        case 0xd6: h->type = MPK_EXT, h->enc = "fixext4", h->u = 4, *has_ext = 1; break;
+        case 0xd7: h->type = MPK_EXT, h->enc = "fixext8", h->u = 8, *has_ext = 1; break;
+        case 0xd8: h->type = MPK_EXT, h->enc = "fixext16", h->u = 16, *has_ext = 1; break;
+        case 0xd9: h->type = MPK_STR, h->enc = "str8", *n = 1; break;
+        case 0xda: h->type = MPK_STR, h->enc = "str16", *n = 2; break;
+        case 0xdb: h->type = MPK_STR, h->enc = "str32", *n = 4; break;
+        case 0xdc: h->type = MPK_ARRAY, h->enc = "array16", *n = 2; break;
+        case 0xdd: h->type = MPK_ARRAY, h->enc = "array32", *n = 4; break;
+        case 0xde: h->type = MPK_MAP, h->enc = "map16", *n = 2; break;
+        default:   h->type = MPK_MAP, h->enc = "map32", *n = 4; break; /* 0xdf */
         }
     }
+    return 0;
+}
+
+/* Decode the value at p (left bytes available) into h. h->type is set from the first byte even
+ * when the rest is missing, so mpk_peek can use it. */
+static int decode(const uint8_t *p, size_t left, MpkHead *h) {
+    memset(h, 0, sizeof *h);
+    h->type = MPK_INVALID;
+    h->enc = "end of data";
+    if (left == 0) return DEC_END;
+
+    size_t n = 0;     /* bytes of the number (value or length) after the type byte */
+    int has_ext = 0;  /* an ext type byte follows the length */
+    h->hdr = 1;
+    if (type_byte(p[0], h, &n, &has_ext)) return h->type == MPK_INVALID ? DEC_BADBYTE : DEC_OK;
 
     h->hdr = 1 + n + (size_t)has_ext;
     if (h->hdr > left) return DEC_SHORT_HEADER;
@@ -229,20 +238,36 @@ const char *mpk_type_name(MpkType t) {
     }
 }
 
-int mpk_read_nil(MpkReader *r) {
+/* A value of type want whose number sits in its header (bool, array or map count): into u. */
+static int read_header_value(MpkReader *r, MpkType want, uint64_t *u) {
     MpkHead h;
-    if (expect(r, &h, MPK_NIL)) return -1;
+    *u = 0;
+    if (expect(r, &h, want)) return -1;
+    *u = h.u;
     r->p += h.hdr;
     return 0;
 }
 
-int mpk_read_bool(MpkReader *r, int *v) {
-    MpkHead h;
-    *v = 0;
-    if (expect(r, &h, MPK_BOOL)) return -1;
-    *v = (int)h.u;
-    r->p += h.hdr;
+/* A str, bin or ext of type want: its payload in place. */
+static int read_payload(MpkReader *r, MpkType want, MpkHead *h, const uint8_t **data, uint32_t *len) {
+    *data = NULL, *len = 0;
+    if (expect(r, h, want)) return -1;
+    *data = r->p + h->hdr;
+    *len = (uint32_t)h->u;
+    r->p += value_size(h);
     return 0;
+}
+
+int mpk_read_nil(MpkReader *r) {
+    uint64_t u;
+    return read_header_value(r, MPK_NIL, &u);
+}
+
+int mpk_read_bool(MpkReader *r, int *v) {
+    uint64_t u;
+    int rc = read_header_value(r, MPK_BOOL, &u);
+    *v = (int)u;
+    return rc;
 }
 
 int mpk_read_uint(MpkReader *r, uint64_t *v) {
@@ -288,51 +313,36 @@ int mpk_read_double(MpkReader *r, double *v) {
 
 int mpk_read_str(MpkReader *r, const char **s, uint32_t *len) {
     MpkHead h;
-    *s = NULL, *len = 0;
-    if (expect(r, &h, MPK_STR)) return -1;
-    *s = (const char *)r->p + h.hdr;
-    *len = (uint32_t)h.u;
-    r->p += value_size(&h);
-    return 0;
+    const uint8_t *data;
+    int rc = read_payload(r, MPK_STR, &h, &data, len);
+    *s = (const char *)data;
+    return rc;
 }
 
 int mpk_read_bin(MpkReader *r, const uint8_t **data, uint32_t *len) {
     MpkHead h;
-    *data = NULL, *len = 0;
-    if (expect(r, &h, MPK_BIN)) return -1;
-    *data = r->p + h.hdr;
-    *len = (uint32_t)h.u;
-    r->p += value_size(&h);
-    return 0;
+    return read_payload(r, MPK_BIN, &h, data, len);
 }
 
 int mpk_read_ext(MpkReader *r, int8_t *type, const uint8_t **data, uint32_t *len) {
     MpkHead h;
-    *type = 0, *data = NULL, *len = 0;
-    if (expect(r, &h, MPK_EXT)) return -1;
-    *type = h.ext;
-    *data = r->p + h.hdr;
-    *len = (uint32_t)h.u;
-    r->p += value_size(&h);
-    return 0;
+    int rc = read_payload(r, MPK_EXT, &h, data, len);
+    *type = rc ? 0 : h.ext;
+    return rc;
 }
 
 int mpk_read_array(MpkReader *r, uint32_t *count) {
-    MpkHead h;
-    *count = 0;
-    if (expect(r, &h, MPK_ARRAY)) return -1;
-    *count = (uint32_t)h.u;
-    r->p += h.hdr;
-    return 0;
+    uint64_t u;
+    int rc = read_header_value(r, MPK_ARRAY, &u);
+    *count = (uint32_t)u; /* decode checked it against the bytes left, so it fits */
+    return rc;
 }
 
 int mpk_read_map(MpkReader *r, uint32_t *count) {
-    MpkHead h;
-    *count = 0;
-    if (expect(r, &h, MPK_MAP)) return -1;
-    *count = (uint32_t)h.u;
-    r->p += h.hdr;
-    return 0;
+    uint64_t u;
+    int rc = read_header_value(r, MPK_MAP, &u);
+    *count = (uint32_t)u;
+    return rc;
 }
 
 int mpk_skip(MpkReader *r) {
@@ -367,6 +377,37 @@ int mpk_skip(MpkReader *r) {
 int mpk_str_eq(const char *s, uint32_t len, const char *lit) {
     size_t n = strlen(lit);
     return n == len && (n == 0 || memcmp(s, lit, n) == 0);
+}
+
+int mpk_read_key(MpkReader *r, char *key, size_t cap) {
+    const char *s;
+    uint32_t n;
+    key[0] = '\0';
+    if (mpk_read_str(r, &s, &n)) return -1;
+    if (n < cap && !memchr(s, 0, n)) {
+        memcpy(key, s, n);
+        key[n] = '\0';
+    }
+    return 0;
+}
+
+int mpk_read_cstr(MpkReader *r, char *out, size_t cap, const char *what) {
+    const char *s;
+    uint32_t n;
+    out[0] = '\0';
+    if (mpk_read_str(r, &s, &n)) return -1;
+    if (n >= cap) return mpk_fail(r, "%s is too long (%u bytes)", what, n);
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int mpk_read_int_in(MpkReader *r, const char *what, int64_t lo, int64_t hi, int64_t *v) {
+    if (mpk_read_int(r, v)) return -1;
+    if (*v >= lo && *v <= hi) return 0;
+    int64_t bad = *v;
+    *v = 0;
+    return mpk_fail(r, "%s = %lld is out of range [%lld, %lld]", what, (long long)bad, (long long)lo, (long long)hi);
 }
 
 int mpk_fail(MpkReader *r, const char *fmt, ...) {
@@ -544,6 +585,48 @@ void mpk_writer_abort(MpkWriter *w) {
     if (w->f) fclose(w->f);
     if (w->tmp_path) remove(w->tmp_path);
     writer_free(w);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Packing                                                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+void mpk_pack_str(msgpack_packer *pk, const char *s) {
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void mpk_pack_key_int(msgpack_packer *pk, const char *key, int64_t v) {
+    mpk_pack_str(pk, key);
+    msgpack_pack_int64(pk, v);
+}
+
+void mpk_pack_key_uint(msgpack_packer *pk, const char *key, uint64_t v) {
+    mpk_pack_str(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
+void mpk_pack_key_double(msgpack_packer *pk, const char *key, double v) {
+    mpk_pack_str(pk, key);
+    msgpack_pack_double(pk, v);
+}
+
+void mpk_pack_key_bool(msgpack_packer *pk, const char *key, int v) {
+    mpk_pack_str(pk, key);
+    if (v) msgpack_pack_true(pk);
+    else msgpack_pack_false(pk);
+}
+
+void mpk_pack_key_str(msgpack_packer *pk, const char *key, const char *v) {
+    mpk_pack_str(pk, key);
+    mpk_pack_str(pk, v);
+}
+
+void mpk_pack_key_bin(msgpack_packer *pk, const char *key, const void *data, size_t n) {
+    mpk_pack_str(pk, key);
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, data, n);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

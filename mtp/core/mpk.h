@@ -1,4 +1,5 @@
-/* mpk.h - msgpack checkpoint I/O: a bounded reader over a mapped file, and an atomic writer.
+/* mpk.h - msgpack checkpoint I/O: a bounded reader over a mapped file, and an atomic writer, with
+ * the helpers every format's code reads and packs its maps with (checkpoints, the token cache).
  *
  * Files are written with msgpack-c's packer (MpkWriter wraps it) but read by walking the bytes with
  * MpkReader, a cursor that never reads past its end and never allocates. msgpack-c's unpacker is
@@ -84,6 +85,27 @@ int mpk_skip(MpkReader *r);
 /* 1 if the string (s, len) read from a file equals the C string lit, else 0. */
 int mpk_str_eq(const char *s, uint32_t len, const char *lit);
 
+/* Schema helpers: how loaders read a map of known keys (checkpoints, tokenizer files, the token
+ * cache's header). Keys are read into a small buffer and dispatched with strcmp; values that
+ * outlive the buffer are read with mpk_read_str (in place) or copied with mpk_read_cstr.
+ *
+ *     char key[MPK_KEY_CAP];
+ *     if (mpk_read_key(r, key, sizeof key)) return -1;
+ *     if (strcmp(key, "steps") == 0) ... else if (mpk_skip(r)) return -1;
+ *
+ * They follow the reader rules: outputs zeroed on failure, errors sticky, one-line messages. */
+#define MPK_KEY_CAP 32 /* longer than any key a loader looks for */
+
+/* A map key (a str) as a C string. A key that does not fit in cap bytes or holds a NUL comes back
+ * as "": like any name no schema uses, the caller skips its value, so a crafted "format\0x" or a
+ * long key can never pass for "format". */
+int mpk_read_key(MpkReader *r, char *key, size_t cap);
+/* A str copied into out as a C string; "<what> is too long (N bytes)" when it does not fit in
+ * cap bytes (with its NUL). */
+int mpk_read_cstr(MpkReader *r, char *out, size_t cap, const char *what);
+/* An integer in [lo, hi]; "<what> = v is out of range [lo, hi]" outside. */
+int mpk_read_int_in(MpkReader *r, const char *what, int64_t lo, int64_t hi, int64_t *v);
+
 /* Record a caller's error as "byte offset N: <message>" (N = mpk_offset) and return -1, so schema
  * code reports "byte offset 812: tensor trunk.0.wq: shape [3, 4] but config needs [256, 256]".
  * If the reader already failed, the first message is kept. Control characters (say from a key
@@ -135,6 +157,17 @@ int mpk_writer_commit(MpkWriter *w, char *err, size_t errlen);
 /* Drop everything written; the target is untouched. Safe to call on a zeroed, committed or already
  * aborted writer. */
 void mpk_writer_abort(MpkWriter *w);
+
+/* Packing helpers for the writers (an MpkWriter's pk, or a packer into a buffer): a C string, and
+ * a map entry of a str key and its value. The encodings are msgpack-c's smallest for each value,
+ * so files stay byte for byte what the same msgpack_pack_* calls write. */
+void mpk_pack_str(msgpack_packer *pk, const char *s);
+void mpk_pack_key_int(msgpack_packer *pk, const char *key, int64_t v);
+void mpk_pack_key_uint(msgpack_packer *pk, const char *key, uint64_t v);
+void mpk_pack_key_double(msgpack_packer *pk, const char *key, double v);
+void mpk_pack_key_bool(msgpack_packer *pk, const char *key, int v);
+void mpk_pack_key_str(msgpack_packer *pk, const char *key, const char *v);
+void mpk_pack_key_bin(msgpack_packer *pk, const char *key, const void *data, size_t n);
 
 /* The directory holding path ("." for a bare name, "/" for a file in the root) into dir. */
 void mpk_dir_of(const char *path, char *dir, size_t dirlen);
