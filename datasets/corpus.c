@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datasets/corpus_internal.h"
+#include "datasets/tokcache_internal.h"
 #include "mtp/core/core.h"
 
 void ds_options_init(DsOptions *opt) {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "datasets/corpus_internal.h"
+#include "datasets/sources_internal.h"
 #include "mtp/core/core.h"
 
 typedef struct {

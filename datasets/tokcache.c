@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datasets/corpus_internal.h"
+#include "datasets/tokcache_internal.h"
 #include "mtp/core/core.h"
 #include "mtp/core/mpk.h"
 
