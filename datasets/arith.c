@@ -26,12 +26,11 @@
  *        3 factors of 5-6 digits (two long multiplications), 6 two-digit divisors.
  *
  * All values stay below 10^18 so plain uint64_t arithmetic is exact. Text is appended to a
- * counting buffer, each piece through one printf-style helper (8 MiB of examples take about
- * 0.15 s; digit-by-digit appends took 0.05 s, not worth the repetition). */
+ * counting buffer through one small printf-style helper rather than snprintf: that keeps 8 MiB
+ * of examples well under a second. */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "datasets/ds.h"
@@ -51,19 +50,6 @@ static void put_s(Out *o, const char *s) {
     while (*s) put_c(o, *s++);
 }
 
-/* printf into the output: every line of the worked solutions is written through here */
-static void put_f(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_f(Out *o, const char *fmt, ...) {
-    char tmp[512]; /* the longest line piece, a long division step, is under 250 bytes */
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    assert(n >= 0 && (size_t)n < sizeof tmp);
-    (void)n;
-    put_s(o, tmp);
-}
-
 /* v in decimal, padded with leading zeros to at least width digits */
 static void put_u(Out *o, uint64_t v, int width) {
     char tmp[24]; /* filled from the end; 2^64 has 20 digits */
@@ -74,6 +60,36 @@ static void put_u(Out *o, uint64_t v, int width) {
     } while (v && i > 0);
     while (24 - i < width && i > 0) tmp[--i] = '0';
     for (; i < 24; i++) put_c(o, tmp[i]);
+}
+
+/* printf into the output, every piece of the worked solutions written through it. Only the
+ * conversions the generator uses: %d, %s, %c and %" PRIu64 " (an l or ll before the u), done by
+ * the appends above, three times faster than vsnprintf on 8 MiB of examples. */
+static void put_f(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_f(Out *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            put_c(o, *f);
+            continue;
+        }
+        int longs = 0;
+        while (*++f == 'l') longs++;
+        if (*f == 'u' && longs) {
+            put_u(o, longs == 1 ? (uint64_t)va_arg(ap, unsigned long) : (uint64_t)va_arg(ap, unsigned long long), 0);
+        } else if (*f == 'd' && !longs) {
+            const int v = va_arg(ap, int);
+            if (v < 0) put_c(o, '-');
+            put_u(o, v < 0 ? -(uint64_t)v : (uint64_t)v, 0);
+        } else if (*f == 's' && !longs) {
+            put_s(o, va_arg(ap, const char *));
+        } else {
+            assert(*f == 'c' && !longs && "put_f: a conversion the generator does not use");
+            put_c(o, (char)va_arg(ap, int));
+        }
+    }
+    va_end(ap);
 }
 
 /* End of a column step: ", write 8 carry 4\n", or on the last column the whole value ", write 48\n". */
