@@ -162,7 +162,8 @@ static void take_inputs(MtpWorkspace *ws, const int32_t *tokens) {
         memcpy(ws->inputs + (size_t)b * ws->T, tokens + (size_t)b * (ws->T + 1), ws->T * sizeof(int32_t));
 }
 
-/* The passes of the trunk and the heads over ws, with gradients into g (NULL: forward only). */
+/* The passes of the trunk and the heads over ws, their gradients added into tg and hg (NULL: a
+ * forward-only pass). */
 static void passes(MtpWorkspace *ws, const TrunkWeights *tg, const HeadsWeights *hg, TrunkPass *tp, HeadsPass *hp) {
     const MtpModel *m = ws->model;
     *tp = (TrunkPass){&m->cfg.trunk, &m->trunk, tg, &ws->trunk, &ws->scratch};
