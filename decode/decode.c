@@ -183,6 +183,67 @@ void decode_truncate(DecodeState *s, int len) {
     s->len = len;
 }
 
+/* ---- measuring a pass -------------------------------------------------------------------------- */
+
+/* The packed matrices a pass reads, each once: the blocks (trunk, then the cached heads), head 1's
+ * linear head, the unembedding, and with drafts the stacked drafting heads (their logits go
+ * through the same unembedding). Returns how many, into out. */
+static int pass_matrices(const DecodeState *s, int drafts, const MtpPackedWeight **out) {
+    const DecodeModel *m = &s->model;
+    int n = 0;
+    for (int l = 0; l < m->tc.layers + cached_heads(m, s->n_heads); l++) {
+        const BlockDecode *b = l < m->tc.layers ? &s->blocks[l] : &s->heads.blocks[l - m->tc.layers];
+        out[n++] = b->wqkv, out[n++] = b->wo, out[n++] = b->w13, out[n++] = b->w2;
+    }
+    if (m->hc.type == HEAD_LINEAR) out[n++] = s->heads.lin[0];
+    out[n++] = s->heads.unembed;
+    if (drafts && s->n_heads > 1 && m->hc.type == HEAD_LINEAR) out[n++] = s->heads.lin_drafts;
+    return n;
+}
+
+DecodePassCost decode_pass_cost(const DecodeState *s, int len, int R, int drafts) {
+    const DecodeModel *m = &s->model;
+    const double D = m->tc.dim, F = m->tc.ffn, V = m->tc.vocab, hd = D / m->tc.attn_heads;
+    const int layers = m->tc.layers + cached_heads(m, s->n_heads), H = m->tc.attn_heads;
+    const int draft_rows = drafts && s->n_heads > 1 ? s->n_heads - 1 : 0;
+    DecodePassCost c = {0, 0, 0};
+    const MtpPackedWeight *w[4 * (TRUNK_MAX_LAYERS + HEADS_MAX) + 3];
+    for (int i = 0, n = pass_matrices(s, drafts, w); i < n; i++) {
+        size_t bytes;
+        mtp_packed_weight_data(w[i], &bytes);
+        c.weight_bytes += (double)bytes;
+    }
+    /* keys in whole tiles of positions, values padded to whole tiles of dimensions */
+    const double kpos = (double)((len + R + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE);
+    const double hdp = (double)(((int)hd + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE);
+    c.cache_bytes = layers * H * (kpos * hd + (double)(len + R) * hdp) * sizeof(float);
+    const double block = 3 * D * D + D * D + 2 * F * D + D * F;
+    const double keys_seen = (double)R * len + (double)R * (R + 1) / 2; /* row r sees len + r + 1 */
+    c.flops = layers * (2 * R * block + 4 * D * keys_seen) + 2 * R * V * D;
+    if (m->hc.type == HEAD_LINEAR) c.flops += 2 * R * D * D + 2 * draft_rows * D * D;
+    c.flops += 2 * draft_rows * V * D;
+    return c;
+}
+
+void decode_read_pass(const DecodeState *s, int len, int R, int drafts) {
+    const DecodeModel *m = &s->model;
+    const MtpPackedWeight *w[4 * (TRUNK_MAX_LAYERS + HEADS_MAX) + 3];
+    for (int i = 0, n = pass_matrices(s, drafts, w); i < n; i++) {
+        size_t bytes;
+        const void *p = mtp_packed_weight_data(w[i], &bytes);
+        mtp_read_bytes(p, bytes);
+    }
+    const int T = m->tc.ctx, H = m->tc.attn_heads, hd = m->tc.dim / H;
+    const int Tp = (T + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE, hdp = (hd + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE;
+    const size_t kpos = (size_t)(len + R + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE;
+    const size_t k_layer = trunk_k_cache_floats(&m->tc), v_layer = trunk_v_cache_floats(&m->tc);
+    for (int l = 0; l < m->tc.layers + cached_heads(m, s->n_heads); l++)
+        for (int h = 0; h < H; h++) { /* the layouts of mtp_k_cache_floats, mtp_v_cache_floats */
+            mtp_read_bytes(s->k_cache + l * k_layer + (size_t)h * Tp * hd, kpos * hd * sizeof(float));
+            mtp_read_bytes(s->v_cache + l * v_layer + (size_t)h * T * hdp, (size_t)(len + R) * hdp * sizeof(float));
+        }
+}
+
 /* ---- greedy generation ------------------------------------------------------------------------ */
 
 static int32_t argmax(const float *x, int n) {

@@ -92,6 +92,22 @@ typedef struct {
     double t_prefill, t_forward, t_sample, t_other;
 } DecodeStats;
 
+/* ---- measuring a pass (mtp bench --passes) ---------------------------------------------------- */
+
+/* A pass of R rows over a cache of len positions: decode_forward of the rows (head 1's logits), and
+ * with drafts the drafting heads of its last row (decode_logits of head 2 there). What it must do
+ * at least: read the packed matrices it uses, each once, and the cache rows attention reads
+ * (len + R positions of every cached layer, read once for all rows); and its FLOPs (every product,
+ * and attention's two products per cached layer). */
+typedef struct {
+    double weight_bytes, cache_bytes, flops;
+} DecodePassCost;
+
+DecodePassCost decode_pass_cost(const DecodeState *s, int len, int R, int drafts);
+/* Reads the bytes decode_pass_cost counts, once, where the pass reads them (timed, the read
+ * bandwidth over the pass's own buffers). */
+void decode_read_pass(const DecodeState *s, int len, int R, int drafts);
+
 /* Called with each run of accepted tokens, in order (for streaming). */
 typedef void (*DecodeEmit)(void *ctx, const int32_t *tokens, int n);
 

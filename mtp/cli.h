@@ -119,6 +119,7 @@ int cmd_eval_answers(int argc, char **argv); /* cli_answers.c: mtp eval --task a
 int cmd_info(int argc, char **argv);       /* cli_info.c */
 int cmd_generate(int argc, char **argv);   /* cli_generate.c */
 int cmd_bench(int argc, char **argv);      /* cli_bench.c */
+int cmd_bench_passes(int argc, char **argv); /* cli_passes.c: mtp bench --passes */
 int cmd_tokenize(int argc, char **argv);   /* cli_tokenize.c */
 
 #endif

@@ -28,6 +28,8 @@ static const char *BENCH_HELP =
     "                      bytes; the rest of the model stays fp32\n"
     "  --json FILE         also write {\"runs\":[{\"lookahead\":K,\"tokens_per_s\":X,\"speedup\":S,\n"
     "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...]},...]}\n"
+    "  --passes            time single decoding passes of 1..16 rows against their floor instead\n"
+    "                      (mtp bench --passes --help)\n"
     "\n"
     "Columns: tokens/s (median over repeats); speedup = tokens/s / tokens/s at lookahead 1;\n"
     "tokens per forward pass = every token emitted (the always-correct first of each block\n"
@@ -374,6 +376,8 @@ static int bench_report(const BenchArgs *a, Bench *b) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    for (int i = 2; i < argc; i++) /* --passes measures single passes instead: cli_passes.c */
+        if (strcmp(argv[i], "--passes") == 0) return cmd_bench_passes(argc, argv);
     static Bench b; /* static: every lookahead's timings and the prompt table, a quarter of a MB */
     BenchArgs a;
     int rc = bench_parse(argc, argv, &a);

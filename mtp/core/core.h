@@ -225,8 +225,8 @@ typedef struct {
 
 /* Attention for R new rows at positions pos0..pos0+R-1 against a cache of T positions: RoPE is
  * applied to the rows' q and k, their keys and values are written into kv at positions pos0..,
- * and a->out gets each row's causal attention over positions 0..its own. */
-void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R);
+ * and ac->out gets each row's causal attention over positions 0..its own. */
+void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int R);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 
@@ -237,6 +237,24 @@ void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R
 double mtp_cross_entropy(float *logits, const int32_t *targets, int M, int V, float grad_scale, long *correct);
 /* Loss only (logits untouched). */
 double mtp_cross_entropy_loss(const float *logits, const int32_t *targets, int M, int V, long *correct);
+
+/* ---- measuring a pass (mtp bench --passes; measure.c) ----------------------------------------- */
+
+/* While timing is on, mtp_matmul_packed and mtp_attention_cached add their seconds to the totals
+ * of their part: a benchmark splits a decoding pass with them. Off by default. */
+typedef enum { MTP_TIME_PRODUCTS, MTP_TIME_ATTENTION, MTP_TIME_PARTS } MtpTimePart;
+void mtp_timing(int on); /* turns timing on or off, and zeroes the totals */
+double mtp_timing_start(void); /* the time now, when timing is on */
+void mtp_timing_stop(MtpTimePart part, double t0);
+double mtp_timing_total(MtpTimePart part);
+
+/* Reads n bytes at p once, as a streaming product does; time it to measure read bandwidth. */
+void mtp_read_bytes(const void *p, size_t n);
+/* Where a packed matrix's bytes are (*bytes of them): a pass reads them all. */
+const void *mtp_packed_weight_data(const MtpPackedWeight *pw, size_t *bytes);
+/* GFLOP/s of (M, K) x (K, N) products through mtp_matmul in the core's precision: the best of 5
+ * repeats taking about seconds in all. */
+double mtp_matmul_gflops(int M, int N, int K, double seconds);
 
 /* ---- small utilities ------------------------------------------------------------------------ */
 

@@ -98,10 +98,11 @@ INLINE void attend(float *const a[ROWS], float *const o[ROWS], const int last[RO
     }
 }
 
-void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R) {
-    const int T = a->T, H = a->H, hd = a->hd;
-    const float *qkv = a->qkv, *cos_tab = a->cos_tab, *sin_tab = a->sin_tab;
-    float *out = a->out, *att = a->att, *k_cache = kv.k, *v_cache = kv.v;
+void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int R) {
+    const int T = ac->T, H = ac->H, hd = ac->hd;
+    const float *qkv = ac->qkv, *cos_tab = ac->cos_tab, *sin_tab = ac->sin_tab;
+    float *out = ac->out, *att = ac->att, *k_cache = kv.k, *v_cache = kv.v;
+    const double t0 = mtp_timing_start();
     const int D = H * hd, half = hd / 2, hdp = (int)round_tile(hd), Tp = (int)round_tile(T);
     const float scale = 1.0f / sqrtf((float)hd);
     assert(pos0 >= 0 && R >= 1 && pos0 + R <= T && hd % 2 == 0 && hd <= 512);
@@ -140,4 +141,5 @@ void mtp_attention_cached(const MtpAttnCached *a, MtpKvLayer kv, int pos0, int R
             }
         }
     }
+    mtp_timing_stop(MTP_TIME_ATTENTION, t0);
 }

@@ -419,13 +419,20 @@ void mtp_packed_weight_free(MtpPackedWeight *pw) {
     free(pw);
 }
 
+const void *mtp_packed_weight_data(const MtpPackedWeight *pw, size_t *bytes) {
+    *bytes = dnnl_memory_desc_get_size(&pw->md);
+    return pw->data;
+}
+
 void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate) {
+    const double t0 = mtp_timing_start();
     /* ldb 0 marks a packed product: its weights layout comes from the packed matrix */
     MatmulKey k = {1, M, pw->N, pw->K, 0, 1, accumulate, pw->K, 0, pw->N, (long)M * pw->K, 0, (long)M * pw->N,
                    pw->precision == MTP_BF16};
     const void *a = A;
     if (pw->precision == MTP_BF16) a = to_bf16(&g_mm.bf16_a, &g_mm.bf16_a_cap, A, (size_t)M * pw->K);
     matmul_exec_md(C, a, pw->data, &k, &pw->md);
+    mtp_timing_stop(MTP_TIME_PRODUCTS, t0);
 }
 
 /* ---- small utilities ------------------------------------------------------------------------ */
