@@ -87,7 +87,8 @@ static double timed_pass(DecodeState *s, const int32_t *tokens, int M) {
 }
 
 /* What tune_small_rows chose for a shape of model, kept for the engines the process builds later
- * (mtp bench builds one per lookahead; the tests, dozens): pad[M], the rows of an M-row product. */
+ * (mtp bench builds one per lookahead; the tests, dozens): pad[M], the rows of an M-row product,
+ * 0 while M is not measured (an engine of fewer rows came first). */
 typedef struct {
     TrunkConfig tc;
     HeadType type;
@@ -115,18 +116,19 @@ static SmallRowsChoice *small_rows_choice(const DecodeState *s) {
 static void tune_small_rows(DecodeState *s) {
     const char *env = getenv("MTP_SMALL_ROWS"); /* "off": products of every row count as they are */
     if (env && strcmp(env, "off") == 0) return;
-    const SmallRowsChoice *known = small_rows_choice(s);
-    if (known) {
-        for (int M = 1; M < MTP_PAD_ROWS; M++)
-            if (known->pad[M]) pad_rows(s, M, known->pad[M]);
-        return;
+    SmallRowsChoice *choice = small_rows_choice(s);
+    if (!choice) {
+        choice = &g_small_rows[g_small_rows_n++ % 8];
+        *choice = (SmallRowsChoice){s->model.tc, s->model.hc.type, mtp_core_precision(), {0}};
     }
-    SmallRowsChoice *choice = &g_small_rows[g_small_rows_n++ % 8];
-    *choice = (SmallRowsChoice){s->model.tc, s->model.hc.type, mtp_core_precision(), {0}};
     const int V = s->model.tc.vocab, most = s->max_rows < s->model.tc.ctx ? s->max_rows : s->model.tc.ctx;
     int32_t tokens[MTP_PAD_ROWS] = {0};
     float *ref = malloc((size_t)V * sizeof *ref);
     for (int M = 1; M < MTP_PAD_ROWS && M <= most && ref; M++) {
+        if (choice->pad[M]) { /* measured for an earlier engine of this shape */
+            pad_rows(s, M, choice->pad[M]);
+            continue;
+        }
         timed_pass(s, tokens, M);
         memcpy(ref, decode_logits(s, 0, M - 1), (size_t)V * sizeof *ref);
         pad_rows(s, M, MTP_PAD_ROWS);
@@ -279,63 +281,64 @@ void decode_truncate(DecodeState *s, int len) {
 
 /* ---- measuring a pass -------------------------------------------------------------------------- */
 
-/* The packed matrices a pass reads, each once: the blocks (trunk, then the cached heads), head 1's
- * linear head, the unembedding, and with drafts the stacked drafting heads (their logits go
- * through the same unembedding). Returns how many, into out. */
-static int pass_matrices(const DecodeState *s, int drafts, const MtpPackedWeight **out) {
+/* The products of a pass of R rows: the blocks (trunk, then the cached heads), head 1's linear
+ * head and the unembedding at R rows; with drafts, the stacked drafting heads at one row and the
+ * unembedding again at one row per drafting head (again: its matrix is already counted). */
+typedef struct {
+    const MtpPackedWeight *w;
+    int rows, again;
+} PassProduct;
+
+static int pass_products(const DecodeState *s, int R, int drafts, PassProduct *out) {
     const DecodeModel *m = &s->model;
     int n = 0;
     for (int l = 0; l < m->tc.layers + cached_heads(m, s->n_heads); l++) {
         const BlockDecode *b = l < m->tc.layers ? &s->blocks[l] : &s->heads.blocks[l - m->tc.layers];
-        out[n++] = b->wqkv, out[n++] = b->wo, out[n++] = b->w13, out[n++] = b->w2;
+        const MtpPackedWeight *w[4] = {b->wqkv, b->wo, b->w13, b->w2};
+        for (int j = 0; j < 4; j++) out[n++] = (PassProduct){w[j], R, 0};
     }
-    if (m->hc.type == HEAD_LINEAR) out[n++] = s->heads.lin[0];
-    out[n++] = s->heads.unembed;
-    if (drafts && s->n_heads > 1 && m->hc.type == HEAD_LINEAR) out[n++] = s->heads.lin_drafts;
+    if (m->hc.type == HEAD_LINEAR) out[n++] = (PassProduct){s->heads.lin[0], R, 0};
+    out[n++] = (PassProduct){s->heads.unembed, R, 0};
+    if (drafts && s->n_heads > 1) {
+        if (m->hc.type == HEAD_LINEAR) out[n++] = (PassProduct){s->heads.lin_drafts, 1, 0};
+        out[n++] = (PassProduct){s->heads.unembed, s->n_heads - 1, 1};
+    }
     return n;
 }
 
+#define PASS_MAX_PRODUCTS (4 * (TRUNK_MAX_LAYERS + HEADS_MAX) + 4)
+
 DecodePassCost decode_pass_cost(const DecodeState *s, int len, int R, int drafts) {
-    const DecodeModel *m = &s->model;
-    const double D = m->tc.dim, F = m->tc.ffn, V = m->tc.vocab, hd = D / m->tc.attn_heads;
-    const int layers = m->tc.layers + cached_heads(m, s->n_heads), H = m->tc.attn_heads;
-    const int draft_rows = drafts && s->n_heads > 1 ? s->n_heads - 1 : 0;
-    DecodePassCost c = {0, 0, 0};
-    const MtpPackedWeight *w[4 * (TRUNK_MAX_LAYERS + HEADS_MAX) + 3];
-    for (int i = 0, n = pass_matrices(s, drafts, w); i < n; i++) {
+    const TrunkConfig *c = &s->model.tc;
+    const int layers = c->layers + cached_heads(&s->model, s->n_heads);
+    DecodePassCost cost = {0, 0, 0};
+    PassProduct p[PASS_MAX_PRODUCTS];
+    for (int i = 0, n = pass_products(s, R, drafts, p); i < n; i++) {
         size_t bytes;
-        mtp_packed_weight_data(w[i], &bytes);
-        c.weight_bytes += (double)bytes;
+        mtp_packed_weight_data(p[i].w, &bytes);
+        const MtpLinear shape = mtp_linear_packed(p[i].w);
+        cost.weight_bytes += p[i].again ? 0 : (double)bytes;
+        cost.flops += 2.0 * p[i].rows * shape.out * shape.in;
     }
-    /* keys in whole tiles of positions, values padded to whole tiles of dimensions */
-    const double kpos = (double)((len + R + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE);
-    const double hdp = (double)(((int)hd + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE);
-    c.cache_bytes = layers * H * (kpos * hd + (double)(len + R) * hdp) * sizeof(float);
-    const double block = 3 * D * D + D * D + 2 * F * D + D * F;
+    cost.cache_bytes = (double)layers * mtp_kv_read_bytes(len + R, c->attn_heads, c->dim / c->attn_heads);
+    /* attention: q.k and p.v, each a multiply-add per dimension for every key a row sees */
     const double keys_seen = (double)R * len + (double)R * (R + 1) / 2; /* row r sees len + r + 1 */
-    c.flops = layers * (2 * R * block + 4 * D * keys_seen) + 2 * R * V * D;
-    if (m->hc.type == HEAD_LINEAR) c.flops += 2 * R * D * D + 2 * draft_rows * D * D;
-    c.flops += 2 * draft_rows * V * D;
-    return c;
+    cost.flops += layers * 4.0 * c->dim * keys_seen;
+    return cost;
 }
 
 void decode_read_pass(const DecodeState *s, int len, int R, int drafts) {
-    const DecodeModel *m = &s->model;
-    const MtpPackedWeight *w[4 * (TRUNK_MAX_LAYERS + HEADS_MAX) + 3];
-    for (int i = 0, n = pass_matrices(s, drafts, w); i < n; i++) {
+    const TrunkConfig *c = &s->model.tc;
+    PassProduct p[PASS_MAX_PRODUCTS];
+    for (int i = 0, n = pass_products(s, R, drafts, p); i < n; i++) {
         size_t bytes;
-        const void *p = mtp_packed_weight_data(w[i], &bytes);
-        mtp_read_bytes(p, bytes);
+        const void *data = mtp_packed_weight_data(p[i].w, &bytes);
+        if (!p[i].again) mtp_read_bytes(data, bytes);
     }
-    const int T = m->tc.ctx, H = m->tc.attn_heads, hd = m->tc.dim / H;
-    const int Tp = (T + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE, hdp = (hd + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE;
-    const size_t kpos = (size_t)(len + R + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE;
-    const size_t k_layer = trunk_k_cache_floats(&m->tc), v_layer = trunk_v_cache_floats(&m->tc);
-    for (int l = 0; l < m->tc.layers + cached_heads(m, s->n_heads); l++)
-        for (int h = 0; h < H; h++) { /* the layouts of mtp_k_cache_floats, mtp_v_cache_floats */
-            mtp_read_bytes(s->k_cache + l * k_layer + (size_t)h * Tp * hd, kpos * hd * sizeof(float));
-            mtp_read_bytes(s->v_cache + l * v_layer + (size_t)h * T * hdp, (size_t)(len + R) * hdp * sizeof(float));
-        }
+    for (int l = 0; l < c->layers + cached_heads(&s->model, s->n_heads); l++) {
+        const BlockDecode *b = l < c->layers ? &s->blocks[l] : &s->heads.blocks[l - c->layers];
+        mtp_kv_read(b->kv, len + R, c->ctx, c->attn_heads, c->dim / c->attn_heads);
+    }
 }
 
 /* ---- greedy generation ------------------------------------------------------------------------ */

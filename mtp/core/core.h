@@ -256,6 +256,10 @@ double mtp_timing_total(MtpTimePart part);
 
 /* Reads n bytes at p once, as a streaming product does; time it to measure read bandwidth. */
 void mtp_read_bytes(const void *p, size_t n);
+/* What attention reads of one layer's caches (of T positions) for positions 0..n-1, keys in whole
+ * tiles: its bytes, and one read of them (kvcache.c, which knows the layout). */
+size_t mtp_kv_read_bytes(int n, int H, int hd);
+void mtp_kv_read(MtpKvLayer kv, int n, int T, int H, int hd);
 /* Where a packed matrix's bytes are (*bytes of them): a pass reads them all. */
 const void *mtp_packed_weight_data(const MtpPackedWeight *pw, size_t *bytes);
 /* GFLOP/s of (M, K) x (K, N) products through mtp_matmul in the core's precision: the best of 5

@@ -25,6 +25,18 @@ size_t mtp_k_cache_floats(int T, int H, int hd) { return (size_t)H * round_tile(
 size_t mtp_v_cache_floats(int T, int H, int hd) { return (size_t)H * T * round_tile(hd); }
 size_t mtp_attention_cached_scratch_floats(int R, int T, int H) { return (size_t)R * H * round_tile(T); }
 
+size_t mtp_kv_read_bytes(int n, int H, int hd) {
+    return (size_t)H * (round_tile(n) * hd + (size_t)n * round_tile(hd)) * sizeof(float);
+}
+
+void mtp_kv_read(MtpKvLayer kv, int n, int T, int H, int hd) {
+    const size_t Tp = round_tile(T), hdp = round_tile(hd);
+    for (int h = 0; h < H; h++) { /* each head's keys and values are one run each */
+        mtp_read_bytes(kv.k + (size_t)h * Tp * hd, round_tile(n) * hd * sizeof(float));
+        mtp_read_bytes(kv.v + (size_t)h * T * hdp, (size_t)n * hdp * sizeof(float));
+    }
+}
+
 /* Both loops below are inlined with n, the rows in use, a constant (see attend), so that the
  * accumulators of those rows, and only those, live in registers. */
 #define INLINE static inline __attribute__((always_inline))

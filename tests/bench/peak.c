@@ -5,7 +5,7 @@
  * repeats, for each shape, plus the oneDNN implementation chosen (mtp_matmul_last_impl()).
  *
  * Usage: mtp_peak [--threads P] [--precision fp32|bf16] [--seconds S]
- *   --seconds S  target time per shape, split over 5 repeats (default 2.5)
+ *   --seconds S  target time per shape, split over 5 repeats (default 2.5; mtp_matmul_gflops)
  *
  * Shapes: 2048x2048x2048 (square, the "peak"), and 4096x1376x256 (M=B*T rows, N=2*ffn, K=dim:
  * the model's biggest product, the fused SwiGLU up-projection; M x N x K).
@@ -24,40 +24,13 @@ typedef struct {
 } Shape;
 
 static double run_shape(Shape s, double seconds, const char **impl) {
-  float *A = mtp_calloc((size_t)s.M * s.K, sizeof(float));
-  float *B = mtp_calloc((size_t)s.K * s.N, sizeof(float));
-  float *C = mtp_calloc((size_t)s.M * s.N, sizeof(float));
-  if (!A || !B || !C) {
+  const double best = mtp_matmul_gflops(s.M, s.N, s.K, seconds);
+  *impl = mtp_matmul_last_impl();
+  if (best <= 0) {
     fprintf(stderr, "mtp_peak: out of memory\n");
     exit(1);
   }
-  unsigned x = 12345u;
-  for (size_t i = 0; i < (size_t)s.M * s.K; i++) A[i] = (float)((x = x * 1103515245u + 12345u) >> 9) / 8388608.0f - 0.5f;
-  for (size_t i = 0; i < (size_t)s.K * s.N; i++) B[i] = (float)((x = x * 1103515245u + 12345u) >> 9) / 8388608.0f - 0.5f;
-  const double flop = 2.0 * s.M * s.N * s.K;
-  /* warm-up: creates the primitive, touches the memory, and sizes the repeats */
-  double t0 = mtp_now();
-  mtp_matmul(C, A, B, s.M, s.N, s.K, 0, 0, 0);
-  double t1 = mtp_now();
-  mtp_matmul(C, A, B, s.M, s.N, s.K, 0, 0, 0);
-  double one = mtp_now() - t1;
-  (void)t0;
-  *impl = mtp_matmul_last_impl();
-  const int repeats = 5;
-  int iters = (int)(seconds / repeats / (one > 1e-6 ? one : 1e-6));
-  if (iters < 1) iters = 1;
-  double best = 0.0;
-  for (int r = 0; r < repeats; r++) {
-    double a = mtp_now();
-    for (int i = 0; i < iters; i++) mtp_matmul(C, A, B, s.M, s.N, s.K, 0, 0, 0);
-    double g = flop * iters / (mtp_now() - a) / 1e9;
-    if (g > best) best = g;
-  }
-  printf("%-34s %5d x %5d x %5d  %d x %d iters  best %8.1f GFLOP/s  impl %s\n", s.what, s.M, s.N, s.K, repeats,
-         iters, best, *impl);
-  mtp_free(A);
-  mtp_free(B);
-  mtp_free(C);
+  printf("%-34s %5d x %5d x %5d  best of 5  %8.1f GFLOP/s  impl %s\n", s.what, s.M, s.N, s.K, best, *impl);
   return best;
 }
 
