@@ -80,6 +80,28 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
 #define MTP_PAD_ROWS 4
 void mtp_packed_weight_pad_rows(MtpPackedWeight *pw, int M, int rows);
 
+/* ---- products of a few rows (own kernel, smallrows.c) ------------------------------------------ */
+
+/* Products of 1..MTP_SMALL_ROWS_MAX rows on packed weights run on a kernel that reads each weight
+ * once for all rows, where the CPU has one (AVX2 at least); larger products, and every product
+ * with MTP_SMALL_KERNEL=onednn, run on oneDNN. A matrix packed while a kernel serves its precision
+ * is laid out for it (oneDNN's BA16a16b, or BA16a16b2a in bf16), which oneDNN reads as well. A
+ * row's result does not depend on the rows that share its product. */
+#define MTP_SMALL_ROWS_MAX 16
+typedef enum { MTP_SMALL_ONEDNN, MTP_SMALL_AVX2, MTP_SMALL_AVX512, MTP_SMALL_AVX512_DOT } MtpSmallKernel;
+/* The kernel serving precision p: chosen on first call from the CPU's features (see smallrows.c). */
+MtpSmallKernel mtp_small_kernel(MtpPrecision p);
+const char *mtp_small_kernel_name(MtpSmallKernel k); /* "onednn", "avx2", "avx512", "avx512-dot" */
+/* Makes k serve p (tests, benchmarks); -1 when this CPU cannot run it. Matrices packed before keep
+ * their layout: a matrix laid out for oneDNN's choice stays with oneDNN. */
+int mtp_small_kernel_use(MtpPrecision p, MtpSmallKernel k);
+/* C (M, N) = A (M, K) W^T, or C += with accumulate, for W laid out as above (M <= MTP_SMALL_ROWS_MAX). */
+void mtp_small_matmul(float *C, const float *A, int M, const void *W, int N, int K, MtpPrecision p, int accumulate);
+/* Products reading at least this many bytes of weights are split over the core's threads by output
+ * columns (default 256 KB; tests set 0 to split everything). */
+void mtp_small_parallel_bytes(size_t bytes);
+void mtp_small_shutdown(void);
+
 /* A linear layer's matrix W (out, in) as its products read it: plain fp32 in training, where W
  * changes every step, or packed once for inference. The layers built on it (the SwiGLU MLP, the
  * linear heads, the final norm and unembedding) are then one implementation for both. */

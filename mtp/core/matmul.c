@@ -117,6 +117,7 @@ void mtp_core_shutdown(void) {
     mtp_free(g_mm.pad_a), mtp_free(g_mm.pad_c);
     mtp_free(g_mm.bf16_b);
     mtp_free(g_mm.scratchpad);
+    mtp_small_shutdown();
     free(g_mm.table);
     memset(&g_mm, 0, sizeof g_mm);
 }
@@ -351,15 +352,24 @@ struct MtpPackedWeight {
     int N, K;
     int pad_to[MTP_PAD_ROWS]; /* a product of M < MTP_PAD_ROWS rows runs as pad_to[M] rows (0: M) */
     MtpPrecision precision;
+    int small; /* laid out in panels for mtp_small_matmul */
     dnnl_memory_desc_t md; /* the layout oneDNN chose for this matrix */
     void *data;
     int owned; /* data is its own allocation (packed without a cursor) */
 };
 
-/* The layout a one-row product wants for W^T (K, N): oneDNN's choice under format_tag_any. */
+/* The layout of a packed W^T (K, N): the small-row kernel's panels where a kernel serves the
+ * precision, else the layout a one-row product wants, oneDNN's choice under format_tag_any. */
 static dnnl_memory_desc_t packed_md(int N, int K, MtpPrecision precision) {
     assert(g_mm.initialised);
     dnnl_data_type_t dt = precision == MTP_BF16 ? dnnl_bf16 : dnnl_f32;
+    if (mtp_small_kernel(precision) != MTP_SMALL_ONEDNN) {
+        dnnl_memory_desc_t md;
+        dnnl_dims_t dims = {K, N};
+        dnnl_check(dnnl_memory_desc_init_by_tag(&md, 2, dims, dt, precision == MTP_BF16 ? dnnl_BA16a16b2a : dnnl_BA16a16b),
+                   "memory_desc_init");
+        return md;
+    }
     dnnl_memory_desc_t a_md, b_any, c_md;
     dnnl_dims_t a_dims = {1, K}, b_dims = {K, N}, c_dims = {1, N};
     dnnl_check(dnnl_memory_desc_init_by_tag(&a_md, 2, a_dims, dt, dnnl_ab), "memory_desc_init");
@@ -386,6 +396,7 @@ MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K,
     if (!pw) return NULL;
     pw->N = N, pw->K = K, pw->precision = precision;
     pw->md = packed_md(N, K, precision);
+    pw->small = mtp_small_kernel(precision) != MTP_SMALL_ONEDNN;
     pw->owned = cursor == NULL;
     if (cursor) {
         assert(((uintptr_t)*cursor & 63) == 0);
@@ -455,6 +466,12 @@ static void matmul_packed_exec(float *C, const float *A, int M, const MtpPackedW
 
 void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate) {
     const double t0 = mtp_timing_start();
+    if (pw->small && M <= MTP_SMALL_ROWS_MAX && mtp_small_kernel(pw->precision) != MTP_SMALL_ONEDNN) {
+        mtp_small_matmul(C, A, M, pw->data, pw->N, pw->K, pw->precision, accumulate);
+        g_mm.flops += 2.0 * M * pw->N * pw->K;
+        mtp_timing_stop(MTP_TIME_PRODUCTS, t0);
+        return;
+    }
     const int P = M < MTP_PAD_ROWS ? pw->pad_to[M] : 0;
     float *a = P ? pad_scratch(&g_mm.pad_a, &g_mm.pad_a_cap, (size_t)P * pw->K) : NULL;
     float *c = P ? pad_scratch(&g_mm.pad_c, &g_mm.pad_c_cap, (size_t)P * pw->N) : NULL;

@@ -1,0 +1,135 @@
+/* smallrows_tiles.h - one instruction set's tiles of the small-row kernel (see smallrows.c).
+ *
+ * smallrows.c includes this file once per instruction set, between a `#pragma GCC target` and its
+ * pop, with these defined:
+ *   ISA(name)        the name with the instruction set's suffix (tile_avx512, ...)
+ *   ROW_GROUP        rows one tile holds in registers (a product of more rows runs in groups)
+ *   TILE_PANELS(R)   panels of 16 columns a tile of R rows works on at once
+ *   HAS_DOT          defined where the CPU has vdpbf16ps (AVX512_BF16)
+ * V16/U16 are 16 lanes of GCC's vector extension: one zmm register with AVX-512, two ymm with
+ * AVX2, so the same source serves both. */
+
+/* acc[r][c] = sum over k of A[r][k] W[k][16 (p0 + c) ...], the sums in ascending k, one
+ * multiply-add per k (two per pair of bf16 weights, in the same order). Then C gets them (or
+ * adds them). R, CT and kind are constants once inlined, so the R x CT accumulators are
+ * registers and every loop over them unrolls. */
+static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *p, int r0, const int R, int p0,
+                                                            const int CT, const SmallKind kind) {
+    V16 acc[ROW_GROUP][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < CT; c++) acc[r][c] = (V16){0};
+    const size_t pstride = (size_t)p->Kp * 16; /* elements (fp32 or bf16) per panel */
+    if (kind == SMALL_FP32) {
+        const float *A = p->A + (size_t)r0 * p->lda, *W = (const float *)p->W + p0 * pstride;
+        for (int k = 0; k < p->K; k++) {
+            V16 w[4];
+            for (int c = 0; c < CT; c++) {
+                w[c] = *(const V16 *)(W + c * pstride + (size_t)k * 16);
+                __builtin_prefetch(W + c * pstride + (size_t)(k + SMALL_PREFETCH) * 16);
+            }
+            for (int r = 0; r < R; r++) {
+                const float a = A[(size_t)r * p->lda + k];
+                for (int c = 0; c < CT; c++) acc[r][c] += a * w[c];
+            }
+        }
+    } else if (kind == SMALL_BF16_WIDEN) {
+        /* a 64-byte row of a bf16 panel holds inputs k, k+1 of its 16 columns, interleaved: as 16
+         * 32-bit lanes, the low half is the weight of k, the high half that of k+1. Shifting and
+         * masking turns each into the fp32 it stands for. */
+        const float *A = p->A + (size_t)r0 * p->lda;
+        const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
+        for (int kk = 0; kk < (p->K + 1) / 2; kk++) {
+            V16 w0[4], w1[4];
+            for (int c = 0; c < CT; c++) {
+                const U16 u = *(const U16 *)(W + c * pstride / 2 + (size_t)kk * 16);
+                __builtin_prefetch(W + c * pstride / 2 + (size_t)(kk + SMALL_PREFETCH) * 16);
+                w0[c] = (V16)(u << 16);
+                w1[c] = (V16)(u & 0xffff0000u);
+            }
+            for (int r = 0; r < R; r++) {
+                const float a0 = A[(size_t)r * p->lda + 2 * kk], a1 = A[(size_t)r * p->lda + 2 * kk + 1];
+                for (int c = 0; c < CT; c++) acc[r][c] += a0 * w0[c];
+                for (int c = 0; c < CT; c++) acc[r][c] += a1 * w1[c];
+            }
+        }
+    }
+#ifdef HAS_DOT
+    else {
+        /* vdpbf16ps: each lane adds the products of a pair of bf16 inputs with its pair of weights;
+         * the rows were rounded to bf16 pairs (p->A16) */
+        const uint32_t *A = (const uint32_t *)p->A16 + (size_t)r0 * p->lda;
+        const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
+        for (int kk = 0; kk < (p->K + 1) / 2; kk++) {
+            __m512i w[4];
+            for (int c = 0; c < CT; c++) {
+                w[c] = _mm512_load_si512((const void *)(W + c * pstride / 2 + (size_t)kk * 16));
+                __builtin_prefetch(W + c * pstride / 2 + (size_t)(kk + SMALL_PREFETCH) * 16);
+            }
+            for (int r = 0; r < R; r++) {
+                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * p->lda + kk]);
+                for (int c = 0; c < CT; c++) acc[r][c] = (V16)_mm512_dpbf16_ps((__m512)acc[r][c], a, (__m512bh)w[c]);
+            }
+        }
+    }
+#endif
+    for (int c = 0; c < CT; c++) {
+        const int col = (p0 + c) * 16, width = p->N - col < 16 ? p->N - col : 16;
+        for (int r = 0; r < R; r++) {
+            float *dst = p->C + (size_t)(r0 + r) * p->N + col;
+            if (width == 16) {
+                V16u *d = (V16u *)dst;
+                *d = p->accumulate ? *d + acc[r][c] : acc[r][c];
+            } else {
+                float lane[16];
+                memcpy(lane, &acc[r][c], sizeof lane);
+                for (int j = 0; j < width; j++) dst[j] = p->accumulate ? dst[j] + lane[j] : lane[j];
+            }
+        }
+    }
+}
+
+/* Rows r0..r0+R-1 against panels pa..pb-1, TILE_PANELS(R) panels at a time. */
+static inline __attribute__((always_inline)) void ISA(panels)(const SmallProduct *p, int r0, const int R, int pa,
+                                                              int pb, const SmallKind kind) {
+    const int CT = TILE_PANELS(R);
+    int q = pa;
+    for (; q + CT <= pb; q += CT) ISA(tile)(p, r0, R, q, CT, kind);
+    for (; q < pb; q++) ISA(tile)(p, r0, R, q, 1, kind);
+}
+
+/* One row group: R (1..ROW_GROUP) made a constant. */
+static void ISA(row_group)(const SmallProduct *p, int r0, int R, int pa, int pb, SmallKind kind) {
+#ifdef HAS_DOT /* this instruction set's include serves the bf16 dot products alone */
+#define SMALL_CASE(n)                                                                                             \
+    case n: ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_DOT); break;
+#else
+#define SMALL_CASE(n)                                                                                             \
+    case n:                                                                                                       \
+        if (kind == SMALL_FP32) ISA(panels)(p, r0, n, pa, pb, SMALL_FP32);                                        \
+        else ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_WIDEN);                                                     \
+        break;
+#endif
+    switch (R) {
+        SMALL_CASE(1) SMALL_CASE(2) SMALL_CASE(3) SMALL_CASE(4) SMALL_CASE(5) SMALL_CASE(6)
+#if ROW_GROUP > 6
+        SMALL_CASE(7) SMALL_CASE(8) SMALL_CASE(9) SMALL_CASE(10) SMALL_CASE(11) SMALL_CASE(12) SMALL_CASE(13)
+        SMALL_CASE(14) SMALL_CASE(15) SMALL_CASE(16)
+#endif
+    default: assert(0 && "rows outside 1..ROW_GROUP");
+    }
+#undef SMALL_CASE
+}
+
+/* The product over panels pa..pb-1. With more rows than a group, the panels go by in chunks small
+ * enough to stay in the core's caches while every row group reads them: memory is read once. */
+static void ISA(product)(const SmallProduct *p, int pa, int pb, SmallKind kind) {
+    if (p->M <= ROW_GROUP) {
+        ISA(row_group)(p, 0, p->M, pa, pb, kind);
+        return;
+    }
+    for (int q = pa; q < pb; q += SMALL_CHUNK_PANELS) {
+        const int qe = q + SMALL_CHUNK_PANELS < pb ? q + SMALL_CHUNK_PANELS : pb;
+        for (int r0 = 0; r0 < p->M; r0 += ROW_GROUP)
+            ISA(row_group)(p, r0, p->M - r0 < ROW_GROUP ? p->M - r0 : ROW_GROUP, q, qe, kind);
+    }
+}
