@@ -60,96 +60,6 @@ static int pack_weights(DecodeState *s, const DecodeModel *m) {
     return 0;
 }
 
-/* Every packed matrix of the engine runs products of M rows as rows rows (mtp_packed_weight_pad_rows). */
-static void pad_rows(DecodeState *s, int M, int rows) {
-    for (int l = 0; l < s->model.tc.layers; l++) {
-        BlockDecode *b = &s->blocks[l];
-        MtpPackedWeight *w[4] = {b->wqkv, b->wo, b->w13, b->w2};
-        for (int j = 0; j < 4; j++) mtp_packed_weight_pad_rows(w[j], M, rows);
-    }
-    HeadsPacked *h = &s->heads;
-    for (int i = 0; i < h->n; i++) {
-        MtpPackedWeight *w[5] = {h->blocks[i].wqkv, h->blocks[i].wo, h->blocks[i].w13, h->blocks[i].w2, h->lin[i]};
-        for (int j = 0; j < 5; j++)
-            if (w[j]) mtp_packed_weight_pad_rows(w[j], M, rows);
-    }
-    if (h->lin_drafts) mtp_packed_weight_pad_rows(h->lin_drafts, M, rows);
-    mtp_packed_weight_pad_rows(h->unembed, M, rows);
-}
-
-/* One pass of M rows at position 0, the drafts of its last row included; returns its seconds. */
-static double timed_pass(DecodeState *s, const int32_t *tokens, int M) {
-    decode_truncate(s, 0);
-    const double t0 = mtp_now();
-    decode_forward(s, tokens, M, 1);
-    if (s->n_heads > 1) decode_logits(s, 1, M - 1);
-    return mtp_now() - t0;
-}
-
-/* What tune_small_rows chose for a shape of model, kept for the engines the process builds later
- * (mtp bench builds one per lookahead; the tests, dozens): pad[M], the rows of an M-row product,
- * 0 while M is not measured (an engine of fewer rows came first). */
-typedef struct {
-    TrunkConfig tc;
-    HeadType type;
-    MtpPrecision precision;
-    int pad[MTP_PAD_ROWS];
-} SmallRowsChoice;
-static SmallRowsChoice g_small_rows[8];
-static int g_small_rows_n;
-
-static SmallRowsChoice *small_rows_choice(const DecodeState *s) {
-    for (int i = 0; i < g_small_rows_n && i < 8; i++) {
-        SmallRowsChoice *c = &g_small_rows[i];
-        if (!memcmp(&c->tc, &s->model.tc, sizeof c->tc) && c->type == s->model.hc.type &&
-            c->precision == mtp_core_precision())
-            return c;
-    }
-    return NULL;
-}
-
-/* For each row count M below MTP_PAD_ROWS, runs the products as MTP_PAD_ROWS rows when that makes
- * the engine's own pass faster (the fastest of 9 passes each way, alternating, by 10% or more: the
- * fastest, since other work on the machine only ever adds time), and only when the padded pass
- * gives the same logits bit for bit: the choice follows the machine, the output does not.
- * Measured once per shape of model and precision in a process. */
-static void tune_small_rows(DecodeState *s) {
-    const char *env = getenv("MTP_SMALL_ROWS"); /* "off": products of every row count as they are */
-    if (env && strcmp(env, "off") == 0) return;
-    SmallRowsChoice *choice = small_rows_choice(s);
-    if (!choice) {
-        choice = &g_small_rows[g_small_rows_n++ % 8];
-        *choice = (SmallRowsChoice){s->model.tc, s->model.hc.type, mtp_core_precision(), {0}};
-    }
-    const int V = s->model.tc.vocab, most = s->max_rows < s->model.tc.ctx ? s->max_rows : s->model.tc.ctx;
-    int32_t tokens[MTP_PAD_ROWS] = {0};
-    float *ref = malloc((size_t)V * sizeof *ref);
-    for (int M = 1; M < MTP_PAD_ROWS && M <= most && ref; M++) {
-        if (choice->pad[M]) { /* measured for an earlier engine of this shape */
-            pad_rows(s, M, choice->pad[M]);
-            continue;
-        }
-        timed_pass(s, tokens, M);
-        memcpy(ref, decode_logits(s, 0, M - 1), (size_t)V * sizeof *ref);
-        pad_rows(s, M, MTP_PAD_ROWS);
-        timed_pass(s, tokens, M);
-        int same = memcmp(ref, decode_logits(s, 0, M - 1), (size_t)V * sizeof *ref) == 0;
-        double best[2] = {1e30, 1e30};
-        for (int k = 0; k < 9 && same; k++)
-            for (int padded = 0; padded < 2; padded++) {
-                pad_rows(s, M, padded ? MTP_PAD_ROWS : M);
-                const double t = timed_pass(s, tokens, M);
-                best[padded] = t < best[padded] ? t : best[padded];
-            }
-        const int rows = same && best[1] < 0.9 * best[0] ? MTP_PAD_ROWS : M;
-        pad_rows(s, M, rows);
-        choice->pad[M] = rows;
-    }
-    free(ref);
-    decode_truncate(s, 0);
-    s->n_rows = 0, s->n_logits = 0, s->drafted_row = -1, s->t_lazy = 0;
-}
-
 int decode_build(DecodeState *s, DecodeModel m, int max_rows, int n_heads, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     const int T = m.tc.ctx;
@@ -168,7 +78,6 @@ int decode_build(DecodeState *s, DecodeModel m, int max_rows, int n_heads, char 
         decode_free(s);
         return -1;
     }
-    tune_small_rows(s);
     return 0;
 }
 
@@ -252,11 +161,6 @@ static void draft_row(DecodeState *s, int row) {
     else
         for (int i = 0; i < m; i++) memcpy(h + (size_t)i * D, head_rows(s, i + 1) + (size_t)row * D, D * sizeof(float));
     heads_logits(s->drafts + s->model.tc.vocab, hn, rstd, h, m, &s->heads.out);
-}
-
-int decode_small_rows(const DecodeState *s, int M) {
-    const SmallRowsChoice *c = small_rows_choice(s);
-    return M >= 1 && M < MTP_PAD_ROWS && c && c->pad[M] ? c->pad[M] : M;
 }
 
 const float *decode_logits(DecodeState *s, int head, int row) {

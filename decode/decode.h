@@ -94,10 +94,6 @@ typedef struct {
 
 /* ---- measuring a pass (mtp bench --passes) ---------------------------------------------------- */
 
-/* The rows the products of an M-row pass run as: M, or MTP_PAD_ROWS where decode_build measured
- * padded products to be faster on this machine (MTP_SMALL_ROWS=off in the environment: never). */
-int decode_small_rows(const DecodeState *s, int M);
-
 /* A pass of R rows over a cache of len positions: decode_forward of the rows (head 1's logits), and
  * with drafts the drafting heads of its last row (decode_logits of head 2 there). What it must do
  * at least: read the packed matrices it uses, each once, and the cache rows attention reads

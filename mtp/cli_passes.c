@@ -238,10 +238,9 @@ static int passes_json(const PassesArgs *a, const Passes *p, const char *cpu) {
         cli_error("bench", "--json %s: %s", a->json_path, strerror(errno));
         return EXIT_FAIL;
     }
-    fprintf(f, "{\"cpu\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"peak_gflops\":%.1f,\"small_rows\":[", cpu,
-            mtp_precision_name(a->prec), mtp_core_threads(), p->peak_gflops);
-    for (int M = 1; M < MTP_PAD_ROWS; M++) fprintf(f, "%s%d", M > 1 ? "," : "", decode_small_rows(&p->s, M));
-    fprintf(f, "],\"passes\":[");
+    fprintf(f, "{\"cpu\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"peak_gflops\":%.1f,\"kernel\":\"%s\",\"passes\":[",
+            cpu, mtp_precision_name(a->prec), mtp_core_threads(), p->peak_gflops,
+            mtp_small_kernel_name(mtp_small_kernel(a->prec)));
     for (int i = 0; i < p->n_pt; i++) {
         const PassPoint *t = &p->pt[i];
         const double one = one_row_ms(p, t->cache_len);
@@ -265,11 +264,7 @@ static int passes_report(const PassesArgs *a, const Passes *p) {
     cpu_model(cpu, sizeof cpu);
     printf("mtp bench --passes: %s, %s, %d thread%s, CPU %s; peak %.0f GFLOP/s\n", a->model_path,
            mtp_precision_name(a->prec), mtp_core_threads(), mtp_core_threads() == 1 ? "" : "s", cpu, p->peak_gflops);
-    printf("products of");
-    for (int M = 1; M < MTP_PAD_ROWS; M++) printf("%s %d", M > 1 ? "," : "", M);
-    printf(" rows run as");
-    for (int M = 1; M < MTP_PAD_ROWS; M++) printf("%s %d", M > 1 ? "," : "", decode_small_rows(&p->s, M));
-    printf(" (padded where measured faster at load)\n");
+    printf("products of 1-%d rows: %s kernel\n", MTP_SMALL_ROWS_MAX, mtp_small_kernel_name(mtp_small_kernel(a->prec)));
     printf("cache  rows      ms   floor  vs_floor  ratio | products  attention   rest  drafts (ms) | read GB/s  GFLOP\n");
     for (int i = 0; i < p->n_pt; i++) {
         const PassPoint *t = &p->pt[i];

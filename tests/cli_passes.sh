@@ -6,7 +6,7 @@
 #    floor), pass_ratio = ms / the 1-row ms at the same cache length, and the bytes and FLOPs grow
 #    with the rows and the cache as the pass does (no timing is asserted);
 #  - in fp32 and bf16, with linear heads (drafts) and a single head (none);
-#  - small_rows says how the engine runs products of 1-3 rows: as they are or as 4 rows;
+#  - kernel names what serves products of 1-16 rows;
 #  - bad --rows and --cache are one-line usage errors.
 source "$(dirname "$0")/lib_cli.sh"
 
@@ -23,7 +23,7 @@ path, rows, caches, drafts = sys.argv[1], [int(x) for x in sys.argv[2].split(","
     [int(x) for x in sys.argv[3].split(",")], sys.argv[4] == "1"
 j = json.load(open(path))
 assert j["cpu"] and j["peak_gflops"] > 0 and j["threads"] == 1, j
-assert [r in (m, 4) for m, r in enumerate(j["small_rows"], 1)] == [True] * 3, j["small_rows"]
+assert j["kernel"] in ("onednn", "avx2", "avx512", "avx512-dot"), j["kernel"]
 pts = j["passes"]
 assert [(p["cache_len"], p["rows"]) for p in pts] == [(c, r) for c in caches for r in rows], pts
 keys = ["rows", "ms", "floor_ms", "vs_floor", "pass_ratio", "products_ms", "attention_ms", "rest_ms", "drafts_ms",

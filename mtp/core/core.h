@@ -73,12 +73,6 @@ MtpPackedWeight *mtp_pack_weight_at(char **cursor, const float *W, int N, int K,
 void mtp_packed_weight_free(MtpPackedWeight *pw);
 /* C (M, N) = A (M, K) W^T, or C += with accumulate. */
 void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate);
-/* Products of M < MTP_PAD_ROWS rows run as products of rows rows (M or MTP_PAD_ROWS), zero rows
- * added: on some shapes oneDNN's kernels for 1-3 rows read the weights slower than its 4-row one
- * (a 1-row pass of a 25M model at 0.78x the time). A row's result is its own either way; the
- * inference engine decides by measuring its passes (decode_build). Default: M rows. */
-#define MTP_PAD_ROWS 4
-void mtp_packed_weight_pad_rows(MtpPackedWeight *pw, int M, int rows);
 
 /* ---- products of a few rows (own kernel, smallrows.c) ------------------------------------------ */
 

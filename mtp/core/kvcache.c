@@ -5,7 +5,9 @@
  * keys and values as runs of memory and keeping the sums in registers. Keys sit in tiles of
  * MTP_KV_TILE positions, so the scores of a tile are a vector accumulated over the head's
  * dimensions; values are per head, padded to whole vectors, so a weighted sum is a vector
- * multiply-add per position. Rows are done four at a time to read each tile once for all. */
+ * multiply-add per position. The rows of a pass (up to ROWS) go together, so each key tile and
+ * each value row is read once for all of them; the sums of each row run in the same order whatever
+ * the rows beside it, so a row's output does not depend on them. */
 #include <assert.h>
 #include <float.h>
 #include <math.h>
@@ -17,7 +19,7 @@
  * aligned(4): loads and stores make no alignment assumption. */
 typedef float VTile __attribute__((vector_size(MTP_KV_TILE * sizeof(float)), aligned(4)));
 
-enum { ROWS = 4 }; /* rows that share one read of the cache */
+enum { ROWS = MTP_SMALL_ROWS_MAX }; /* rows that share one read of the cache */
 
 static size_t round_tile(size_t n) { return (n + MTP_KV_TILE - 1) / MTP_KV_TILE * MTP_KV_TILE; }
 
@@ -46,7 +48,9 @@ void mtp_kv_read(MtpKvLayer kv, int n, int T, int H, int hd) {
 INLINE void score_tiles(float *const att[ROWS], const float *const q[ROWS], const int n, const float *kh, int t0,
                         const int nt, int hd) {
     const float *tile = kh + (size_t)t0 * hd * MTP_KV_TILE;
-    VTile acc[ROWS][4] = {{{0}}};
+    VTile acc[ROWS][4];
+    for (int r = 0; r < n; r++)
+        for (int u = 0; u < nt; u++) acc[r][u] = (VTile){0};
     for (int d = 0; d < hd; d++)
         for (int u = 0; u < nt; u++) {
             VTile k = *(const VTile *)(tile + ((size_t)u * hd + d) * MTP_KV_TILE);
@@ -58,23 +62,27 @@ INLINE void score_tiles(float *const att[ROWS], const float *const q[ROWS], cons
 
 INLINE void scores(float *const att[ROWS], const float *const q[ROWS], const int n, const float *kh, int n_tiles,
                    int hd) {
-    const int nt = n <= 2 ? 4 : 2; /* enough independent sums to hide the latency of an add */
+    /* enough independent sums to hide the latency of an add, at most 16 in registers */
+    const int nt = n <= 4 ? 4 : n <= 8 ? 2 : 1;
     int t = 0;
     for (; t + nt <= n_tiles; t += nt) score_tiles(att, q, n, kh, t, nt, hd);
     for (; t < n_tiles; t++) score_tiles(att, q, n, kh, t, 1, hd);
 }
 
-/* out[r] (dims c0.. of nc tiles) = sum over positions j <= last[r] of p[r][j] v_j, for rows r < n
- * (consecutive positions: last[r] = last[0] + r). Reads the values as one run. */
-INLINE void weighted_values(float *const out[ROWS], const float *const p[ROWS], const int last[ROWS], const int n,
+/* out[r] (dims c0.. of nc tiles) = sum over positions j <= last[n - 1] of p[r][j] v_j, for rows
+ * r < n: p[r][j] is 0 past row r's own position (attend), and adding a zero product leaves a sum
+ * as it was, so every row's sum is its own, with no test per position. Reads the values as one
+ * run. */
+INLINE void weighted_values(float *const out[ROWS], const float *const p[ROWS], const int last, const int n,
                             const float *vh, int hdp, int hd, int c0, const int nc) {
-    VTile acc[ROWS][4] = {{{0}}};
-    for (int j = 0; j <= last[n - 1]; j++) {
+    VTile acc[ROWS][4];
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < nc; c++) acc[r][c] = (VTile){0};
+    for (int j = 0; j <= last; j++) {
         const float *v = vh + (size_t)j * hdp + c0;
         for (int c = 0; c < nc; c++) {
             VTile vc = *(const VTile *)(v + c * MTP_KV_TILE);
-            for (int r = 0; r < n; r++)
-                if (r == n - 1 || j <= last[r]) acc[r][c] += p[r][j] * vc; /* the last row needs no test */
+            for (int r = 0; r < n; r++) acc[r][c] += p[r][j] * vc;
         }
     }
     for (int r = 0; r < n; r++)
@@ -97,15 +105,17 @@ INLINE void attend(float *const a[ROWS], float *const o[ROWS], const int last[RO
         const float inv = 1.0f / sum;
 #pragma omp simd
         for (int j = 0; j <= last[i]; j++) ai[j] *= inv;
+        for (int j = last[i] + 1; j <= last[n - 1]; j++) ai[j] = 0.0f; /* positions after row i's own */
     }
-    const int hdp = (int)round_tile(hd);
-    for (int c0 = 0; c0 < hdp; c0 += 4 * MTP_KV_TILE) {
-        const float *const *p = (const float *const *)a;
-        switch ((hdp - c0) / MTP_KV_TILE) {
-        case 1: weighted_values(o, p, last, n, vh, hdp, hd, c0, 1); break;
-        case 2: weighted_values(o, p, last, n, vh, hdp, hd, c0, 2); break;
-        case 3: weighted_values(o, p, last, n, vh, hdp, hd, c0, 3); break;
-        default: weighted_values(o, p, last, n, vh, hdp, hd, c0, 4); break;
+    const int hdp = (int)round_tile(hd), nc = n <= 4 ? 4 : n <= 8 ? 2 : 1; /* at most 16 sums */
+    const float *const *p = (const float *const *)a;
+    for (int c0 = 0; c0 < hdp; c0 += nc * MTP_KV_TILE) {
+        const int left = (hdp - c0) / MTP_KV_TILE;
+        switch (left < nc ? left : nc) {
+        case 1: weighted_values(o, p, last[n - 1], n, vh, hdp, hd, c0, 1); break;
+        case 2: weighted_values(o, p, last[n - 1], n, vh, hdp, hd, c0, 2); break;
+        case 3: weighted_values(o, p, last[n - 1], n, vh, hdp, hd, c0, 3); break;
+        default: weighted_values(o, p, last[n - 1], n, vh, hdp, hd, c0, 4); break;
         }
     }
 }
@@ -145,10 +155,22 @@ void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int 
                 o[i] = out + (size_t)(r0 + i) * D + h * hd;
                 last[i] = pos0 + r0 + i;
             }
-            switch (n) {
+            switch (n) { /* n a constant in each: its sums in registers */
             case 1: attend(a, o, last, 1, kh, vh, hd, scale); break;
             case 2: attend(a, o, last, 2, kh, vh, hd, scale); break;
             case 3: attend(a, o, last, 3, kh, vh, hd, scale); break;
+            case 4: attend(a, o, last, 4, kh, vh, hd, scale); break;
+            case 5: attend(a, o, last, 5, kh, vh, hd, scale); break;
+            case 6: attend(a, o, last, 6, kh, vh, hd, scale); break;
+            case 7: attend(a, o, last, 7, kh, vh, hd, scale); break;
+            case 8: attend(a, o, last, 8, kh, vh, hd, scale); break;
+            case 9: attend(a, o, last, 9, kh, vh, hd, scale); break;
+            case 10: attend(a, o, last, 10, kh, vh, hd, scale); break;
+            case 11: attend(a, o, last, 11, kh, vh, hd, scale); break;
+            case 12: attend(a, o, last, 12, kh, vh, hd, scale); break;
+            case 13: attend(a, o, last, 13, kh, vh, hd, scale); break;
+            case 14: attend(a, o, last, 14, kh, vh, hd, scale); break;
+            case 15: attend(a, o, last, 15, kh, vh, hd, scale); break;
             default: attend(a, o, last, ROWS, kh, vh, hd, scale); break;
             }
         }

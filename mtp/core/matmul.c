@@ -58,8 +58,6 @@ static struct {
     size_t bf16_a_cap, bf16_b_cap;
     void *scratchpad;          /* oneDNN's working memory, shared by all primitives (one runs at a time) */
     size_t scratchpad_cap;
-    float *pad_a, *pad_c;      /* a packed product's rows padded up to MTP_PAD_ROWS */
-    size_t pad_a_cap, pad_c_cap;
 } g_mm;
 
 const char *mtp_precision_name(MtpPrecision p) { return p == MTP_BF16 ? "bf16" : "fp32"; }
@@ -114,7 +112,6 @@ void mtp_core_shutdown(void) {
     dnnl_stream_destroy(g_mm.stream);
     dnnl_engine_destroy(g_mm.engine);
     mtp_free(g_mm.bf16_a);
-    mtp_free(g_mm.pad_a), mtp_free(g_mm.pad_c);
     mtp_free(g_mm.bf16_b);
     mtp_free(g_mm.scratchpad);
     mtp_small_shutdown();
@@ -350,7 +347,6 @@ void mtp_matmul_strided(float *C, const void *A, const void *B, const MtpGemm *g
 
 struct MtpPackedWeight {
     int N, K;
-    int pad_to[MTP_PAD_ROWS]; /* a product of M < MTP_PAD_ROWS rows runs as pad_to[M] rows (0: M) */
     MtpPrecision precision;
     int small; /* laid out in panels for mtp_small_matmul */
     dnnl_memory_desc_t md; /* the layout oneDNN chose for this matrix */
@@ -439,22 +435,6 @@ const void *mtp_packed_weight_data(const MtpPackedWeight *pw, size_t *bytes) {
     return pw->data;
 }
 
-void mtp_packed_weight_pad_rows(MtpPackedWeight *pw, int M, int rows) {
-    assert(M >= 1 && M < MTP_PAD_ROWS && (rows == M || rows == MTP_PAD_ROWS));
-    pw->pad_to[M] = rows == M ? 0 : rows;
-}
-
-/* A scratch buffer of at least n floats in *buf (grown as needed); NULL when out of memory. */
-static float *pad_scratch(float **buf, size_t *cap, size_t n) {
-    if (n > *cap) {
-        mtp_free(*buf);
-        *cap = 0;
-        if (!(*buf = mtp_calloc(n, sizeof(float)))) return NULL;
-        *cap = n;
-    }
-    return *buf;
-}
-
 static void matmul_packed_exec(float *C, const float *A, int M, const MtpPackedWeight *pw, int accumulate) {
     /* ldb 0 marks a packed product: its weights layout comes from the packed matrix */
     MatmulKey k = {1, M, pw->N, pw->K, 0, 1, accumulate, pw->K, 0, pw->N, (long)M * pw->K, 0, (long)M * pw->N,
@@ -469,19 +449,6 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
     if (pw->small && M <= MTP_SMALL_ROWS_MAX && mtp_small_kernel(pw->precision) != MTP_SMALL_ONEDNN) {
         mtp_small_matmul(C, A, M, pw->data, pw->N, pw->K, pw->precision, accumulate);
         g_mm.flops += 2.0 * M * pw->N * pw->K;
-        mtp_timing_stop(MTP_TIME_PRODUCTS, t0);
-        return;
-    }
-    const int P = M < MTP_PAD_ROWS ? pw->pad_to[M] : 0;
-    float *a = P ? pad_scratch(&g_mm.pad_a, &g_mm.pad_a_cap, (size_t)P * pw->K) : NULL;
-    float *c = P ? pad_scratch(&g_mm.pad_c, &g_mm.pad_c_cap, (size_t)P * pw->N) : NULL;
-    if (P && a && c) {
-        /* rows M..P are zeros: every row of a product is its own, so row r's result is unchanged */
-        memcpy(a, A, (size_t)M * pw->K * sizeof(float));
-        memset(a + (size_t)M * pw->K, 0, (size_t)(P - M) * pw->K * sizeof(float));
-        if (accumulate) memcpy(c, C, (size_t)M * pw->N * sizeof(float));
-        matmul_packed_exec(c, a, P, pw, accumulate);
-        memcpy(C, c, (size_t)M * pw->N * sizeof(float));
     } else {
         matmul_packed_exec(C, A, M, pw, accumulate);
     }

@@ -40,11 +40,11 @@ typedef enum { SMALL_FP32, SMALL_BF16_WIDEN, SMALL_BF16_DOT } SmallKind;
 /* One product: C (M, N) (+)= A (M, K) W^T. */
 typedef struct {
     float *C;
-    const float *A;     /* fp32 rows (fp32 and widened bf16), lda floats apart */
-    const uint16_t *A16; /* the dot kernel's rows rounded to bf16, lda pairs apart */
+    const float *A;     /* (K, lda): the rows transposed, fp32 (fp32 and widened bf16) */
+    const uint16_t *A16; /* (K/2, lda) pairs: the dot kernel's rows rounded to bf16, transposed */
     const void *W;      /* the packed panels */
     int M, N, K, Kp;    /* Kp: the inputs a panel holds, K rounded up to oneDNN's block */
-    int lda, accumulate;
+    int lda, accumulate; /* lda: the step from one input to the next in A (A16: from a pair) */
 } SmallProduct;
 
 /* Panels a product of more rows than a row group works through before the next group: 4 panels
@@ -149,32 +149,32 @@ static void small_matmul_with(float *C, const float *A, int M, const void *W, in
     /* oneDNN pads K to its block: 16 inputs, or 16 pairs of them in bf16 */
     const int Kp = prec == MTP_BF16 ? (K + 31) / 32 * 32 : (K + 15) / 16 * 16;
     SmallProduct p = {C, A, NULL, W, M, N, K, Kp, K, accumulate};
-    /* The rows are copied into scratch where the kernel would read them badly: rows 4 KB apart
-     * (K = 1024 floats) fall into one set of the L1 cache, and 9-16 of them evict each other at
-     * every step (16 rows at K = 1024 ran at 45% of those at K = 512). A padded stride keeps them
-     * apart. In bf16 the rows are rounded (both operands of a bf16 product are, core.h): the dot
-     * kernel reads them as bf16 pairs, the widening one as fp32; both read inputs k and k+1
-     * together, so an odd K gets a zero input. */
+    /* The kernel reads the rows transposed, input by input (At (K, M)): the R values a step
+     * multiplies are then neighbours at fixed offsets of one pointer, where R rows K apart took R
+     * registers for their addresses (spilled at 16 rows) and, 4 KB apart, fell into one set of the
+     * L1 cache (16 rows at K = 1024 ran at 45% of those at K = 512). In bf16 the rows are rounded
+     * (both operands of a bf16 product are, core.h): the dot kernel reads them as bf16 pairs, the
+     * widening one as fp32; both read inputs k and k+1 together, so an odd K gets a zero input. */
+    const int K2 = (K + 1) / 2;
     if (k == MTP_SMALL_AVX512_DOT) {
-        const int K2 = (K + 1) / 2, lda = (K2 + 15) / 16 * 16 + 16;
-        uint16_t *a16 = scratch((size_t)M * lda * 2 * sizeof(uint16_t));
+        uint16_t *at = scratch((size_t)K2 * M * 2 * sizeof(uint16_t)); /* (K2, M) pairs */
         for (int r = 0; r < M; r++) {
-            uint16_t *row = a16 + (size_t)r * 2 * lda;
-            for (int i = 0; i < K; i++) row[i] = mtp_f32_to_bf16(A[(size_t)r * K + i]);
-            if (K % 2) row[K] = 0;
+            for (int i = 0; i < K; i++) at[((size_t)(i / 2) * M + r) * 2 + i % 2] = mtp_f32_to_bf16(A[(size_t)r * K + i]);
+            if (K % 2) at[((size_t)(K / 2) * M + r) * 2 + 1] = 0;
         }
-        p.A16 = a16, p.lda = lda;
-    } else if (M > 4 || prec == MTP_BF16) {
-        const int lda = (K + 1 + 15) / 16 * 16 + 16;
-        float *a = scratch((size_t)M * lda * sizeof(float));
+        p.A16 = at, p.lda = M;
+    } else if (M > 1 || prec == MTP_BF16) {
+        float *at = scratch((size_t)2 * K2 * M * sizeof(float)); /* (K rounded up to even, M) */
         for (int r = 0; r < M; r++) {
-            float *row = a + (size_t)r * lda;
-            if (prec == MTP_BF16) /* bf16 products round both operands (core.h), whatever the kernel */
-                for (int i = 0; i < K; i++) row[i] = mtp_bf16_to_f32(mtp_f32_to_bf16(A[(size_t)r * K + i]));
-            else memcpy(row, A + (size_t)r * K, (size_t)K * sizeof(float));
-            row[K] = 0.0f;
+            for (int i = 0; i < K; i++) {
+                const float a = A[(size_t)r * K + i];
+                at[(size_t)i * M + r] = prec == MTP_BF16 ? mtp_bf16_to_f32(mtp_f32_to_bf16(a)) : a;
+            }
+            if (K % 2) at[(size_t)K * M + r] = 0.0f;
         }
-        p.A = a, p.lda = lda;
+        p.A = at, p.lda = M;
+    } else {
+        p.lda = 1; /* one fp32 row is its own transpose */
     }
     const int np = (N + 15) / 16, threads = mtp_core_threads();
     const size_t wbytes = (size_t)np * p.Kp * 16 * (prec == MTP_BF16 ? 2 : 4);

@@ -20,15 +20,16 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
         for (int c = 0; c < CT; c++) acc[r][c] = (V16){0};
     const size_t pstride = (size_t)p->Kp * 16; /* elements (fp32 or bf16) per panel */
     if (kind == SMALL_FP32) {
-        const float *A = p->A + (size_t)r0 * p->lda, *W = (const float *)p->W + p0 * pstride;
-        for (int k = 0; k < p->K; k++) {
+        const float *A = p->A + r0, *W = (const float *)p->W + p0 * pstride;
+        const float *ak = A; /* input k of the R rows: ak[0..R) */
+        for (int k = 0; k < p->K; k++, ak += p->lda) {
             V16 w[4];
             for (int c = 0; c < CT; c++) {
                 w[c] = *(const V16 *)(W + c * pstride + (size_t)k * 16);
                 __builtin_prefetch(W + c * pstride + (size_t)(k + SMALL_PREFETCH) * 16);
             }
             for (int r = 0; r < R; r++) {
-                const float a = A[(size_t)r * p->lda + k];
+                const float a = ak[r];
                 for (int c = 0; c < CT; c++) acc[r][c] += a * w[c];
             }
         }
@@ -36,9 +37,10 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
         /* a 64-byte row of a bf16 panel holds inputs k, k+1 of its 16 columns, interleaved: as 16
          * 32-bit lanes, the low half is the weight of k, the high half that of k+1. Shifting and
          * masking turns each into the fp32 it stands for. */
-        const float *A = p->A + (size_t)r0 * p->lda;
+        const float *A = p->A + r0;
         const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
-        for (int kk = 0; kk < (p->K + 1) / 2; kk++) {
+        const float *ak = A;
+        for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += 2 * p->lda) {
             V16 w0[4], w1[4];
             for (int c = 0; c < CT; c++) {
                 const U16 u = *(const U16 *)(W + c * pstride / 2 + (size_t)kk * 16);
@@ -47,7 +49,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
                 w1[c] = (V16)(u & 0xffff0000u);
             }
             for (int r = 0; r < R; r++) {
-                const float a0 = A[(size_t)r * p->lda + 2 * kk], a1 = A[(size_t)r * p->lda + 2 * kk + 1];
+                const float a0 = ak[r], a1 = ak[p->lda + r];
                 for (int c = 0; c < CT; c++) acc[r][c] += a0 * w0[c];
                 for (int c = 0; c < CT; c++) acc[r][c] += a1 * w1[c];
             }
@@ -57,16 +59,17 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
     else {
         /* vdpbf16ps: each lane adds the products of a pair of bf16 inputs with its pair of weights;
          * the rows were rounded to bf16 pairs (p->A16) */
-        const uint32_t *A = (const uint32_t *)p->A16 + (size_t)r0 * p->lda;
+        const uint32_t *A = (const uint32_t *)p->A16 + r0;
         const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
-        for (int kk = 0; kk < (p->K + 1) / 2; kk++) {
+        const uint32_t *ak = A;
+        for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += p->lda) {
             __m512i w[4];
             for (int c = 0; c < CT; c++) {
                 w[c] = _mm512_load_si512((const void *)(W + c * pstride / 2 + (size_t)kk * 16));
                 __builtin_prefetch(W + c * pstride / 2 + (size_t)(kk + SMALL_PREFETCH) * 16);
             }
             for (int r = 0; r < R; r++) {
-                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * p->lda + kk]);
+                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ak[r]);
                 for (int c = 0; c < CT; c++) acc[r][c] = (V16)_mm512_dpbf16_ps((__m512)acc[r][c], a, (__m512bh)w[c]);
             }
         }
