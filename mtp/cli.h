@@ -1,6 +1,7 @@
 /* cli.h - what the subcommands of the `mtp` executable share: option parsing, messages, and the
- * model a command opens. The helpers live in cli.c, each command in its own cli_*.c, and main.c
- * dispatches to them: cli.c <- cli_*.c <- main.c.
+ * model a command opens. The helpers live in cli.c (and cli_precision.c: --precision auto's
+ * measurements), each command in its own cli_*.c, and main.c dispatches to them:
+ * cli.c <- cli_*.c <- main.c.
  *
  * Each subcommand declares a table of options; cli_parse fills the targets, rejects unknown flags,
  * missing values and bad numbers with a one-line error, and records which flags were given (a
@@ -51,6 +52,37 @@ const CliOpt *cli_opt(const CliOpt *opts, const char *name);
 
 /* --precision: "fp32" or "bf16" into *p; otherwise -1 after printing the error. */
 int cli_precision(const char *cmd, const char *s, MtpPrecision *p);
+
+/* --precision of the commands that pick it when asked (train, generate, bench: "auto", their
+ * default): the precision given, or the one auto picked by measuring on this machine, and what it
+ * measured (cli_precision.c). */
+typedef struct {
+    MtpPrecision prec; /* given, or picked (fp32 until auto has picked) */
+    int is_auto;       /* --precision auto */
+    int measured;      /* auto timed both precisions (0: no bf16 products on this CPU: fp32 untimed) */
+    double fp32, bf16; /* what auto measured: GFLOP/s of the products (train), or ms of a decoding pass */
+    int rows;          /* the rows of that decoding pass; 0 for products */
+} CliPrecision;
+
+/* --precision fp32|bf16|auto into *p; otherwise -1 after printing the error. */
+int cli_precision_auto(const char *cmd, const char *s, CliPrecision *p);
+/* train --precision auto: times (M, K) x (K, N) products (the run's own shape, fewer rows where
+ * that is over a GFLOP a product) in fp32 and in bf16, about 0.1 s each, and picks bf16 only when
+ * it is 10% faster. Leaves the core in the precision picked; nothing happens unless p->is_auto. */
+void cli_pick_products(CliPrecision *p, int M, int N, int K);
+/* The decoding engine of generate and bench: decode_build(s, m, max_rows, n_heads, ...) in p->prec,
+ * or with auto in fp32 and in bf16, keeping the one whose pass of max_rows rows (after a short
+ * prefill; the fastest of 9, the two engines taking turns) is faster: bf16 unless fp32 is 10%
+ * faster. Leaves the core in the engine's precision and the engine fresh (len 0). Returns 0, or -1
+ * with the message in err. */
+int cli_build_engine(DecodeState *s, DecodeModel m, int max_rows, int n_heads, CliPrecision *p, char *err,
+                     size_t errlen);
+/* What a command reports: "bf16", and after auto "bf16 (products 191 GFLOP/s bf16, 98 fp32)" or
+ * "bf16 (3-row pass 0.412 ms bf16, 0.731 ms fp32)": the pick and why. */
+void cli_precision_why(char *buf, size_t n, const CliPrecision *p);
+/* The same as JSON members: "precision":"bf16","precision_auto":true and, when auto measured,
+ * "products_gflops" or "pass_ms" ({"fp32":x,"bf16":y}). */
+void cli_precision_json(FILE *f, const CliPrecision *p);
 
 /* "mtp CMD: error: <message>" on stderr */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -24,10 +24,14 @@ static const char *BENCH_HELP =
     "  --repeats R         timing repeats, taken round-robin over the lookaheads; tokens/s is\n"
     "                      the median (default 3)\n"
     "  --threads P         threads (default: all cores)\n"
-    "  --precision P       fp32 (default) or bf16 matrix products: bf16 weights stream half the\n"
-    "                      bytes; the rest of the model stays fp32\n"
+    "  --precision P       auto (default), fp32 or bf16 matrix products: bf16 weights stream\n"
+    "                      half the bytes; the rest of the model stays fp32. auto picks per\n"
+    "                      lookahead K from a pass of K rows timed in both: bf16 unless fp32\n"
+    "                      is 10% faster (fp32 on CPUs without bf16 products), printed above\n"
+    "                      the table; speedups compare the lookaheads as picked\n"
     "  --json FILE         also write {\"runs\":[{\"lookahead\":K,\"tokens_per_s\":X,\"speedup\":S,\n"
-    "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...]},...]}\n"
+    "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...],\n"
+    "                      \"precision\":P,\"precision_auto\":true,\"pass_ms\":{\"fp32\":..,\"bf16\":..}},...]}\n"
     "  --passes            time single decoding passes of 1..16 rows against their floor instead\n"
     "                      (mtp bench --passes --help)\n"
     "\n"
@@ -38,7 +42,9 @@ static const char *BENCH_HELP =
     "this lookahead), the speedup if nothing but forward passes took time (a forward pass\n"
     "includes the drafting heads, which run only for the row a draft is read from); the time\n"
     "split is prefill / forward passes / choosing tokens (argmax) / the rest (bookkeeping), in\n"
-    "seconds over all prompts; identical = the output equals lookahead 1's, token for token.\n";
+    "seconds over all prompts; identical = the output equals lookahead 1's, token for token (in the\n"
+    "same precision: where auto picked another one for lookahead 1, an untimed run of lookahead 1 in\n"
+    "this one gives the output to compare with).\n";
 
 #define BENCH_MAX_PROMPTS 4096
 #define BENCH_MAX_LINE (1 << 20)
@@ -153,6 +159,7 @@ typedef struct {
 
 typedef struct {
     int K;
+    CliPrecision prec; /* with auto, this lookahead's own pick */
     DecodeState state;
     Repeat rep[64];
     double tokens_per_s, speedup, tokens_per_forward, bound;
@@ -195,19 +202,19 @@ static int parse_lookaheads(const char *s, int *ks, int n_heads) {
 typedef struct {
     const char *model_path, *prompts_path, *list, *json_path, *precision;
     int max_tokens, repeats, threads, help;
-    MtpPrecision prec;
+    CliPrecision prec; /* auto: picked per lookahead when its engine is built */
 } BenchArgs;
 
 typedef struct {
     CliModel cm;
     int ks[HEADS_MAX + 1], nk; /* the lookaheads, 1 first */
     Prompts pr;
-    int32_t **outs, *out_n, *scratch; /* lookahead 1's outputs, to compare the others with */
+    int32_t **outs[2], *out_n[2], *scratch; /* lookahead 1's outputs in each precision (MtpPrecision) */
     BenchRun runs[HEADS_MAX + 1];
 } Bench;
 
 static int bench_parse(int argc, char **argv, BenchArgs *a) {
-    *a = (BenchArgs){.precision = "fp32", .max_tokens = 256, .repeats = 3};
+    *a = (BenchArgs){.precision = "auto", .max_tokens = 256, .repeats = 3};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--prompts", OPT_STR, &a->prompts_path, 0, 0, 0},
                      {"--max-tokens", OPT_INT, &a->max_tokens, 1, 1 << 20, 0},
@@ -219,7 +226,7 @@ static int bench_parse(int argc, char **argv, BenchArgs *a) {
                      {0}};
     if (cli_parse("bench", argc, argv, 2, opts, NULL, &a->help)) return EXIT_USAGE;
     if (a->help) return fputs(BENCH_HELP, stdout), 0;
-    if (cli_precision("bench", a->precision, &a->prec)) return EXIT_USAGE;
+    if (cli_precision_auto("bench", a->precision, &a->prec)) return EXIT_USAGE;
     if (!a->model_path) {
         cli_error("bench", "--model FILE is required (see mtp bench --help)");
         return EXIT_USAGE;
@@ -229,7 +236,7 @@ static int bench_parse(int argc, char **argv, BenchArgs *a) {
 
 /* The model, the lookaheads, the prompts and room for the outputs. */
 static int bench_open(const BenchArgs *a, Bench *b) {
-    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec.prec};
     int rc = cli_open_model("bench", &how, &b->cm);
     if (rc) return rc;
     const MtpModel *m = &b->cm.m;
@@ -249,12 +256,8 @@ static int bench_open(const BenchArgs *a, Bench *b) {
         return EXIT_FAIL;
     }
     const int n = b->pr.n;
-    b->outs = calloc(n, sizeof *b->outs);
-    b->out_n = calloc(n, sizeof *b->out_n);
     b->scratch = malloc((size_t)a->max_tokens * sizeof(int32_t));
-    for (int i = 0; b->outs && i < n; i++)
-        if (!(b->outs[i] = malloc((size_t)a->max_tokens * sizeof(int32_t)))) break;
-    if (!b->outs || !b->out_n || !b->scratch || (n && !b->outs[n - 1])) {
+    if (!b->scratch) {
         cli_error("bench", "out of memory");
         return EXIT_FAIL;
     }
@@ -265,9 +268,11 @@ static int bench_open(const BenchArgs *a, Bench *b) {
 }
 
 /* Repeat k of lookahead r->K over every prompt. The first repeat's outputs are compared with
- * lookahead 1's (outs, which lookahead 1's first repeat fills). */
+ * lookahead 1's in the same precision (outs, which lookahead 1's first repeat fills, or
+ * bench_reference). */
 static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int32_t **outs, int *out_n,
                          int32_t *scratch) {
+    mtp_core_set_precision(r->prec.prec); /* the precision its engine was built in */
     Repeat *rep = &r->rep[k];
     double t = 0;
     long tokens = 0, forwards = 0;
@@ -291,23 +296,72 @@ static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int
     r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
 }
 
-/* Every lookahead's state first, then the repeats round-robin over them: a slow spell of the
- * machine then lands on all lookaheads alike instead of on one. All of the command's decoding. */
+/* Room for the outputs of every prompt in precision p. */
+static int outs_alloc(Bench *b, MtpPrecision p, int max_tokens) {
+    const int n = b->pr.n;
+    b->outs[p] = calloc(n, sizeof *b->outs[p]);
+    b->out_n[p] = calloc(n, sizeof *b->out_n[p]);
+    for (int i = 0; b->outs[p] && i < n; i++)
+        if (!(b->outs[p][i] = malloc((size_t)max_tokens * sizeof(int32_t)))) return -1;
+    return b->outs[p] && b->out_n[p] ? 0 : -1;
+}
+
+/* Lookahead 1's outputs in precision p, decoded untimed: auto picked another precision for
+ * lookahead 1, and the lookaheads that run in p are compared with these. */
+static int bench_reference(const BenchArgs *a, Bench *b, MtpPrecision p) {
+    DecodeState s;
+    CliPrecision fixed = {.prec = p};
+    char err[512];
+    if (cli_build_engine(&s, mtp_decode_model(&b->cm.m), 1, 1, &fixed, err, sizeof err)) {
+        cli_error("bench", "%s", err);
+        return EXIT_FAIL;
+    }
+    for (int i = 0; i < b->pr.n; i++) {
+        decode_truncate(&s, 0);
+        DecodeStats st;
+        const DecodeRequest req = {.prompt = b->pr.tokens[i], .n_prompt = b->pr.len[i], .max_new = a->max_tokens,
+                                   .lookahead = 1, .eos = DS_EOS};
+        b->out_n[p][i] = decode_greedy(&s, &req, b->outs[p][i], &st);
+    }
+    decode_free(&s);
+    return 0;
+}
+
+/* Room for lookahead 1's outputs in each precision the lookaheads run in, and those of a precision
+ * lookahead 1 does not run in decoded now. */
+static int bench_outputs(const BenchArgs *a, Bench *b) {
+    for (int i = 0; i < b->nk; i++) {
+        const MtpPrecision p = b->runs[i].prec.prec;
+        if (b->outs[p]) continue;
+        if (outs_alloc(b, p, a->max_tokens)) {
+            cli_error("bench", "out of memory");
+            return EXIT_FAIL;
+        }
+        if (p != b->runs[0].prec.prec && bench_reference(a, b, p)) return EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* Every lookahead's state first (with auto, each in the precision its passes run faster in), then
+ * the repeats round-robin over them: a slow spell of the machine then lands on all lookaheads
+ * alike instead of on one. All of the command's decoding. */
 static int bench_run(const BenchArgs *a, Bench *b) {
     char err[512];
     int rc = 0, built = 0;
     for (int i = 0; i < b->nk && rc == 0; i++) {
         BenchRun *r = &b->runs[i];
         memset(r, 0, sizeof *r);
-        r->K = b->ks[i], r->identical = 1;
-        if (decode_build(&r->state, mtp_decode_model(&b->cm.m), r->K, r->K, err, sizeof err)) {
+        r->K = b->ks[i], r->identical = 1, r->prec = a->prec;
+        if (cli_build_engine(&r->state, mtp_decode_model(&b->cm.m), r->K, r->K, &r->prec, err, sizeof err)) {
             cli_error("bench", "%s", err);
             rc = EXIT_FAIL;
         } else built = i + 1;
     }
+    if (rc == 0) rc = bench_outputs(a, b);
     /* warm-up, untimed: creates the products' primitives, touches the caches */
     for (int i = 0; i < b->nk && rc == 0; i++) {
         BenchRun *r = &b->runs[i];
+        mtp_core_set_precision(r->prec.prec);
         DecodeStats st;
         const DecodeRequest req = {
             .prompt = b->pr.tokens[0], .n_prompt = b->pr.len[0], .max_new = a->max_tokens, .lookahead = r->K, .eos = DS_EOS};
@@ -316,12 +370,18 @@ static int bench_run(const BenchArgs *a, Bench *b) {
     }
     for (int k = 0; k < a->repeats && rc == 0; k++)
         for (int i = 0; i < b->nk; i++)
-            bench_repeat(&b->runs[i], k, &b->pr, a->max_tokens, b->outs, b->out_n, b->scratch);
+            bench_repeat(&b->runs[i], k, &b->pr, a->max_tokens, b->outs[b->runs[i].prec.prec],
+                         b->out_n[b->runs[i].prec.prec], b->scratch);
     for (int i = 0; i < built; i++) decode_free(&b->runs[i].state);
     return rc;
 }
 
 static void bench_table(const Bench *b) {
+    for (int i = 0; i < b->nk && b->runs[0].prec.is_auto; i++) {
+        char why[128];
+        cli_precision_why(why, sizeof why, &b->runs[i].prec);
+        printf("precision auto, lookahead %d: %s\n", b->runs[i].K, why);
+    }
     printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/choose/other s  "
            "acceptance of heads 2..K\n");
     for (int i = 0; i < b->nk; i++) {
@@ -351,8 +411,10 @@ static int bench_json(const char *path, const Bench *b) {
         for (int j = 1; j < r->K; j++)
             fprintf(f, "%s%.4f", j > 1 ? "," : "", r->proposed[j] ? (double)r->accepted[j] / r->proposed[j] : 0.0);
         fprintf(f, "],\"tokens\":%ld,\"forwards\":%ld,\"prefill_s\":%.4f,\"forward_s\":%.4f,\"choose_s\":%.4f,"
-                   "\"other_s\":%.4f}",
+                   "\"other_s\":%.4f,",
                 r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_sample, r->t_other);
+        cli_precision_json(f, &r->prec);
+        fputc('}', f);
     }
     fprintf(f, "]}\n");
     if (fclose(f)) {
@@ -385,8 +447,11 @@ int cmd_bench(int argc, char **argv) {
     rc = bench_open(&a, &b);
     if (rc == 0) rc = bench_run(&a, &b);
     if (rc == 0) rc = bench_report(&a, &b);
-    for (int i = 0; b.outs && i < b.pr.n; i++) free(b.outs[i]);
-    free(b.outs), free(b.out_n), free(b.scratch);
+    for (int p = 0; p < 2; p++) {
+        for (int i = 0; b.outs[p] && i < b.pr.n; i++) free(b.outs[p][i]);
+        free(b.outs[p]), free(b.out_n[p]);
+    }
+    free(b.scratch);
     prompts_free(&b.pr);
     cli_close_model(&b.cm);
     return rc;

@@ -20,10 +20,13 @@ static const char *PASSES_HELP =
     "                      largest row count)\n"
     "  --repeats N         passes timed per point; the median is reported (default 30)\n"
     "  --threads P         threads (default: all cores)\n"
-    "  --precision P       fp32 (default) or bf16 matrix products\n"
-    "  --json FILE         also write {\"cpu\":...,\"peak_gflops\":G,\"passes\":[{\"cache_len\":L,\"rows\":R,\n"
-    "                      \"ms\":T,\"floor_ms\":F,\"vs_floor\":T/F,\"pass_ratio\":T/T(1 row),\n"
-    "                      \"products_ms\":..,\"attention_ms\":..,\"rest_ms\":..,\"drafts_ms\":..},...]}\n"
+    "  --precision P       fp32 (default: an instrument measures the precision it is told),\n"
+    "                      bf16, or auto (as mtp bench picks, from a pass of the largest row\n"
+    "                      count: bf16 unless fp32 is 10% faster)\n"
+    "  --json FILE         also write {\"cpu\":...,\"precision\":P,\"precision_auto\":false,\"peak_gflops\":G,\n"
+    "                      \"passes\":[{\"cache_len\":L,\"rows\":R,\"ms\":T,\"floor_ms\":F,\"vs_floor\":T/F,\n"
+    "                      \"pass_ratio\":T/T(1 row),\"products_ms\":..,\"attention_ms\":..,\"rest_ms\":..,\n"
+    "                      \"drafts_ms\":..},...]}\n"
     "\n"
     "Parts: products = the forward's matrix products (blocks, head 1, unembedding); attention =\n"
     "attention over the cache (RoPE and the cache writes included); rest = the forward's other\n"
@@ -37,7 +40,7 @@ static const char *PASSES_HELP =
 typedef struct {
     const char *model_path, *rows_list, *cache_list, *json_path, *precision;
     int repeats, threads, help, passes;
-    MtpPrecision prec;
+    CliPrecision prec; /* auto: picked when the engine is built */
     int rows[PASSES_MAX_POINTS], n_rows, cache[PASSES_MAX_POINTS], n_cache;
 } PassesArgs;
 
@@ -83,7 +86,7 @@ static int passes_parse(int argc, char **argv, PassesArgs *a) {
                      {0}};
     if (cli_parse("bench", argc, argv, 2, opts, NULL, &a->help)) return EXIT_USAGE;
     if (a->help) return fputs(PASSES_HELP, stdout), 0;
-    if (cli_precision("bench", a->precision, &a->prec)) return EXIT_USAGE;
+    if (cli_precision_auto("bench", a->precision, &a->prec)) return EXIT_USAGE;
     if (!a->model_path) {
         cli_error("bench", "--model FILE is required (see mtp bench --passes --help)");
         return EXIT_USAGE;
@@ -98,7 +101,7 @@ static int passes_parse(int argc, char **argv, PassesArgs *a) {
 
 /* The model, the cache lengths (checked against its context) and an engine for the largest pass. */
 static int passes_open(PassesArgs *a, Passes *p) {
-    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec.prec};
     int rc = cli_open_model("bench", &how, &p->cm);
     if (rc) return rc;
     const int ctx = p->cm.m.cfg.trunk.ctx;
@@ -117,7 +120,7 @@ static int passes_open(PassesArgs *a, Passes *p) {
         return EXIT_USAGE;
     }
     char err[512];
-    if (decode_build(&p->s, mtp_decode_model(&p->cm.m), max_rows, p->cm.m.cfg.heads.n, err, sizeof err)) {
+    if (cli_build_engine(&p->s, mtp_decode_model(&p->cm.m), max_rows, p->cm.m.cfg.heads.n, &a->prec, err, sizeof err)) {
         cli_error("bench", "%s", err);
         return EXIT_FAIL;
     }
@@ -195,7 +198,7 @@ static int passes_run(const PassesArgs *a, Passes *p) {
     MtpRng rng;
     mtp_rng_seed(&rng, 1);
     for (int i = 0; i < ctx; i++) tokens[i] = (int32_t)mtp_rng_below(&rng, (uint64_t)V);
-    p->peak_gflops = measure_peak(a->prec);
+    p->peak_gflops = measure_peak(a->prec.prec);
     for (int c = 0; c < a->n_cache; c++) {
         decode_truncate(&p->s, 0);
         decode_prefill(&p->s, tokens, a->cache[c], 1);
@@ -238,9 +241,10 @@ static int passes_json(const PassesArgs *a, const Passes *p, const char *cpu) {
         cli_error("bench", "--json %s: %s", a->json_path, strerror(errno));
         return EXIT_FAIL;
     }
-    fprintf(f, "{\"cpu\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"peak_gflops\":%.1f,\"kernel\":\"%s\",\"passes\":[",
-            cpu, mtp_precision_name(a->prec), mtp_core_threads(), p->peak_gflops,
-            mtp_small_kernel_name(mtp_small_kernel(a->prec)));
+    fprintf(f, "{\"cpu\":\"%s\",", cpu);
+    cli_precision_json(f, &a->prec);
+    fprintf(f, ",\"threads\":%d,\"peak_gflops\":%.1f,\"kernel\":\"%s\",\"passes\":[", mtp_core_threads(), p->peak_gflops,
+            mtp_small_kernel_name(mtp_small_kernel(a->prec.prec)));
     for (int i = 0; i < p->n_pt; i++) {
         const PassPoint *t = &p->pt[i];
         const double one = one_row_ms(p, t->cache_len);
@@ -262,9 +266,12 @@ static int passes_json(const PassesArgs *a, const Passes *p, const char *cpu) {
 static int passes_report(const PassesArgs *a, const Passes *p) {
     char cpu[128];
     cpu_model(cpu, sizeof cpu);
-    printf("mtp bench --passes: %s, %s, %d thread%s, CPU %s; peak %.0f GFLOP/s\n", a->model_path,
-           mtp_precision_name(a->prec), mtp_core_threads(), mtp_core_threads() == 1 ? "" : "s", cpu, p->peak_gflops);
-    printf("products of 1-%d rows: %s kernel\n", MTP_SMALL_ROWS_MAX, mtp_small_kernel_name(mtp_small_kernel(a->prec)));
+    char prec[128];
+    cli_precision_why(prec, sizeof prec, &a->prec);
+    printf("mtp bench --passes: %s, %s%s, %d thread%s, CPU %s; peak %.0f GFLOP/s\n", a->model_path,
+           a->prec.is_auto ? "precision auto: " : "", prec, mtp_core_threads(), mtp_core_threads() == 1 ? "" : "s", cpu,
+           p->peak_gflops);
+    printf("products of 1-%d rows: %s kernel\n", MTP_SMALL_ROWS_MAX, mtp_small_kernel_name(mtp_small_kernel(a->prec.prec)));
     printf("cache  rows      ms   floor  vs_floor  ratio | products  attention   rest  drafts (ms) | read GB/s  GFLOP\n");
     for (int i = 0; i < p->n_pt; i++) {
         const PassPoint *t = &p->pt[i];

@@ -8,9 +8,10 @@
 # inside a checkpoint.
 source "$(dirname "$0")/lib_cli.sh"
 
-# The tiny model used everywhere; flags_without drops some of them so a case can set its own.
+# The tiny model used everywhere; flags_without drops some of them so a case can set its own. The
+# precision is given: auto (the default) may pick either from one run to the next.
 BASE=(--dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 16 --batch 2 --heads 2 --threads 1 --eval-every 0
-    --eval-batches 2)
+    --eval-batches 2 --precision fp32)
 flags_without() {
     local skip=" $* " i
     FLAGS=()
@@ -189,7 +190,10 @@ expect_fail 2 "--vocab must be between 259" "$MTP" train --data builtin:arith --
 expect_fail 2 "--heads must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --heads 65
 flags_without
 expect_fail 2 "--head-type must be" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --head-type foo
-expect_fail 2 "--precision must be" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --precision fp16
+flags_without --precision
+expect_fail 2 "--precision must be auto, fp32 or bf16 (got 'fp16')" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --precision fp16
+expect_fail 2 "--precision must be auto, fp32 or bf16 (got 'AUTO')" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --precision AUTO
+flags_without
 expect_fail 2 "--steps must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --steps 0
 expect_fail 2 "is not a valid number" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --lr nan
 expect_fail 2 "is not a valid number" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --lr inf
@@ -200,7 +204,7 @@ expect_fail 2 "--difficulty must be between" "$MTP" train --data builtin:arith -
 expect_fail 2 "--data needs a non-empty value" "$MTP" train --data "" --out x.ckpt "${FLAGS[@]}"
 mkdir -p outdir
 expect_fail 2 "is a directory" "$MTP" train --data builtin:arith --out outdir "${FLAGS[@]}"
-expect_fail 2 "--precision must be" "$MTP" eval --model x.ckpt --precision fp16
+expect_fail 2 "--precision must be fp32 or bf16 (got 'auto')" "$MTP" eval --model x.ckpt --precision auto
 check "no checkpoint is left by failed command lines" test ! -e x.ckpt
 
 expect_help "$MTP" --help
@@ -213,6 +217,9 @@ expect_help "$MTP" eval --help
 expect_help "$MTP" info --help
 check "train --help lists --save-every" grep -q -- '--save-every' <("$MTP" train --help)
 check "eval --help lists --json" grep -q -- '--json' <("$MTP" eval --help)
+for cmd in train generate bench; do
+    check "$cmd --help: --precision auto is the default" grep -qE -- '--precision P +auto \(default\), fp32 or bf16' <("$MTP" $cmd --help)
+done
 
 # ---- data ----------------------------------------------------------------------------------------
 
@@ -373,9 +380,9 @@ else fail "eval --json of a model with NaN weights prints invalid JSON: $(cat ou
 flags_without --heads
 run "$MTP" train --data builtin:arith --out gen.ckpt "${FLAGS[@]}" --heads 3 --steps 40
 check "a 3-head model to generate with" test "$RC" -eq 0
-for K in 1 2 3; do
+for K in 1 2 3; do # in one precision: auto may pick another one per lookahead
     "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --lookahead "$K" --max-tokens 40 --threads 1 \
-        >"gen.$K.txt" 2>/dev/null
+        --precision fp32 >"gen.$K.txt" 2>/dev/null
 done
 check "generate prints the continuation" test -s gen.1.txt
 check "generate --lookahead 2 gives the --lookahead 1 output" cmp -s gen.1.txt gen.2.txt
@@ -383,19 +390,25 @@ check "generate --lookahead 3 gives the --lookahead 1 output" cmp -s gen.1.txt g
 run "$MTP" generate --model gen.ckpt --prompt "$(printf '\xff\xfe bytes')" --max-tokens 5 --threads 1
 check "a prompt that is not UTF-8 is just bytes to a byte model" test "$RC" -eq 0
 run "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --temperature 0.8 --top-k 20 --top-p 0.9 --seed 7 \
-    --lookahead 3 --max-tokens 30 --threads 1
+    --lookahead 3 --max-tokens 30 --threads 1 --precision fp32
 check "generate samples with --temperature" test "$RC" -eq 0 -a -s out.txt
 cp out.txt sample1.txt
 run "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --temperature 0.8 --top-k 20 --top-p 0.9 --seed 7 \
-    --lookahead 3 --max-tokens 30 --threads 1
+    --lookahead 3 --max-tokens 30 --threads 1 --precision fp32
 check "sampling is deterministic for a seed" cmp -s out.txt sample1.txt
-for prec in fp32 bf16; do
+for prec in bf16 auto; do
     "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --lookahead 3 --max-tokens 40 --threads 1 \
         --precision "$prec" >"gen.$prec.txt" 2>/dev/null
 done
-check "generate --precision fp32 is the default" cmp -s gen.1.txt gen.fp32.txt
 check "generate --precision bf16 runs" test -s gen.bf16.txt
-expect_fail 2 "--precision must be fp32 or bf16 (got 'fp16')" "$MTP" generate --model gen.ckpt --prompt x --precision fp16
+check "generate --precision auto gives the output of the precision it picks" eval \
+    'cmp -s gen.auto.txt gen.3.txt || cmp -s gen.auto.txt gen.bf16.txt'
+# auto is the default; --stats says what it picked, and why, on stderr
+expect_ok "$MTP" generate --model gen.ckpt --prompt "Compute 12 + 5." --lookahead 2 --max-tokens 10 --threads 1 --stats
+check "generate: auto by default, its pick in --stats" \
+    grep -qE '^  precision auto: (bf16|fp32) \((2-row pass [0-9.]+ ms bf16, [0-9.]+ ms fp32|no bf16 products on this CPU)' err.txt
+check "generate: stdout carries the text alone" test "$(grep -c precision out.txt)" = 0
+expect_fail 2 "--precision must be auto, fp32 or bf16 (got 'fp16')" "$MTP" generate --model gen.ckpt --prompt x --precision fp16
 expect_fail 2 "--temperature must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature -1
 expect_fail 2 "--top-p must be between" "$MTP" generate --model gen.ckpt --prompt x --temperature 1 --top-p 0
 expect_fail 2 "give --temperature > 0 too" "$MTP" generate --model gen.ckpt --prompt x --top-k 5
@@ -412,15 +425,26 @@ expect_fail 1 "empty.txt: file is empty" "$MTP" generate --model empty.txt --pro
 # ---- bench
 run "$MTP" bench --model gen.ckpt --max-tokens 30 --repeats 1 --threads 1 --json bench.json
 check "bench runs" test "$RC" -eq 0
-check "bench --json: one run per lookahead, identical outputs, the documented keys" python3 -c '
+# the default precision, auto, picks per lookahead: identical compares with lookahead 1 in the same one
+check "bench --json: one run per lookahead, identical outputs, the documented keys, auto's picks" python3 -c '
 import json, sys
 runs = json.load(open("bench.json"))["runs"]
 assert [r["lookahead"] for r in runs] == [1, 2, 3]
 for r in runs:
     assert r["identical"] is True and len(r["head_acceptance"]) == r["lookahead"] - 1
     for k in ("tokens_per_s", "speedup", "tokens_per_forward", "bound"): assert r[k] > 0
+    assert r["precision"] in ("fp32", "bf16") and r["precision_auto"] is True, r
+    if "pass_ms" in r: assert r["pass_ms"]["fp32"] > 0 and r["pass_ms"]["bf16"] > 0, r
 assert runs[0]["speedup"] == 1.0
 '
+check "bench: a line per lookahead says what auto picked" test "$(grep -cE '^precision auto, lookahead [123]: (fp32|bf16) ' out.txt)" = 3
+run "$MTP" bench --model gen.ckpt --max-tokens 10 --repeats 1 --threads 1 --lookahead 2 --precision bf16 --json bench16.json
+check "bench --precision bf16: the runs say so, not auto" python3 -c '
+import json
+runs = json.load(open("bench16.json"))["runs"]
+assert [(r["precision"], r["precision_auto"], "pass_ms" in r) for r in runs] == [("bf16", False, False)] * 2, runs
+'
+check "bench --precision bf16: no auto lines" test "$(grep -c "precision auto" out.txt)" = 0
 printf 'Compute 1 + 2.\n{"question": "Compute 3 * 4.\\n"}\n{"prompt": 7}\n' >prompts.txt
 expect_fail 1 "prompts.txt: line 3: byte 12: field \"prompt\" is not a string" "$MTP" bench --model gen.ckpt --prompts prompts.txt
 printf '{"question": "Compute 1 + 2.\\n", "meta": {"id": [1, 2]}}\n{"question": "truncated\n' >prompts.txt
@@ -432,7 +456,7 @@ printf '{"answer": "x"}\n' >prompts.txt
 expect_fail 1 "line 1: no \"question\" or \"prompt\" field" "$MTP" bench --model gen.ckpt --prompts prompts.txt
 expect_fail 2 "--lookahead '1,5'" "$MTP" bench --model gen.ckpt --lookahead 1,5
 expect_fail 1 "--prompts nope.txt" "$MTP" bench --model gen.ckpt --prompts nope.txt
-expect_fail 2 "--precision must be fp32 or bf16" "$MTP" bench --model gen.ckpt --precision int8
+expect_fail 2 "--precision must be auto, fp32 or bf16 (got 'int8')" "$MTP" bench --model gen.ckpt --precision int8
 
 # ---- a model wider than its tokenizer (--vocab): trains, saves, decodes
 flags_without --heads

@@ -14,8 +14,9 @@
 # Needs python3 (json, struct: standard library only).
 source "$(dirname "$0")/lib_cli.sh"
 
+# (the precision given: auto, the default, may pick either from one run to the next)
 TINY=(--dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 64 --batch 2 --heads 2 --head-type linear --threads 1
-    --eval-every 0 --eval-batches 2)
+    --eval-every 0 --eval-batches 2 --precision fp32)
 CONST=(--lr 3e-3 --min-lr 3e-3 --warmup 2) # a learning rate that does not depend on --steps (see cli_resume.sh)
 
 # train_ok OUT [ARGS...]: mtp train --out OUT with the tiny model, 5 steps unless ARGS say otherwise
@@ -498,7 +499,8 @@ for model in bpe.ckpt bytes.ckpt; do
     check "generate with $model: prints something" test -s out.txt
 done
 for K in 1 2; do
-    "$MTP" generate --model bpe.ckpt --prompt "Ann has 12 pens" --lookahead $K --max-tokens 10 --threads 1 >gen.$K.txt 2>/dev/null
+    "$MTP" generate --model bpe.ckpt --prompt "Ann has 12 pens" --lookahead $K --max-tokens 10 --threads 1 \
+        --precision fp32 >gen.$K.txt 2>/dev/null
 done
 check "generate on a BPE model: --lookahead 2 gives the --lookahead 1 output" cmp -s gen.1.txt gen.2.txt
 run "$MTP" generate --model bpe.ckpt --prompt "$T2" --max-tokens 5 --threads 1
@@ -506,7 +508,7 @@ check "generate on a BPE model with a non-UTF-8 prompt" test "$RC" -eq 0
 
 # ---- 8. bench on a JSONL + BPE model (prompts: the held-out questions) -----------------------------
 
-run "$MTP" bench --model bpe.ckpt --max-tokens 16 --repeats 1 --threads 1 --json bench.json
+run "$MTP" bench --model bpe.ckpt --max-tokens 16 --repeats 1 --threads 1 --precision fp32 --json bench.json
 check "bench on a JSONL bpe model: status 0" test "$RC" -eq 0
 check "bench: 16 prompts from the model's source" grep -q 'bpe.ckpt, 16 prompts' err.txt
 check "bench --json: lookaheads 1 and 2, identical outputs" python3 -c '

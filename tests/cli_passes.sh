@@ -7,6 +7,7 @@
 #    with the rows and the cache as the pass does (no timing is asserted);
 #  - in fp32 and bf16, with linear heads (drafts) and a single head (none);
 #  - kernel names what serves products of 1-16 rows;
+#  - --precision auto picks one and says so (fp32 stays the default);
 #  - bad --rows and --cache are one-line usage errors.
 source "$(dirname "$0")/lib_cli.sh"
 
@@ -58,6 +59,23 @@ done
 expect_ok "$MTP" bench --passes --model one.ckpt --rows 1,3 --repeats 3 --threads 1 --json one.json
 check "bench --passes, one head: no drafts; default caches 32 and ctx - 3" consistent one.json 1,3 32,61 0
 
+# --precision auto: the precision picked on a pass of the largest row count, with both times
+expect_ok "$MTP" bench --passes --model lin.ckpt --rows 1,4 --cache 8 --repeats 3 --threads 1 --precision auto \
+    --json auto.json
+check "bench --passes --precision auto: consistent JSON" consistent auto.json 1,4 8 1
+check "bench --passes --precision auto: the pick in the JSON" python3 -c '
+import json
+j = json.load(open("auto.json"))
+assert j["precision"] in ("fp32", "bf16") and j["precision_auto"] is True, j
+assert "pass_ms" not in j or (j["pass_ms"]["fp32"] > 0 and j["pass_ms"]["bf16"] > 0), j
+'
+check "bench --passes --precision auto: the pick on the first line" grep -qE '^mtp bench --passes: lin.ckpt, precision auto: (fp32|bf16) ' out.txt
+expect_ok "$MTP" bench --passes --model lin.ckpt --rows 1 --cache 8 --repeats 3 --threads 1 --json fp32.json
+check "bench --passes: fp32 by default" python3 -c '
+import json
+j = json.load(open("fp32.json"))
+assert (j["precision"], j["precision_auto"], "pass_ms" in j) == ("fp32", False, False), j
+'
 expect_fail 2 "--rows '0,2'" "$MTP" bench --passes --model lin.ckpt --rows 0,2
 expect_fail 2 "--rows: 64 rows do not fit the model's context of 64" "$MTP" bench --passes --model lin.ckpt --rows 64
 expect_fail 2 "--cache '70': expected comma-separated lengths from 1 to 48" "$MTP" bench --passes --model lin.ckpt --cache 70

@@ -8,7 +8,10 @@
 #    without --steps it finishes the original run exactly like an uninterrupted one (default
 #    cosine schedule);
 #  - --save-every: the final checkpoint is the same as without it; killed (SIGKILL) mid-run, the
-#    last periodic save is there and is at a multiple of the period.
+#    last periodic save is there and is at a multiple of the period;
+#  - --precision auto (the default): the checkpoint and the log record the precision picked, and a
+#    resumed run keeps it: 4 auto steps + resume to 8 == 8 straight in that precision.
+# Every other run gives --precision: auto may pick differently from one run to the next.
 source "$(dirname "$0")/lib_cli.sh"
 # run_ok LOGNAME CMD...: runs, stderr to LOGNAME.err; fails the test unless status 0
 run_ok() {
@@ -29,7 +32,7 @@ info_step() { # info_step FILE: the saved step, from mtp info --json
 }
 
 MODEL=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 16 --batch 2 --heads 2 --eval-every 0
-    --eval-batches 2)
+    --eval-batches 2 --precision fp32)
 CONST=(--lr 3e-3 --min-lr 3e-3 --warmup 2)
 
 # ---- 8 straight == 4 + resume to 8 ---------------------------------------------------------------
@@ -61,7 +64,7 @@ done
 
 # A bigger batch, so a step takes about a millisecond; the default learning-rate schedule.
 LONG=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 32 --batch 4 --heads 2 --eval-every 0
-    --eval-batches 2 --threads 1)
+    --eval-batches 2 --threads 1 --precision fp32)
 rm -f int.jsonl
 "$MTP" train "${LONG[@]}" --steps 1500 --out int.ckpt --log int.jsonl >int.out 2>int.err &
 PID=$!
@@ -126,6 +129,33 @@ wait $PID 2>/dev/null
 S=$(info_step kill.ckpt 2>/dev/null)
 if [[ $S =~ ^[0-9]+$ ]] && ((S >= 100 && S % 50 == 0)); then pass; else
     fail "--save-every 50, killed after step 120: saved step '$S' is not a multiple of 50 >= 100"
+fi
+
+# ---- --precision auto --------------------------------------------------------------------------------
+
+# run_records LOG: "precision precision_auto" of each run record of a --log file, one per line
+run_records() {
+    python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    j = json.loads(l)
+    if j["type"] == "run": print(j["precision"], str(j["precision_auto"]).lower())' "$1"
+}
+AUTO=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 16 --batch 2 --heads 2 --eval-every 0
+    --eval-batches 2 --threads 1 "${CONST[@]}")
+rm -f auto.jsonl
+if run_ok auto1 "$MTP" train "${AUTO[@]}" --steps 4 --out auto.ckpt --log auto.jsonl; then
+    P=$("$MTP" info auto.ckpt | sed -n 's/^training: .*, \(fp32\|bf16\)$/\1/p')
+    check "auto: info shows the precision picked, fp32 or bf16 ('$P')" test -n "$P"
+    check "auto: stderr says what it picked and why" grep -qE "^mtp train: precision auto: $P \((products .* GFLOP/s bf16, .* fp32|no bf16 products on this CPU)" auto1.err
+    check "auto: the log's run record has the pick" test "$(run_records auto.jsonl)" = "$P true"
+    run_ok auto2 "$MTP" train --resume auto.ckpt --threads 1 --eval-every 0 --steps 8 --log auto.jsonl
+    check "auto: the resumed run keeps the checkpoint's precision" grep -q "1 thread, $P\$" auto2.err
+    check "auto: ... and does not measure" test "$(grep -c 'precision auto' auto2.err)" = 0
+    check "auto: ... and logs it as given" test "$(run_records auto.jsonl | tail -n 1)" = "$P false"
+    run_ok auto3 "$MTP" train "${AUTO[@]}" --precision "$P" --steps 8 --out auto8.ckpt
+    check "auto: 4 steps + resume to 8 == 8 straight in the precision picked" cmp auto.ckpt auto8.ckpt
+    run_ok auto4 "$MTP" train --resume auto8.ckpt --threads 1 --eval-every 0 --steps 9 --precision auto
+    check "auto: --precision auto given to a resumed run picks again" grep -q "^mtp train: precision auto: " auto4.err
 fi
 
 echo "cli_resume: $PASS passed, $FAIL failed"

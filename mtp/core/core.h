@@ -152,6 +152,11 @@ static inline float mtp_expf(float x) {
 
 /* ---- per-token layers (OpenMP loops) -------------------------------------------------------- */
 
+/* Loops over fewer values than this run on one thread: waking a second costs more than it saves
+ * (a decoding pass's per-row work is a few thousand values; two threads decoded a small model
+ * slower than one). A row's result is the same either way. */
+#define MTP_PARALLEL_MIN 32768
+
 #define MTP_RMS_EPS 1e-5f
 
 /* out (M,D) = inp / rms(inp) * weight; rstd (M) keeps 1/rms for the backward pass */

@@ -143,7 +143,8 @@ void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int 
             memcpy(v_cache + ((size_t)h * T + pos) * hdp, row + 2 * D + h * hd, hd * sizeof(float));
         }
     }
-#pragma omp parallel for schedule(static)
+    /* heads split over the threads where the rows and the cache make it worth waking them */
+#pragma omp parallel for schedule(static) if ((size_t)R * (pos0 + R) * D >= 4 * MTP_PARALLEL_MIN)
     for (int h = 0; h < H; h++) {
         const float *kh = k_cache + (size_t)h * Tp * hd, *vh = v_cache + (size_t)h * T * hdp;
         for (int r0 = 0; r0 < R; r0 += ROWS) {

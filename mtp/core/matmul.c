@@ -243,14 +243,14 @@ void mtp_round_to_bf16(uint16_t *out, const float *in, size_t n) {
 #ifdef __AVX512BF16__
     /* one instruction rounds 32 floats (nearest even, as mtp_f32_to_bf16) */
     size_t n32 = n / 32 * 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MTP_PARALLEL_MIN)
     for (size_t i = 0; i < n32; i += 32) {
         __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(in + i + 16), _mm512_loadu_ps(in + i));
         _mm512_storeu_si512((void *)(out + i), (__m512i)v);
     }
     for (size_t i = n32; i < n; i++) out[i] = mtp_f32_to_bf16(in[i]);
 #else
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MTP_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] = mtp_f32_to_bf16(in[i]);
 #endif
 }

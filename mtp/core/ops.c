@@ -16,7 +16,7 @@
 
 void mtp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int D) {
     // out (M,D), rstd (M), inp (M,D), weight (D)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)M * D >= MTP_PARALLEL_MIN)
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * D;
         float *o = out + (size_t)m * D;
@@ -63,14 +63,14 @@ void mtp_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 /* ---- elementwise ---------------------------------------------------------------------------- */
 
 void mtp_add_inplace(float *out, const float *a, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MTP_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] += a[i];
 }
 
 static inline float silu(float x) { return x / (1.0f + mtp_expf(-x)); }
 
 void mtp_swiglu_forward(float *g, const float *h13, int M, int F) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)M * F >= MTP_PARALLEL_MIN)
     for (int m = 0; m < M; m++) {
         const float *h1 = h13 + (size_t)m * 2 * F, *h3 = h1 + F;
         float *o = g + (size_t)m * F;
@@ -95,7 +95,7 @@ void mtp_swiglu_backward(float *dh13, const float *dg, const float *h13, int M, 
 }
 
 void mtp_silu_residual_forward(float *out, const float *inp, const float *u, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= MTP_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] + silu(u[i]);
 }
 
