@@ -150,7 +150,8 @@ typedef struct {
     dnnl_memory_desc_t md;  /* the layout (oneDNN methods) */
     char *base;
     size_t span;            /* bytes per copy, 64-byte multiple */
-    int copies;
+    int copies, cursor;     /* cursor: the copy read next, whichever runner reads it (two runners
+                             * sharing a pool must not find the copies the other just read in cache) */
     MtpPackedWeight **pw;   /* own: one handle per copy */
 } Pool;
 static Pool g_pools[MAX_POOLS];
@@ -230,7 +231,7 @@ typedef struct {
     Method m;
     Ctx *c;
     Pool *pool;
-    int ok, cursor, kernel; /* ok 0: oneDNN has no implementation (why says so) */
+    int ok, kernel; /* ok 0: oneDNN has no implementation (why says so) */
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, dst, scr;
     size_t scr_bytes;
@@ -362,8 +363,8 @@ static void runner_free(Runner *r) {
 /* One product, on the next of the first `copies` copies of the weights. */
 static void runner_call(Runner *r, int copies) {
     Ctx *c = r->c;
-    const int copy = r->cursor % copies;
-    r->cursor = copy + 1;
+    const int copy = r->pool->cursor % copies;
+    r->pool->cursor = copy + 1;
     if (r->m == M_OWN || r->m == M_OWN_DOT) { /* the kernel rounds and transposes the rows itself */
         mtp_matmul_packed(c->y, c->x, c->M, r->pool->pw[copy], 0);
         return;
@@ -397,7 +398,7 @@ static void runner_check(Runner *r, const char *shape) {
     const int last = r->pool->copies - 1;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < (size_t)c->M * c->N; i++) c->y[i] = NAN;
-        r->cursor = pass ? last : 0;
+        r->pool->cursor = pass ? last : 0;
         runner_call(r, r->pool->copies);
         double worst = 0;
         for (size_t i = 0; i < (size_t)c->M * c->N; i++) {
@@ -410,7 +411,6 @@ static void runner_check(Runner *r, const char *shape) {
             exit(1);
         }
     }
-    r->cursor = 0;
 }
 
 /* ---- timing ----------------------------------------------------------------------------------- */
