@@ -82,6 +82,13 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
  * is laid out for it (oneDNN's BA16a16b, or BA16a16b2a in bf16), which oneDNN reads as well. A
  * row's result does not depend on the rows that share its product. */
 #define MTP_SMALL_ROWS_MAX 16
+/* Output columns per block of the layout: 16 (BA16a16b, BA16a16b2a: one 16-column panel after
+ * another) or 64 (BA16a64b, BA16a64b2a, oneDNN's own choice: 64 outputs of an input in one 256-byte
+ * run). 16 read as fast or faster from memory at every row count measured (a 2752 x 512 matrix,
+ * 16 rows: 11 against 6 GB/s) and is the default; 64 is kept for other CPUs to be measured on. */
+#ifndef MTP_SMALL_BLOCK
+#define MTP_SMALL_BLOCK 16
+#endif
 typedef enum { MTP_SMALL_ONEDNN, MTP_SMALL_AVX2, MTP_SMALL_AVX512, MTP_SMALL_AVX512_DOT } MtpSmallKernel;
 /* The kernel serving precision p: chosen on first call from the CPU's features (see smallrows.c). */
 MtpSmallKernel mtp_small_kernel(MtpPrecision p);

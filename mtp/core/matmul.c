@@ -362,8 +362,9 @@ static dnnl_memory_desc_t packed_md(int N, int K, MtpPrecision precision) {
     if (mtp_small_kernel(precision) != MTP_SMALL_ONEDNN) {
         dnnl_memory_desc_t md;
         dnnl_dims_t dims = {K, N};
-        dnnl_check(dnnl_memory_desc_init_by_tag(&md, 2, dims, dt, precision == MTP_BF16 ? dnnl_BA16a16b2a : dnnl_BA16a16b),
-                   "memory_desc_init");
+        const dnnl_format_tag_t tag = MTP_SMALL_BLOCK == 16 ? (precision == MTP_BF16 ? dnnl_BA16a16b2a : dnnl_BA16a16b)
+                                                            : (precision == MTP_BF16 ? dnnl_BA16a64b2a : dnnl_BA16a64b);
+        dnnl_check(dnnl_memory_desc_init_by_tag(&md, 2, dims, dt, tag), "memory_desc_init");
         return md;
     }
     dnnl_memory_desc_t a_md, b_any, c_md;

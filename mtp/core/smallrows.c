@@ -10,8 +10,10 @@
  *
  * Layout: the packed W^T (K, N) is oneDNN's BA16a16b (fp32) or BA16a16b2a (bf16): panels of 16
  * output columns one after another, each the K inputs (rounded up to 16, in bf16 to 32) of its 16
- * columns, 64 bytes per input, or per pair of inputs in bf16 (the two interleaved column by column). oneDNN's
- * reorder writes it and oneDNN's products read it too (a prompt's prefill), so there is one copy.
+ * columns, 64 bytes per input, or per pair of inputs in bf16 (the two interleaved column by
+ * column). oneDNN's reorder writes the layout and oneDNN's products read it too (a prompt's
+ * prefill), so there is one copy. (MTP_SMALL_BLOCK 64 makes it BA16a64b: blocks of 64 columns, four
+ * panels side by side, oneDNN's own choice for these products.)
  *
  * Every output's sum runs over k in ascending order in one accumulator, whatever the row count or
  * the tile: a row's result does not depend on how many rows share its pass, so the engine's output
@@ -51,11 +53,17 @@ typedef struct {
  * of 1376 fp32 inputs are 352 KB, within a core's L2. */
 #define SMALL_CHUNK_PANELS 4
 
-/* Rows of 64 bytes ahead of the one read that each panel asks the memory for: the hardware's own
- * prefetch falls behind a panel read one line per 16 multiply-adds (16 rows). */
+/* Tiles of more than 4 rows ask the memory for the weights SMALL_PREFETCH inputs ahead: one line
+ * per panel every 5-16 multiply-adds is too slow a stream for the hardware's prefetch to run
+ * ahead of (16 rows from memory: 9 against 11 GB/s; 64 inputs ahead beat 16 and 32). Tiles of
+ * 1-4 rows stream fast enough on their own, and a prefetch per line only slowed them (1 row
+ * from memory: 22 against 26 GB/s). */
 #ifndef SMALL_PREFETCH
-#define SMALL_PREFETCH 32
+#define SMALL_PREFETCH 64
 #endif
+
+#define SMALL_SUB (MTP_SMALL_BLOCK / 16) /* panels of 16 columns in a block of the layout */
+_Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN has (packed_md)");
 
 typedef float V16 __attribute__((vector_size(64)));
 typedef float V16u __attribute__((vector_size(64), aligned(4))); /* C's rows: no alignment */
@@ -186,7 +194,10 @@ static void small_matmul_with(float *C, const float *A, int M, const void *W, in
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        run_panels(&p, k, prec, (int)((long)np * t / nt), (int)((long)np * (t + 1) / nt));
+        /* whole blocks each, so that no two threads read the same lines */
+        const int nb = (np + SMALL_SUB - 1) / SMALL_SUB, pa = (int)((long)nb * t / nt) * SMALL_SUB;
+        const int pb = (int)((long)nb * (t + 1) / nt) * SMALL_SUB;
+        run_panels(&p, k, prec, pa, pb < np ? pb : np);
     }
 }
 

@@ -18,15 +18,19 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
     V16 acc[ROW_GROUP][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < CT; c++) acc[r][c] = (V16){0};
-    const size_t pstride = (size_t)p->Kp * 16; /* elements (fp32 or bf16) per panel */
+    /* lanes (floats, or bf16 pairs) of a row of the layout, and where each panel's 16 start */
+    const size_t Kq = kind == SMALL_FP32 ? (size_t)p->Kp : (size_t)p->Kp / 2;
+    size_t at[4];
+    for (int c = 0; c < CT; c++)
+        at[c] = (size_t)(p0 + c) / SMALL_SUB * Kq * MTP_SMALL_BLOCK + (size_t)(p0 + c) % SMALL_SUB * 16;
     if (kind == SMALL_FP32) {
-        const float *A = p->A + r0, *W = (const float *)p->W + p0 * pstride;
+        const float *A = p->A + r0, *W = (const float *)p->W;
         const float *ak = A; /* input k of the R rows: ak[0..R) */
         for (int k = 0; k < p->K; k++, ak += p->lda) {
             V16 w[4];
             for (int c = 0; c < CT; c++) {
-                w[c] = *(const V16 *)(W + c * pstride + (size_t)k * 16);
-                __builtin_prefetch(W + c * pstride + (size_t)(k + SMALL_PREFETCH) * 16);
+                w[c] = *(const V16 *)(W + at[c] + (size_t)k * MTP_SMALL_BLOCK);
+                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(k + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
             }
             for (int r = 0; r < R; r++) {
                 const float a = ak[r];
@@ -38,13 +42,13 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
          * 32-bit lanes, the low half is the weight of k, the high half that of k+1. Shifting and
          * masking turns each into the fp32 it stands for. */
         const float *A = p->A + r0;
-        const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
+        const uint32_t *W = (const uint32_t *)p->W;
         const float *ak = A;
         for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += 2 * p->lda) {
             V16 w0[4], w1[4];
             for (int c = 0; c < CT; c++) {
-                const U16 u = *(const U16 *)(W + c * pstride / 2 + (size_t)kk * 16);
-                __builtin_prefetch(W + c * pstride / 2 + (size_t)(kk + SMALL_PREFETCH) * 16);
+                const U16 u = *(const U16 *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK);
+                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
                 w0[c] = (V16)(u << 16);
                 w1[c] = (V16)(u & 0xffff0000u);
             }
@@ -60,13 +64,13 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
         /* vdpbf16ps: each lane adds the products of a pair of bf16 inputs with its pair of weights;
          * the rows were rounded to bf16 pairs (p->A16) */
         const uint32_t *A = (const uint32_t *)p->A16 + r0;
-        const uint32_t *W = (const uint32_t *)p->W + p0 * pstride / 2;
+        const uint32_t *W = (const uint32_t *)p->W;
         const uint32_t *ak = A;
         for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += p->lda) {
             __m512i w[4];
             for (int c = 0; c < CT; c++) {
-                w[c] = _mm512_load_si512((const void *)(W + c * pstride / 2 + (size_t)kk * 16));
-                __builtin_prefetch(W + c * pstride / 2 + (size_t)(kk + SMALL_PREFETCH) * 16);
+                w[c] = _mm512_load_si512((const void *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK));
+                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
             }
             for (int r = 0; r < R; r++) {
                 const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ak[r]);
