@@ -1,7 +1,12 @@
 /* test_speculative.c - blockwise parallel decoding is lossless: on small models trained briefly on
  * builtin:arith (both head types, 2 to 8 heads), greedy decoding at every lookahead 1..n
  * gives exactly the lookahead-1 output, for many prompts, including runs that fill the context;
- * and the extra heads do accept drafts (fewer forward passes than tokens). */
+ * and the extra heads do accept drafts (fewer forward passes than tokens). Both with the engine's
+ * products in fp32 and in bf16: each model is trained once (in fp32; its weights are fp32 either
+ * way) and decoded in each precision, the engine packing its matrices in the core's precision. The
+ * output is the same only if head 1's logits of a row do not depend on the rows of its pass (an
+ * argmax near a tie could flip): lookahead K verifies in passes of up to K rows, lookahead 1 runs
+ * one row at a time. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +31,9 @@ static void train_small(MtpModel *m, const DsCorpus *data, int n_heads, HeadType
     mtp_trainer_free(&t);
 }
 
-static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
-    MtpModel m;
-    train_small(&m, data, n_heads, type);
+/* Greedy decoding of m at every lookahead 1..n_heads in the core's precision. */
+static void check_lossless(const MtpModel *m, const DsCorpus *data, int n_heads, HeadType type) {
+    const char *prec = mtp_precision_name(mtp_core_precision());
     char err[256];
     MtpRng r;
     mtp_rng_seed(&r, 17);
@@ -41,7 +46,7 @@ static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
         int n_base = 0;
         for (int K = 1; K <= n_heads; K++) {
             DecodeState s;
-            CHECK(decode_build(&s, mtp_decode_model(&m), K > 8 ? K : 8, K, err, sizeof err) == 0);
+            CHECK(decode_build(&s, mtp_decode_model(m), K > 8 ? K : 8, K, err, sizeof err) == 0);
             DecodeStats st;
             const DecodeRequest req = {
                 .prompt = prompt, .n_prompt = len, .max_new = MAX_NEW, .lookahead = K, .eos = -1};
@@ -51,8 +56,8 @@ static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
                 CHECK(st.forwards == n || st.hit_context); /* one token per pass */
             } else {
                 CHECK_MSG(n == n_base && memcmp(base, got, n * sizeof(int32_t)) == 0,
-                          "%s n=%d prompt %d: lookahead %d output differs from lookahead 1", heads_type_name(type),
-                          n_heads, p, K);
+                          "%s n=%d %s prompt %d: lookahead %d output differs from lookahead 1",
+                          heads_type_name(type), n_heads, prec, p, K);
                 tokens_total += n, forwards_total += st.forwards;
                 for (int j = 1; j < K; j++) CHECK(st.accepted[j] <= st.proposed[j]);
             }
@@ -62,8 +67,18 @@ static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
         }
     }
     if (n_heads > 1)
-        CHECK_MSG(forwards_total < tokens_total, "%s n=%d: no draft was ever accepted (%ld passes for %ld tokens)",
-                  heads_type_name(type), n_heads, forwards_total, tokens_total);
+        CHECK_MSG(forwards_total < tokens_total, "%s n=%d %s: no draft was ever accepted (%ld passes for %ld tokens)",
+                  heads_type_name(type), n_heads, prec, forwards_total, tokens_total);
+}
+
+static void test_lossless(const DsCorpus *data, int n_heads, HeadType type) {
+    MtpModel m;
+    train_small(&m, data, n_heads, type); /* in fp32 */
+    mtp_core_set_precision(MTP_FP32);
+    check_lossless(&m, data, n_heads, type);
+    mtp_core_set_precision(MTP_BF16);
+    check_lossless(&m, data, n_heads, type);
+    mtp_core_set_precision(MTP_FP32);
     mtp_model_free(&m);
 }
 
