@@ -30,6 +30,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
             V16 w[4];
             for (int c = 0; c < CT; c++) {
                 w[c] = *(const V16 *)(W + at[c] + (size_t)k * MTP_SMALL_BLOCK);
+                SMALL_IN_REGISTER(w[c]);
                 if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(k + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
             }
             for (int r = 0; r < R; r++) {
@@ -70,6 +71,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
             __m512i w[4];
             for (int c = 0; c < CT; c++) {
                 w[c] = _mm512_load_si512((const void *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK));
+                SMALL_IN_REGISTER(w[c]);
                 if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
             }
             for (int r = 0; r < R; r++) {
