@@ -68,16 +68,12 @@ _Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN 
 /* Keeps a loaded vector of weights in a register: GCC otherwise folds the load into each of the R
  * multiply-adds that use it, and R loads of 64 bytes per vector saturate the load ports before the
  * multiply-adds do (Zen 4 loads one zmm a cycle: a 4-row tile ran at 75-80% of the peak). */
-#define SMALL_IN_REGISTER_ZMM(v) __asm__("" : "+v"(v))
-
-typedef float V16 __attribute__((vector_size(64)));
-typedef float V16u __attribute__((vector_size(64), aligned(4))); /* C's rows: no alignment */
-typedef uint32_t U16 __attribute__((vector_size(64)));
+#define SMALL_IN_REGISTER(v) __asm__("" : "+v"(v))
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
 #define ISA(name) name##_avx512
-#define SMALL_IN_REGISTER SMALL_IN_REGISTER_ZMM
+#define VL 16
 #define ROW_GROUP 16
 #define TILE_PANELS(R) ((R) <= 4 ? 4 : (R) <= 8 ? 2 : 1) /* at most 16 accumulators of 32 registers */
 #include "mtp/core/smallrows_tiles.h"
@@ -96,16 +92,17 @@ typedef uint32_t U16 __attribute__((vector_size(64)));
 #pragma GCC pop_options
 
 #pragma GCC push_options
-/* no-avx512f: true AVX2 code even in a build for an AVX-512 machine, so that it is what the tests
- * run there too; 16 lanes are then two ymm registers, which an asm operand cannot name */
+/* no-avx512f: true AVX2 code even in a build for an AVX-512 machine, so that the tests there run
+ * what an AVX2 CPU runs */
 #pragma GCC target("avx2,fma,no-avx512f")
 #define ISA(name) name##_avx2
-#undef SMALL_IN_REGISTER
-#define SMALL_IN_REGISTER(v) ((void)0)
+#undef VL
+#define VL 8
 #define ROW_GROUP 6
-#define TILE_PANELS(R) ((R) <= 2 ? 2 : 1) /* 16 lanes are 2 of 16 ymm registers: at most 12 sums */
+#define TILE_PANELS(R) ((R) <= 2 ? 2 : 1) /* a panel is 2 of 16 ymm registers: at most 12 sums */
 #include "mtp/core/smallrows_tiles.h"
 #undef ISA
+#undef VL
 #undef ROW_GROUP
 #undef TILE_PANELS
 #pragma GCC pop_options

@@ -2,71 +2,83 @@
  *
  * smallrows.c includes this file once per instruction set, between a `#pragma GCC target` and its
  * pop, with these defined:
- *   ISA(name)        the name with the instruction set's suffix (tile_avx512, ...)
- *   ROW_GROUP        rows one tile holds in registers (a product of more rows runs in groups)
- *   TILE_PANELS(R)   panels of 16 columns a tile of R rows works on at once
- *   HAS_DOT          defined where the CPU has vdpbf16ps (AVX512_BF16)
- * V16/U16 are 16 lanes of GCC's vector extension: one zmm register with AVX-512, two ymm with
- * AVX2, so the same source serves both. */
+ *   ISA(name)           the name with the instruction set's suffix (tile_avx512, ...)
+ *   VL                  lanes of a vector register: 16 floats (AVX-512) or 8 (AVX2)
+ *   ROW_GROUP           rows one tile holds in registers (a product of more rows runs in groups)
+ *   TILE_PANELS(R)      panels of 16 columns a tile of R rows works on at once
+ *   SMALL_IN_REGISTER   keeps a loaded vector in a register (or does nothing)
+ *   HAS_DOT             defined where the CPU has vdpbf16ps (AVX512_BF16)
+ * The vectors are GCC's vector extension, VL lanes each; a panel's 16 columns are VP of them. */
 
-/* acc[r][c] = sum over k of A[r][k] W[k][16 (p0 + c) ...], the sums in ascending k, one
- * multiply-add per k (two per pair of bf16 weights, in the same order). Then C gets them (or
- * adds them). R, CT and kind are constants once inlined, so the R x CT accumulators are
- * registers and every loop over them unrolls. */
+#define VP (16 / VL) /* vectors per panel */
+typedef float ISA(VF) __attribute__((vector_size(VL * 4)));
+typedef float ISA(VFu) __attribute__((vector_size(VL * 4), aligned(4))); /* C's rows: no alignment */
+typedef uint32_t ISA(VU) __attribute__((vector_size(VL * 4)));
+
+/* acc[r][c][h] = sum over k of A[r][k] W[k][16 (p0 + c) + VL h ...], the sums in ascending k,
+ * one multiply-add per k (two per pair of bf16 weights, in the same order). Then C gets them (or
+ * adds them). R, CT and kind are constants once inlined, so the accumulators are registers and
+ * every loop over them unrolls. */
 static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *p, int r0, const int R, int p0,
                                                             const int CT, const SmallKind kind) {
-    V16 acc[ROW_GROUP][4];
+    typedef ISA(VF) VF;
+    typedef ISA(VU) VU;
+    VF acc[ROW_GROUP][4][VP];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < CT; c++) acc[r][c] = (V16){0};
+        for (int c = 0; c < CT; c++)
+            for (int h = 0; h < VP; h++) acc[r][c][h] = (VF){0};
     /* lanes (floats, or bf16 pairs) of a row of the layout, and where each panel's 16 start */
     const size_t Kq = kind == SMALL_FP32 ? (size_t)p->Kp : (size_t)p->Kp / 2;
     size_t at[4];
     for (int c = 0; c < CT; c++)
         at[c] = (size_t)(p0 + c) / SMALL_SUB * Kq * MTP_SMALL_BLOCK + (size_t)(p0 + c) % SMALL_SUB * 16;
     if (kind == SMALL_FP32) {
-        const float *A = p->A + r0, *W = (const float *)p->W;
-        const float *ak = A; /* input k of the R rows: ak[0..R) */
+        const float *W = (const float *)p->W, *ak = p->A + r0; /* ak: input k of the R rows, ak[0..R) */
         for (int k = 0; k < p->K; k++, ak += p->lda) {
-            V16 w[4];
+            VF w[4][VP];
             for (int c = 0; c < CT; c++) {
-                w[c] = *(const V16 *)(W + at[c] + (size_t)k * MTP_SMALL_BLOCK);
-                SMALL_IN_REGISTER(w[c]);
+                for (int h = 0; h < VP; h++) {
+                    w[c][h] = *(const VF *)(W + at[c] + (size_t)k * MTP_SMALL_BLOCK + h * VL);
+                    SMALL_IN_REGISTER(w[c][h]);
+                }
                 if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(k + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
             }
             for (int r = 0; r < R; r++) {
                 const float a = ak[r];
-                for (int c = 0; c < CT; c++) acc[r][c] += a * w[c];
+                for (int c = 0; c < CT; c++)
+                    for (int h = 0; h < VP; h++) acc[r][c][h] += a * w[c][h];
             }
         }
     } else if (kind == SMALL_BF16_WIDEN) {
         /* a 64-byte row of a bf16 panel holds inputs k, k+1 of its 16 columns, interleaved: as 16
          * 32-bit lanes, the low half is the weight of k, the high half that of k+1. Shifting and
          * masking turns each into the fp32 it stands for. */
-        const float *A = p->A + r0;
         const uint32_t *W = (const uint32_t *)p->W;
-        const float *ak = A;
+        const float *ak = p->A + r0;
         for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += 2 * p->lda) {
-            V16 w0[4], w1[4];
+            VF w0[4][VP], w1[4][VP];
             for (int c = 0; c < CT; c++) {
-                const U16 u = *(const U16 *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK);
+                for (int h = 0; h < VP; h++) {
+                    const VU u = *(const VU *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK + h * VL);
+                    w0[c][h] = (VF)(u << 16);
+                    w1[c][h] = (VF)(u & 0xffff0000u);
+                }
                 if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
-                w0[c] = (V16)(u << 16);
-                w1[c] = (V16)(u & 0xffff0000u);
             }
             for (int r = 0; r < R; r++) {
                 const float a0 = ak[r], a1 = ak[p->lda + r];
-                for (int c = 0; c < CT; c++) acc[r][c] += a0 * w0[c];
-                for (int c = 0; c < CT; c++) acc[r][c] += a1 * w1[c];
+                for (int c = 0; c < CT; c++)
+                    for (int h = 0; h < VP; h++) acc[r][c][h] += a0 * w0[c][h];
+                for (int c = 0; c < CT; c++)
+                    for (int h = 0; h < VP; h++) acc[r][c][h] += a1 * w1[c][h];
             }
         }
     }
 #ifdef HAS_DOT
     else {
         /* vdpbf16ps: each lane adds the products of a pair of bf16 inputs with its pair of weights;
-         * the rows were rounded to bf16 pairs (p->A16) */
-        const uint32_t *A = (const uint32_t *)p->A16 + r0;
-        const uint32_t *W = (const uint32_t *)p->W;
-        const uint32_t *ak = A;
+         * the rows were rounded to bf16 pairs (p->A16). AVX-512 only: one vector per panel. */
+        const uint32_t *W = (const uint32_t *)p->W, *ak = (const uint32_t *)p->A16 + r0;
         for (int kk = 0; kk < (p->K + 1) / 2; kk++, ak += p->lda) {
             __m512i w[4];
             for (int c = 0; c < CT; c++) {
@@ -76,25 +88,27 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
             }
             for (int r = 0; r < R; r++) {
                 const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ak[r]);
-                for (int c = 0; c < CT; c++) acc[r][c] = (V16)_mm512_dpbf16_ps((__m512)acc[r][c], a, (__m512bh)w[c]);
+                for (int c = 0; c < CT; c++)
+                    acc[r][c][0] = (VF)_mm512_dpbf16_ps((__m512)acc[r][c][0], a, (__m512bh)w[c]);
             }
         }
     }
 #endif
-    for (int c = 0; c < CT; c++) {
-        const int col = (p0 + c) * 16, width = p->N - col < 16 ? p->N - col : 16;
-        for (int r = 0; r < R; r++) {
-            float *dst = p->C + (size_t)(r0 + r) * p->N + col;
-            if (width == 16) {
-                V16u *d = (V16u *)dst;
-                *d = p->accumulate ? *d + acc[r][c] : acc[r][c];
-            } else {
-                float lane[16];
-                memcpy(lane, &acc[r][c], sizeof lane);
-                for (int j = 0; j < width; j++) dst[j] = p->accumulate ? dst[j] + lane[j] : lane[j];
+    for (int c = 0; c < CT; c++)
+        for (int h = 0; h < VP; h++) {
+            const int col = (p0 + c) * 16 + h * VL, width = p->N - col < VL ? p->N - col : VL;
+            for (int r = 0; r < R && width > 0; r++) {
+                float *dst = p->C + (size_t)(r0 + r) * p->N + col;
+                if (width == VL) {
+                    ISA(VFu) *d = (ISA(VFu) *)dst;
+                    *d = p->accumulate ? *d + acc[r][c][h] : acc[r][c][h];
+                } else {
+                    float lane[VL];
+                    memcpy(lane, &acc[r][c][h], sizeof lane);
+                    for (int j = 0; j < width; j++) dst[j] = p->accumulate ? dst[j] + lane[j] : lane[j];
+                }
             }
         }
-    }
 }
 
 /* Rows r0..r0+R-1 against panels pa..pb-1, TILE_PANELS(R) panels at a time. */
@@ -142,3 +156,5 @@ static void ISA(product)(const SmallProduct *p, int pa, int pb, SmallKind kind) 
             ISA(row_group)(p, r0, p->M - r0 < ROW_GROUP ? p->M - r0 : ROW_GROUP, q, qe, kind);
     }
 }
+
+#undef VP
