@@ -79,15 +79,15 @@ void mtp_matmul_packed(float *C, const float *A, int M, const MtpPackedWeight *p
 /* Products of 1..MTP_SMALL_ROWS_MAX rows on packed weights run on a kernel that reads each weight
  * once for all rows, where the CPU has one (AVX2 at least); larger products, and every product
  * with MTP_SMALL_KERNEL=onednn, run on oneDNN. A matrix packed while a kernel serves its precision
- * is laid out for it (oneDNN's BA16a16b, or BA16a16b2a in bf16), which oneDNN reads as well. A
+ * is laid out for it (oneDNN's BA16a64b, or BA16a64b2a in bf16), which oneDNN reads as well. A
  * row's result does not depend on the rows that share its product. */
 #define MTP_SMALL_ROWS_MAX 16
-/* Output columns per block of the layout: 16 (BA16a16b, BA16a16b2a: one 16-column panel after
- * another) or 64 (BA16a64b, BA16a64b2a, oneDNN's own choice: 64 outputs of an input in one 256-byte
- * run). 16 read as fast or faster from memory at every row count measured (a 2752 x 512 matrix,
- * 16 rows: 11 against 6 GB/s) and is the default; 64 is kept for other CPUs to be measured on. */
+/* Output columns per block of the layout: 64 (BA16a64b, BA16a64b2a, oneDNN's own choice: the 64
+ * outputs of an input in one 256-byte run, so a tile of a block reads one stream) or 16 (BA16a16b,
+ * BA16a16b2a: one 16-column panel after another). 64 read 1-8 rows faster from memory and 16 as
+ * fast (smallrows.c); 16 is kept for CPUs yet to be measured. */
 #ifndef MTP_SMALL_BLOCK
-#define MTP_SMALL_BLOCK 16
+#define MTP_SMALL_BLOCK 64
 #endif
 typedef enum { MTP_SMALL_ONEDNN, MTP_SMALL_AVX2, MTP_SMALL_AVX512, MTP_SMALL_AVX512_DOT } MtpSmallKernel;
 /* The kernel serving precision p: chosen on first call from the CPU's features (see smallrows.c). */

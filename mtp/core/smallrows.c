@@ -4,16 +4,23 @@
  * keeps times what a K-row pass costs against a 1-row one. A pass of a few rows is bound by
  * reading the weights; oneDNN 2.6 reads them at about half of what a core can (1-2 rows), and its
  * 8- and 16-row kernels run far below the core's peak (tests/bench/RESULTS-passes.md). The tiles
- * here keep R rows x a few panels of sums in registers: each 16-column vector of weights is loaded
+ * here keep R rows x 4 panels of 16 columns of sums in registers: each vector of weights is loaded
  * once and multiplied by all R rows' inputs, so a pass reads its weights once and 2-16 rows add
  * arithmetic, not reads.
  *
- * Layout: the packed W^T (K, N) is oneDNN's BA16a16b (fp32) or BA16a16b2a (bf16): panels of 16
- * output columns one after another, each the K inputs (rounded up to 16, in bf16 to 32) of its 16
- * columns, 64 bytes per input, or per pair of inputs in bf16 (the two interleaved column by
- * column). oneDNN's reorder writes the layout and oneDNN's products read it too (a prompt's
- * prefill), so there is one copy. (MTP_SMALL_BLOCK 64 makes it BA16a64b: blocks of 64 columns, four
- * panels side by side, oneDNN's own choice for these products.)
+ * Layout: the packed W^T (K, N) is oneDNN's BA16a64b (fp32) or BA16a64b2a (bf16), the layout
+ * oneDNN itself picks for these products: blocks of 64 output columns one after another, each the
+ * K inputs (rounded up to 16, in bf16 to 32) of its 64 columns, 256 bytes per input, or per pair of
+ * inputs in bf16 (the two interleaved column by column). oneDNN's reorder writes it and oneDNN's
+ * products read it too (a prompt's prefill), so there is one copy.
+ *
+ * Tiles: up to 4 rows x one block (4 panels of 16 columns: 16 sums in registers), so a product of
+ * 1-4 rows is one stream through the weights, read at the speed a plain read of them runs. More
+ * rows go in groups of 4 over a block at a time, which stays in the L2 cache while the groups read
+ * it, each group asking the memory for the next block meanwhile. Against panels of 16 columns
+ * read in one pass by tiles of up to 16 rows (one core of the AMD EPYC, matrices cycled from L3 or
+ * from memory): as fast or faster at 1-8 rows, up to 1.7x at 1-2 rows from L3 and 1.4x at 8 rows
+ * in bf16 from memory; 16 rows the same to 10% slower.
  *
  * Every output's sum runs over k in ascending order in one accumulator, whatever the row count or
  * the tile: a row's result does not depend on how many rows share its pass, so the engine's output
@@ -49,18 +56,10 @@ typedef struct {
     int lda, accumulate; /* lda: the step from one input to the next in A (A16: from a pair) */
 } SmallProduct;
 
-/* Panels a product of more rows than a row group works through before the next group: 4 panels
- * of 1376 fp32 inputs are 352 KB, within a core's L2. */
-#define SMALL_CHUNK_PANELS 4
+/* Panels a product of more rows than a row group works through before the next group: a block
+ * (64 columns of 1376 fp32 inputs are 352 KB, within a core's L2). */
+#define SMALL_CHUNK_PANELS SMALL_SUB
 
-/* Tiles of more than 4 rows ask the memory for the weights SMALL_PREFETCH inputs ahead: one line
- * per panel every 5-16 multiply-adds is too slow a stream for the hardware's prefetch to run
- * ahead of (16 rows from memory: 9 against 11 GB/s; 64 inputs ahead beat 16 and 32). Tiles of
- * 1-4 rows stream fast enough on their own, and a prefetch per line only slowed them (1 row
- * from memory: 22 against 26 GB/s). */
-#ifndef SMALL_PREFETCH
-#define SMALL_PREFETCH 64
-#endif
 
 #define SMALL_SUB (MTP_SMALL_BLOCK / 16) /* panels of 16 columns in a block of the layout */
 _Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN has (packed_md)");
@@ -74,8 +73,8 @@ _Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN 
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
 #define ISA(name) name##_avx512
 #define VL 16
-#define ROW_GROUP 16
-#define TILE_PANELS(R) ((R) <= 4 ? 4 : (R) <= 8 ? 2 : 1) /* at most 16 accumulators of 32 registers */
+#define ROW_GROUP 4
+#define TILE_PANELS(R) 4 /* a block: 16 sums of 32 registers */
 #include "mtp/core/smallrows_tiles.h"
 #undef ISA
 #pragma GCC pop_options
@@ -98,8 +97,8 @@ _Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN 
 #define ISA(name) name##_avx2
 #undef VL
 #define VL 8
-#define ROW_GROUP 6
-#define TILE_PANELS(R) ((R) <= 2 ? 2 : 1) /* a panel is 2 of 16 ymm registers: at most 12 sums */
+#define ROW_GROUP 3
+#define TILE_PANELS(R) ((R) <= 1 ? 4 : 2) /* a panel is 2 of 16 ymm registers: at most 12 sums */
 #include "mtp/core/smallrows_tiles.h"
 #undef ISA
 #undef VL

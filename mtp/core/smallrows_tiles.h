@@ -20,7 +20,7 @@ typedef uint32_t ISA(VU) __attribute__((vector_size(VL * 4)));
  * adds them). R, CT and kind are constants once inlined, so the accumulators are registers and
  * every loop over them unrolls. */
 static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *p, int r0, const int R, int p0,
-                                                            const int CT, const SmallKind kind) {
+                                                            const int CT, const SmallKind kind, int ahead) {
     typedef ISA(VF) VF;
     typedef ISA(VU) VU;
     VF acc[ROW_GROUP][4][VP];
@@ -32,6 +32,8 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
     size_t at[4];
     for (int c = 0; c < CT; c++)
         at[c] = (size_t)(p0 + c) / SMALL_SUB * Kq * MTP_SMALL_BLOCK + (size_t)(p0 + c) % SMALL_SUB * 16;
+    /* ahead: the same panels of the next block, which this tile asks the memory for as it goes */
+    const size_t next = ahead ? Kq * MTP_SMALL_BLOCK : 0;
     if (kind == SMALL_FP32) {
         const float *W = (const float *)p->W, *ak = p->A + r0; /* ak: input k of the R rows, ak[0..R) */
         for (int k = 0; k < p->K; k++, ak += p->lda) {
@@ -41,7 +43,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
                     w[c][h] = *(const VF *)(W + at[c] + (size_t)k * MTP_SMALL_BLOCK + h * VL);
                     SMALL_IN_REGISTER(w[c][h]);
                 }
-                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(k + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
+                if (ahead) __builtin_prefetch(W + at[c] + next + (size_t)k * MTP_SMALL_BLOCK, 0, 1);
             }
             for (int r = 0; r < R; r++) {
                 const float a = ak[r];
@@ -63,7 +65,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
                     w0[c][h] = (VF)(u << 16);
                     w1[c][h] = (VF)(u & 0xffff0000u);
                 }
-                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
+                if (ahead) __builtin_prefetch(W + at[c] + next + (size_t)kk * MTP_SMALL_BLOCK, 0, 1);
             }
             for (int r = 0; r < R; r++) {
                 const float a0 = ak[r], a1 = ak[p->lda + r];
@@ -84,7 +86,7 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
             for (int c = 0; c < CT; c++) {
                 w[c] = _mm512_load_si512((const void *)(W + at[c] + (size_t)kk * MTP_SMALL_BLOCK));
                 SMALL_IN_REGISTER(w[c]);
-                if (R > 4) __builtin_prefetch(W + at[c] + (size_t)(kk + SMALL_PREFETCH) * MTP_SMALL_BLOCK);
+                if (ahead) __builtin_prefetch(W + at[c] + next + (size_t)kk * MTP_SMALL_BLOCK, 0, 1);
             }
             for (int r = 0; r < R; r++) {
                 const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ak[r]);
@@ -113,47 +115,50 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
 
 /* Rows r0..r0+R-1 against panels pa..pb-1, TILE_PANELS(R) panels at a time. */
 static inline __attribute__((always_inline)) void ISA(panels)(const SmallProduct *p, int r0, const int R, int pa,
-                                                              int pb, const SmallKind kind) {
+                                                              int pb, const SmallKind kind, int ahead) {
     const int CT = TILE_PANELS(R);
     int q = pa;
-    for (; q + CT <= pb; q += CT) ISA(tile)(p, r0, R, q, CT, kind);
-    for (; q < pb; q++) ISA(tile)(p, r0, R, q, 1, kind);
+    for (; q + CT <= pb; q += CT) ISA(tile)(p, r0, R, q, CT, kind, ahead);
+    for (; q < pb; q++) ISA(tile)(p, r0, R, q, 1, kind, ahead);
 }
 
 /* One row group: R (1..ROW_GROUP) made a constant. */
-static void ISA(row_group)(const SmallProduct *p, int r0, int R, int pa, int pb, SmallKind kind) {
+static void ISA(row_group)(const SmallProduct *p, int r0, int R, int pa, int pb, SmallKind kind, int ahead) {
 #ifdef HAS_DOT /* this instruction set's include serves the bf16 dot products alone */
 #define SMALL_CASE(n)                                                                                             \
-    case n: ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_DOT); break;
+    case n: ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_DOT, ahead); break;
 #else
 #define SMALL_CASE(n)                                                                                             \
     case n:                                                                                                       \
-        if (kind == SMALL_FP32) ISA(panels)(p, r0, n, pa, pb, SMALL_FP32);                                        \
-        else ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_WIDEN);                                                     \
+        if (kind == SMALL_FP32) ISA(panels)(p, r0, n, pa, pb, SMALL_FP32, ahead);                                 \
+        else ISA(panels)(p, r0, n, pa, pb, SMALL_BF16_WIDEN, ahead);                                              \
         break;
 #endif
     switch (R) {
-        SMALL_CASE(1) SMALL_CASE(2) SMALL_CASE(3) SMALL_CASE(4) SMALL_CASE(5) SMALL_CASE(6)
-#if ROW_GROUP > 6
-        SMALL_CASE(7) SMALL_CASE(8) SMALL_CASE(9) SMALL_CASE(10) SMALL_CASE(11) SMALL_CASE(12) SMALL_CASE(13)
-        SMALL_CASE(14) SMALL_CASE(15) SMALL_CASE(16)
+        SMALL_CASE(1) SMALL_CASE(2) SMALL_CASE(3)
+#if ROW_GROUP > 3
+        SMALL_CASE(4)
 #endif
     default: assert(0 && "rows outside 1..ROW_GROUP");
     }
 #undef SMALL_CASE
 }
 
-/* The product over panels pa..pb-1. With more rows than a group, the panels go by in chunks small
- * enough to stay in the core's caches while every row group reads them: memory is read once. */
+/* The product over panels pa..pb-1. A product of up to ROW_GROUP rows is one stream through the
+ * weights. More rows go through them a block at a time (SMALL_CHUNK_PANELS panels, tens to
+ * hundreds of KB, which stay in the core's L2 cache while every row group reads them), and the
+ * second row group asks the memory for the next block meanwhile: the first group's read of a block
+ * then overlaps the other groups' arithmetic on the one before. */
 static void ISA(product)(const SmallProduct *p, int pa, int pb, SmallKind kind) {
     if (p->M <= ROW_GROUP) {
-        ISA(row_group)(p, 0, p->M, pa, pb, kind);
+        ISA(row_group)(p, 0, p->M, pa, pb, kind, 0);
         return;
     }
     for (int q = pa; q < pb; q += SMALL_CHUNK_PANELS) {
         const int qe = q + SMALL_CHUNK_PANELS < pb ? q + SMALL_CHUNK_PANELS : pb;
         for (int r0 = 0; r0 < p->M; r0 += ROW_GROUP)
-            ISA(row_group)(p, r0, p->M - r0 < ROW_GROUP ? p->M - r0 : ROW_GROUP, q, qe, kind);
+            ISA(row_group)(p, r0, p->M - r0 < ROW_GROUP ? p->M - r0 : ROW_GROUP, q, qe, kind,
+                           qe < pb);
     }
 }
 
