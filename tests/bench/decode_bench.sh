@@ -6,13 +6,14 @@
 # Measures, at 1 thread, on models kept in --models DIR (default /tmp/mtp_decode_models):
 #   1. single-head decode speed of the 6.3M-parameter shape (dim 288, 6 layers = 5 trunk blocks +
 #      1 transformer head, 6 attention heads, ffn 768, vocab 512, ctx 256, n = 1): `mtp bench
-#      --lookahead 1`, fp32 and bf16, in N separate processes (--runs, default 3): min/median/max
+#      --lookahead 1`, fp32, bf16 and auto, in N separate processes (--runs, default 3): min/median/max
 #      of their medians; speed.mtp is trained for 200 steps (about 3 minutes) when missing;
 #   2. the speedup of self-speculative decoding, greedy, lookahead 1..n, for the models trained on
 #      builtin:arith: arith4.mtp and arith8.mtp (5M parameters, n = 4 and 8) and arith4L.mtp (15M,
 #      n = 4), fp32 and bf16: `mtp bench` with every lookahead in the same process, repeats taken
-#      round-robin, the median of R (--repeats, default 5). The first two take about 40 minutes
-#      to train (both at once, 1 thread each), the third about 35 minutes on 2 threads; without
+#      round-robin, the median of R (--repeats, default 5); and with --precision auto (the default:
+#      each lookahead in the precision its passes measured faster). The first two take about 40
+#      minutes to train (both at once, 1 thread each), the third about 35 minutes on 2 threads; without
 #      --train a missing one is reported and skipped. The training commands are printed below.
 #
 # A Markdown report goes to stdout, progress to stderr, every command is printed so it can be
@@ -91,7 +92,7 @@ echo "Model: \`$(train_cmd speed)\`"
 echo
 echo "| precision | tokens/s min | median | max | ($RUNS processes, each the median of $REPEATS repeats) |"
 echo "| --- | --- | --- | --- | --- |"
-for prec in fp32 bf16; do
+for prec in fp32 bf16 auto; do
   rates=()
   for r in $(seq "$RUNS"); do
     cmd="$MTP bench --model $MODELS/speed.mtp --lookahead 1 --threads 1 --repeats $REPEATS --precision $prec --json $MODELS/speed.$prec.$r.json"
@@ -123,7 +124,7 @@ for n in 4 8 4L; do
   fi
   "$MTP" info "$f" | sed -n 's/^/    /; 2,4p'
   echo
-  for prec in fp32 bf16; do
+  for prec in fp32 bf16 auto; do
     cmd="$MTP bench --model $f --threads 1 --repeats $REPEATS --precision $prec --json $MODELS/arith$n.$prec.json"
     log "load $(cut -d' ' -f1 /proc/loadavg) | + $cmd"
     $cmd >"$MODELS/arith$n.$prec.out" 2>"$MODELS/arith$n.$prec.err" || { echo "FAILED: $cmd" >&2; cat "$MODELS/arith$n.$prec.err" >&2; exit 1; }
@@ -132,13 +133,13 @@ for n in 4 8 4L; do
     $PY - "$MODELS/arith$n.$prec.json" <<'EOF'
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"]
-print("| lookahead | tokens/s | speedup | tokens/forward | bound | speedup/bound | identical | forward ms | acceptance of heads 2..K |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| lookahead | precision | tokens/s | speedup | tokens/forward | bound | speedup/bound | identical | forward ms | acceptance of heads 2..K |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in runs:
     eff = r["speedup"] / r["bound"] if r["bound"] else 0
     acc = " ".join(f"{100*a:.0f}%" for a in r["head_acceptance"])
     fwd = 1e3 * r["forward_s"] / r["forwards"] if r["forwards"] else 0
-    print(f"| {r['lookahead']} | {r['tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {r['tokens_per_forward']:.2f} | "
+    print(f"| {r['lookahead']} | {r.get('precision', '?')} | {r['tokens_per_s']:,.0f} | {r['speedup']:.2f}x | {r['tokens_per_forward']:.2f} | "
           f"{r['bound']:.2f}x | {eff:.2f} | {'yes' if r['identical'] else 'NO'} | {fwd:.3f} | {acc} |")
 EOF
     echo
