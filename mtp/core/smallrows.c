@@ -32,8 +32,9 @@
  *               instruction where the CPU runs it at full rate)
  *   avx2        as avx512, 16 lanes in two registers
  *   onednn      none of them: oneDNN serves every product
- * In bf16, with AVX512_BF16, avx512 and avx512-dot are timed once on a cached 8-row product and the
- * faster serves (oneDNN's own bf16 peaks below fp32 on Intel Xeons without AMX). */
+ * In bf16, with AVX512_BF16, avx512 and avx512-dot are timed once on a cached 8-row product and
+ * avx512-dot serves if it is 10% faster (oneDNN's own bf16 peaks below fp32 on Intel Xeons without
+ * AMX, and vdpbf16ps with it). */
 #include <assert.h>
 #include <omp.h>
 #include <stdint.h>
@@ -51,18 +52,17 @@ typedef struct {
     float *C;
     const float *A;     /* (K, lda): the rows transposed, fp32 (fp32 and widened bf16) */
     const uint16_t *A16; /* (K/2, lda) pairs: the dot kernel's rows rounded to bf16, transposed */
-    const void *W;      /* the packed panels */
+    const void *W;      /* the packed matrix */
     int M, N, K, Kp;    /* Kp: the inputs a panel holds, K rounded up to oneDNN's block */
     int lda, accumulate; /* lda: the step from one input to the next in A (A16: from a pair) */
 } SmallProduct;
 
+#define SMALL_SUB (MTP_SMALL_BLOCK / 16) /* panels of 16 columns in a block of the layout */
+_Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN has (packed_md)");
+
 /* Panels a product of more rows than a row group works through before the next group: a block
  * (64 columns of 1376 fp32 inputs are 352 KB, within a core's L2). */
 #define SMALL_CHUNK_PANELS SMALL_SUB
-
-
-#define SMALL_SUB (MTP_SMALL_BLOCK / 16) /* panels of 16 columns in a block of the layout */
-_Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN has (packed_md)");
 
 /* Keeps a loaded vector of weights in a register: GCC otherwise folds the load into each of the R
  * multiply-adds that use it, and R loads of 64 bytes per vector saturate the load ports before the
@@ -190,9 +190,9 @@ static void small_matmul_with(float *C, const float *A, int M, const void *W, in
     } else {
         p.lda = 1; /* one fp32 row is its own transpose */
     }
-    const int np = (N + 15) / 16, threads = mtp_core_threads();
-    const size_t wbytes = (size_t)np * p.Kp * 16 * (prec == MTP_BF16 ? 2 : 4);
-    if (threads <= 1 || wbytes < g_small.parallel_bytes || np < 2 * threads) {
+    const int np = (N + 15) / 16, nb = (np + SMALL_SUB - 1) / SMALL_SUB, threads = mtp_core_threads();
+    const size_t wbytes = (size_t)N * p.Kp * (prec == MTP_BF16 ? 2 : 4);
+    if (threads <= 1 || wbytes < g_small.parallel_bytes || nb < threads) {
         run_panels(&p, k, prec, 0, np);
         return;
     }
@@ -201,8 +201,7 @@ static void small_matmul_with(float *C, const float *A, int M, const void *W, in
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         /* whole blocks each, so that no two threads read the same lines */
-        const int nb = (np + SMALL_SUB - 1) / SMALL_SUB, pa = (int)((long)nb * t / nt) * SMALL_SUB;
-        const int pb = (int)((long)nb * (t + 1) / nt) * SMALL_SUB;
+        const int pa = (int)((long)nb * t / nt) * SMALL_SUB, pb = (int)((long)nb * (t + 1) / nt) * SMALL_SUB;
         run_panels(&p, k, prec, pa, pb < np ? pb : np);
     }
 }
