@@ -15,6 +15,20 @@ typedef float ISA(VF) __attribute__((vector_size(VL * 4)));
 typedef float ISA(VFu) __attribute__((vector_size(VL * 4), aligned(4))); /* C's rows: no alignment */
 typedef uint32_t ISA(VU) __attribute__((vector_size(VL * 4)));
 
+/* C's row r, columns col..col+VL-1 (those below N) get the sums v, or add them. */
+static inline __attribute__((always_inline)) void ISA(store)(const SmallProduct *p, int r, int col, ISA(VF) v) {
+    const int width = p->N - col < VL ? p->N - col : VL;
+    float *dst = p->C + (size_t)r * p->N + col;
+    if (width == VL) {
+        ISA(VFu) *d = (ISA(VFu) *)dst;
+        *d = p->accumulate ? *d + v : v;
+    } else if (width > 0) {
+        float lane[VL];
+        memcpy(lane, &v, sizeof lane);
+        for (int j = 0; j < width; j++) dst[j] = p->accumulate ? dst[j] + lane[j] : lane[j];
+    }
+}
+
 /* acc[r][c][h] = sum over k of A[r][k] W[k][16 (p0 + c) + VL h ...], the sums in ascending k,
  * one multiply-add per k (two per pair of bf16 weights, in the same order). Then C gets them (or
  * adds them). R, CT and kind are constants once inlined, so the accumulators are registers and
@@ -97,20 +111,8 @@ static inline __attribute__((always_inline)) void ISA(tile)(const SmallProduct *
     }
 #endif
     for (int c = 0; c < CT; c++)
-        for (int h = 0; h < VP; h++) {
-            const int col = (p0 + c) * 16 + h * VL, width = p->N - col < VL ? p->N - col : VL;
-            for (int r = 0; r < R && width > 0; r++) {
-                float *dst = p->C + (size_t)(r0 + r) * p->N + col;
-                if (width == VL) {
-                    ISA(VFu) *d = (ISA(VFu) *)dst;
-                    *d = p->accumulate ? *d + acc[r][c][h] : acc[r][c][h];
-                } else {
-                    float lane[VL];
-                    memcpy(lane, &acc[r][c][h], sizeof lane);
-                    for (int j = 0; j < width; j++) dst[j] = p->accumulate ? dst[j] + lane[j] : lane[j];
-                }
-            }
-        }
+        for (int h = 0; h < VP; h++)
+            for (int r = 0; r < R; r++) ISA(store)(p, r0 + r, (p0 + c) * 16 + h * VL, acc[r][c][h]);
 }
 
 /* Rows r0..r0+R-1 against panels pa..pb-1, TILE_PANELS(R) panels at a time. */
