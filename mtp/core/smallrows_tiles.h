@@ -6,7 +6,7 @@
  *   VL                  lanes of a vector register: 16 floats (AVX-512) or 8 (AVX2)
  *   ROW_GROUP           rows one tile holds in registers (a product of more rows runs in groups)
  *   TILE_PANELS(R)      panels of 16 columns a tile of R rows works on at once
- *   SMALL_IN_REGISTER   keeps a loaded vector in a register (or does nothing)
+ *   SMALL_IN_REGISTER   keeps a loaded vector in a register (smallrows.c says why)
  *   HAS_DOT             defined where the CPU has vdpbf16ps (AVX512_BF16)
  * The vectors are GCC's vector extension, VL lanes each; a panel's 16 columns are VP of them. */
 
