@@ -28,23 +28,10 @@ int cli_precision_auto(const char *cmd, const char *s, CliPrecision *p) {
     return -1;
 }
 
-/* Whether oneDNN 2.6 has bf16 products here: only on AVX-512 CPUs (its avx512_core: F, BW, VL and
- * DQ), in hardware with AVX512_BF16 or AMX and emulated otherwise. Elsewhere the core stops the
- * process at the first bf16 product, so auto must not try one. */
-static int bf16_products(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-#else
-    return 0;
-#endif
-}
-
 void cli_pick_products(CliPrecision *p, int M, int N, int K) {
     if (!p->is_auto) return;
     p->prec = MTP_FP32;
-    if (bf16_products()) {
+    if (mtp_bf16_products()) {
         /* a product of a GFLOP keeps the measurement short on one core and large enough to run
            the kernels the run's products run */
         const double most = AUTO_GFLOP * 1e9 / (2.0 * N * K);
@@ -101,7 +88,7 @@ static int time_engines(DecodeState *e, double *ms) {
 
 int cli_build_engine(DecodeState *s, DecodeModel m, int max_rows, int n_heads, CliPrecision *p, char *err,
                      size_t errlen) {
-    if (!p->is_auto || !bf16_products()) {
+    if (!p->is_auto || !mtp_bf16_products()) {
         if (p->is_auto) p->prec = MTP_FP32, p->measured = 0;
         mtp_core_set_precision(p->prec);
         return decode_build(s, m, max_rows, n_heads, err, errlen);

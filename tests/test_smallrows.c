@@ -99,9 +99,10 @@ int main(void) {
     CHECK(mtp_core_init(2, MTP_FP32, err, sizeof err) == 0);
     MtpRng r;
     mtp_rng_seed(&r, 11);
-    /* fixed corners (one column, one input, exact multiples), then random shapes */
-    int shapes[12][2] = {{1, 1}, {16, 32}, {17, 33}, {70, 47}, {48, 1024}, {33, 2}};
-    for (int s = 6; s < 12; s++)
+    /* fixed corners (one column, one input, exact multiples; 130 columns: blocks enough for a
+     * split over the 2 threads), then random shapes */
+    int shapes[13][2] = {{1, 1}, {16, 32}, {17, 33}, {70, 47}, {48, 1024}, {33, 2}, {130, 70}};
+    for (int s = 7; s < 13; s++)
         shapes[s][0] = 1 + (int)mtp_rng_below(&r, 150), shapes[s][1] = 1 + (int)mtp_rng_below(&r, 300);
     int kernels = 0;
     for (int p = 0; p < 2; p++) {
@@ -115,7 +116,7 @@ int main(void) {
             }
             kernels++;
             mtp_core_set_precision(prec);
-            for (int s = 0; s < 12; s++) check_shape(k, prec, shapes[s][0], shapes[s][1], &r);
+            for (int s = 0; s < 13; s++) check_shape(k, prec, shapes[s][0], shapes[s][1], &r);
         }
         CHECK(mtp_small_kernel_use(prec, chosen) == 0);
     }

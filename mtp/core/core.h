@@ -31,6 +31,9 @@ int mtp_core_threads(void);
 MtpPrecision mtp_core_precision(void);
 void mtp_core_set_precision(MtpPrecision precision);
 const char *mtp_precision_name(MtpPrecision p);
+/* Whether oneDNN has bf16 matrix products on this CPU (AVX-512 at least); where it has none, the
+ * first bf16 product stops the process with an error. */
+int mtp_bf16_products(void);
 
 /* ---- matrix products (oneDNN) --------------------------------------------------------------- */
 

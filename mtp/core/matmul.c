@@ -163,6 +163,22 @@ static dnnl_primitive_desc_t matmul_pd(const dnnl_matmul_desc_t *desc, dnnl_prim
     return pd;
 }
 
+int mtp_bf16_products(void) {
+    assert(g_mm.initialised);
+    /* oneDNN answers for this CPU (and for any limit put on its instruction sets) */
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_dims_t dims = {16, 16};
+    dnnl_check(dnnl_memory_desc_init_by_tag(&a_md, 2, dims, dnnl_bf16, dnnl_ab), "memory_desc_init");
+    dnnl_check(dnnl_memory_desc_init_by_tag(&b_md, 2, dims, dnnl_bf16, dnnl_ab), "memory_desc_init");
+    dnnl_check(dnnl_memory_desc_init_by_tag(&c_md, 2, dims, dnnl_f32, dnnl_ab), "memory_desc_init");
+    dnnl_matmul_desc_t desc;
+    dnnl_check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_desc_create(&pd, &desc, NULL, g_mm.engine, NULL) != dnnl_success) return 0;
+    dnnl_primitive_desc_destroy(pd);
+    return 1;
+}
+
 /* packed_b: the weights' layout for products on packed weights (key->ldb == 0), else NULL */
 static MatmulEntry *matmul_entry(const MatmulKey *key, const dnnl_memory_desc_t *packed_b) {
     for (int i = 0; i < g_mm.n_entries; i++)

@@ -60,10 +60,6 @@ typedef struct {
 #define SMALL_SUB (MTP_SMALL_BLOCK / 16) /* panels of 16 columns in a block of the layout */
 _Static_assert(MTP_SMALL_BLOCK == 16 || MTP_SMALL_BLOCK == 64, "a layout oneDNN has (packed_md)");
 
-/* Panels a product of more rows than a row group works through before the next group: a block
- * (64 columns of 1376 fp32 inputs are 352 KB, within a core's L2). */
-#define SMALL_CHUNK_PANELS SMALL_SUB
-
 /* Keeps a loaded vector of weights in a register: GCC otherwise folds the load into each of the R
  * multiply-adds that use it, and R loads of 64 bytes per vector saturate the load ports before the
  * multiply-adds do (Zen 4 loads one zmm a cycle: a 4-row tile ran at 75-80% of the peak). */
