@@ -79,11 +79,89 @@ const float *decode_logits(DecodeState *s, int head, int row);
 /* Rolls the caches back to len positions (len <= s->len). */
 void decode_truncate(DecodeState *s, int len);
 
+/* ---- draft trees ------------------------------------------------------------------------------- */
+
+/* A draft tree (Medusa's, Cai et al. 2024): node 0, the root, is head 1's next token; a node at
+ * depth d >= 1 is one of head d+1's candidates (its rank-th most likely token) read off the same
+ * row as the root, placed after its parent. A pass runs every node as one row: each row attends to
+ * the cache and to its own ancestors only, at the position of its depth. The nodes come parents
+ * first (parent[i] < i), so the first k nodes of a tree are a tree, and a chain of lookahead K is
+ * the tree of K nodes one below the other, each of rank 0. */
+#define DECODE_TREE_MAX 32 /* nodes */
+#define DECODE_CAL_RANKS 8 /* a head's candidates a tree may hold (and a calibration measures) */
+
+typedef struct {
+    int n;                       /* nodes, the root included: 1..DECODE_TREE_MAX */
+    int parent[DECODE_TREE_MAX]; /* node i's parent (< i); -1 for the root */
+    int depth[DECODE_TREE_MAX];  /* 0 for the root, parent's + 1 */
+    int rank[DECODE_TREE_MAX];   /* 0-based rank of the node's token among its head's candidates; 0 for the root */
+} DecodeTree;
+
+/* 0 when t is a tree as above whose depths are below max_depth (the heads a pass has) and whose
+ * siblings have distinct ranks below DECODE_CAL_RANKS; otherwise -1 with what is wrong. */
+int decode_tree_check(const DecodeTree *t, int max_depth, char *err, size_t errlen);
+/* The chain of k nodes (1 <= k <= DECODE_TREE_MAX). */
+void decode_tree_chain(DecodeTree *t, int k);
+/* dst = the first nodes of src whose depth is below max_depth, at most max_nodes of them
+ * (max_nodes >= 1): a tree again, for a pass near the end of the context or of the output. */
+void decode_tree_prune(DecodeTree *dst, const DecodeTree *src, int max_nodes, int max_depth);
+
+/* Runs the t->n nodes of a tree (tokens: one per node) as rows 0..t->n-1 of one pass at positions
+ * len.. (len + t->n <= ctx, t->n <= max_rows), each row over the cache and its ancestors at
+ * position len + its depth, and advances len by t->n; logits as decode_forward. Only the path
+ * decode_keep_path keeps is valid afterwards. A chain tree computes what decode_forward does. */
+void decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits);
+/* After a tree's pass from len0 = s->len - t->n: keeps nodes path[0..m) (path[0] = 0, each node
+ * the child of the one before) and drops the others. Their keys and values move to positions
+ * len0..len0+m-1 of every cache and len becomes len0 + m; the rows of the pass stay readable
+ * (decode_logits) by node index until the next forward. */
+void decode_keep_path(DecodeState *s, const int *path, int m);
+
+/* ---- calibration: which trees pay, measured ---------------------------------------------------- */
+
+/* What mtp calibrate measured on a model (stored in its checkpoint under "calibration"). Along
+ * greedy text, at each position the drafting heads' candidates are ranked and the one that
+ * verification would accept (the next tokens of the text) is found, if among the first
+ * DECODE_CAL_RANKS: rate[d][j] is how often head d+2's (d = 0: head 2) j-th candidate is the
+ * right one, given that heads 2..d+1 had the right one among theirs. trees[k] is the tree of k+1
+ * nodes with the most tokens per pass on that text (grown greedily, as Medusa's: the next node is
+ * the one whose path is right most often), expected[k] its tokens per pass there. */
+typedef struct {
+    int heads;      /* the model's heads (depth of the trees: at most heads) */
+    long positions; /* positions measured */
+    double rate[HEADS_MAX][DECODE_CAL_RANKS];
+    int n_trees;    /* trees[0..n_trees) */
+    DecodeTree trees[DECODE_TREE_MAX];
+    double expected[DECODE_TREE_MAX];
+} DecodeCalibration;
+
+/* 0 when c is consistent (sizes, rates in [0, 1], every tree checks and has k+1 nodes, expected
+ * within [1, heads]); otherwise -1 with what is wrong. For readers of stored calibrations. */
+int decode_calibration_check(const DecodeCalibration *c, char *err, size_t errlen);
+
+/* The ranks a calibration counts: at each position measured, the rank (0..DECODE_CAL_RANKS-1,
+ * or DECODE_CAL_RANKS: not among the candidates) of the right token of heads 2..heads. */
+typedef struct {
+    int depth;      /* heads - 1 ranks per position */
+    long n, cap;    /* positions */
+    uint8_t *ranks; /* (n, depth) */
+} DecodeCalTally;
+
+/* Adds the positions from..n-2 of seq (n tokens: a prompt and head 1's greedy continuation from
+ * position from on) to the tally, running them through s (fresh, built with every head and
+ * max_rows >= 1) in passes of max_rows; leaves s fresh. The right token of head i at position t
+ * is seq[t + i] (past the end: none). Returns -1 when out of memory. */
+int decode_cal_tally(DecodeCalTally *tally, DecodeState *s, const int32_t *seq, int n, int from);
+void decode_cal_tally_free(DecodeCalTally *tally);
+/* The calibration of a tally: rates, and trees of 1..max_nodes nodes (max_nodes <= DECODE_TREE_MAX). */
+void decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally, int heads, int max_nodes);
+
 /* ---- greedy generation ------------------------------------------------------------------------ */
 
 typedef struct {
     long tokens;                /* tokens generated */
     long forwards;              /* forward passes after the prefill */
+    long rows;                  /* rows those passes ran (tree nodes, or drafts plus one) */
     long proposed[HEADS_MAX];   /* drafts of head i (0-based; head 0 is never a draft) verified */
     long accepted[HEADS_MAX];   /* ... and accepted */
     int hit_context;            /* stopped because the context was full */
@@ -124,6 +202,10 @@ typedef struct {
     int max_new;           /* generate at most this many tokens (the capacity of the output) */
     int lookahead;         /* K: tokens proposed per forward pass; 1 = head 1 alone */
     int32_t eos;           /* stop after this token (-1: none) */
+    const DecodeTree *tree; /* verify a tree of drafts per pass instead of a chain (NULL: chain);
+                               its depth below lookahead */
+    float draft_min_p;      /* chains: end a draft before the first head whose most likely token
+                               has a probability below this (0: always the whole lookahead) */
     DecodeEmit emit;       /* optional: called with each run of accepted tokens, for streaming */
     void *emit_ctx;
     DecodeSampling sampling; /* decode_sample only */
