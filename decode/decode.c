@@ -183,6 +183,40 @@ void decode_truncate(DecodeState *s, int len) {
     s->len = len;
 }
 
+/* ---- draft trees --------------------------------------------------------------------------------- */
+
+void decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits) {
+    assert(t->n >= 1 && t->n <= s->max_rows && t->n <= MTP_TREE_ROWS_MAX);
+    MtpAttnTree mask;
+    for (int i = 0; i < t->n; i++) {
+        assert(i == 0 ? t->parent[0] == -1 : t->parent[i] >= 0 && t->parent[i] < i);
+        mask.depth[i] = t->depth[i];
+        mask.ancestors[i] = (i ? mask.ancestors[t->parent[i]] : 0) | (uint64_t)1 << i;
+    }
+    /* every block reads the mask through the scratch their attention shares, for this pass only */
+    s->scratch.attn.tree = &mask;
+    run_rows(s, tokens, t->n);
+    s->scratch.attn.tree = NULL;
+    head_logits(s, t->n, n_logits);
+}
+
+void decode_keep_path(DecodeState *s, const int *path, int m) {
+    const DecodeModel *md = &s->model;
+    const TrunkConfig *c = &md->tc;
+    const int len0 = s->len - s->n_rows;
+    assert(m >= 1 && m <= s->n_rows && path[0] == 0);
+    for (int k = 1; k < m; k++) {
+        assert(path[k] > path[k - 1] && path[k] < s->n_rows);
+        /* path[k] >= k: moving in order never overwrites a position still to be read */
+        if (path[k] == k) continue;
+        for (int l = 0; l < c->layers + cached_heads(md, s->n_heads); l++) {
+            const BlockDecode *b = l < c->layers ? &s->blocks[l] : &s->heads.blocks[l - c->layers];
+            mtp_kv_move(b->kv, len0 + path[k], len0 + k, c->ctx, c->attn_heads, c->dim / c->attn_heads);
+        }
+    }
+    s->len = len0 + m;
+}
+
 /* ---- measuring a pass -------------------------------------------------------------------------- */
 
 /* The products of a pass of R rows: the blocks (trunk, then the cached heads), head 1's linear
@@ -243,246 +277,4 @@ void decode_read_pass(const DecodeState *s, int len, int R, int drafts) {
         const BlockDecode *b = l < c->layers ? &s->blocks[l] : &s->heads.blocks[l - c->layers];
         mtp_kv_read(b->kv, len + R, c->ctx, c->attn_heads, c->dim / c->attn_heads);
     }
-}
-
-/* ---- greedy generation ------------------------------------------------------------------------ */
-
-static int32_t argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-/* The proposal read off one row: head 1's next token, then heads 2..K's guesses after it. */
-static void propose(int32_t *block, DecodeState *s, int row, int K) {
-    const int V = s->model.tc.vocab;
-    for (int i = 0; i < K; i++) block[i] = argmax(decode_logits(s, i, row), V);
-}
-
-/* One generation under way: what greedy decoding and sampling share. */
-typedef struct {
-    DecodeState *s;
-    const DecodeRequest *req;
-    int32_t *out;
-    int produced;
-    DecodeStats *st;
-    double t0;
-} Generation;
-
-/* Checks the request, runs the prompt's pass and returns the row to read the first block off (the
- * caller sets st->t_prefill: greedy decoding counts its first proposal in). */
-static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model.tc.ctx && req->lookahead >= 1 &&
-           req->lookahead <= s->max_rows && req->lookahead <= s->n_heads && req->lookahead <= HEADS_MAX);
-    *g = (Generation){s, req, out, 0, st, mtp_now()};
-    memset(st, 0, sizeof *st);
-    s->t_lazy = 0;
-    return decode_prefill(s, req->prompt, req->n_prompt, 1);
-}
-
-/* Rows the next block may run: the lookahead, less what the context or max_new leave room for.
- * *room gets the positions left in the context. */
-static int gen_block_rows(const Generation *g, int *room) {
-    const int K = g->req->lookahead;
-    *room = g->s->model.tc.ctx - g->s->len;
-    int k = K < *room ? K : *room;
-    return k < g->req->max_new - g->produced ? k : g->req->max_new - g->produced;
-}
-
-/* The forward pass over a block of k proposed tokens, timed. */
-static void gen_forward(Generation *g, const int32_t *block, int k) {
-    const double t = mtp_now();
-    decode_forward(g->s, block, k, 1);
-    g->st->t_forward += mtp_now() - t;
-    g->st->forwards++;
-}
-
-/* After a verification: emits block[0..accepted), cut after an end token, rolls the caches back
- * over the k - accepted rejected rows, and returns 1 when generation is over. */
-static int settle(Generation *g, const int32_t *block, int accepted, int k, int out_of_room) {
-    int take = accepted, stop = out_of_room;
-    for (int j = 0; j < accepted; j++)
-        if (block[j] == g->req->eos) {
-            take = j + 1, stop = 1;
-            break;
-        }
-    memcpy(g->out + g->produced, block, take * sizeof(int32_t));
-    if (g->req->emit) g->req->emit(g->req->emit_ctx, block, take);
-    g->produced += take;
-    if (stop) return 1;
-    if (accepted < k) decode_truncate(g->s, g->s->len - (k - accepted));
-    return 0;
-}
-
-static int gen_finish(Generation *g) {
-    DecodeStats *st = g->st;
-    st->tokens = g->produced;
-    st->t_forward += g->s->t_lazy; /* the drafting heads' share of the passes, run when first read */
-    st->t_other = mtp_now() - g->t0 - st->t_prefill - st->t_forward - st->t_sample;
-    return g->produced;
-}
-
-int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    const int K = req->lookahead, V = s->model.tc.vocab;
-    Generation g;
-    int32_t block[HEADS_MAX];
-    propose(block, s, gen_start(&g, s, req, out, st), K);
-    st->t_prefill = mtp_now() - g.t0;
-    s->t_lazy = 0; /* the first drafts belong to the prefill */
-    while (g.produced < req->max_new) {
-        /* block[0] is head 1's prediction: always right. Past the context it cannot be run, only emitted. */
-        int room, k = gen_block_rows(&g, &room);
-        /* a first token that ends the generation (the end token, or the last one allowed) is
-           emitted as it is: running it would only compute what nobody reads */
-        const int last = block[0] == req->eos || req->max_new - g.produced == 1;
-        if (last) k = 1;
-        int accepted = 1;
-        if (room > 0 && !last) {
-            gen_forward(&g, block, k);
-            /* block[j] stands if head 1, run on block[0..j), predicts it */
-            const double tc = mtp_now();
-            while (accepted < k && argmax(decode_logits(s, 0, accepted - 1), V) == block[accepted]) accepted++;
-            st->t_sample += mtp_now() - tc;
-            for (int j = 1; j < k; j++) st->proposed[j]++, st->accepted[j] += j < accepted;
-        } else if (room <= 0) {
-            st->hit_context = 1;
-        }
-        if (settle(&g, block, accepted, k, room <= 0) || g.produced >= req->max_new) break;
-        const double tc = mtp_now(), lazy = s->t_lazy;
-        propose(block, s, accepted - 1, K);
-        st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
-    }
-    return gen_finish(&g);
-}
-
-/* ---- sampling ---------------------------------------------------------------------------------- */
-
-void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSampling *cfg, int *order) {
-    float mx = logits[0];
-    for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
-    double sum = 0;
-    for (int v = 0; v < V; v++) sum += p[v] = expf((logits[v] - mx) / cfg->temperature);
-    for (int v = 0; v < V; v++) p[v] = (float)(p[v] / sum);
-    int keep = V;
-    if ((cfg->top_k > 0 && cfg->top_k < V) || cfg->top_p < 1.0f) {
-        /* most likely first; ties by token id so the cut is deterministic */
-        for (int v = 0; v < V; v++) order[v] = v;
-        for (int a = 1; a < V; a++) /* insertion sort: vocabularies here are small */
-            for (int b = a; b > 0 && (p[order[b]] > p[order[b - 1]] ||
-                                      (p[order[b]] == p[order[b - 1]] && order[b] < order[b - 1])); b--) {
-                int t = order[b];
-                order[b] = order[b - 1], order[b - 1] = t;
-            }
-        if (cfg->top_k > 0 && cfg->top_k < keep) keep = cfg->top_k;
-        double acc = 0;
-        for (int i = 0; i < keep; i++)
-            if ((acc += p[order[i]]) >= cfg->top_p) {
-                keep = i + 1;
-                break;
-            }
-        double kept = 0;
-        for (int i = 0; i < keep; i++) kept += p[order[i]];
-        for (int i = keep; i < V; i++) p[order[i]] = 0.0f;
-        for (int i = 0; i < keep; i++) p[order[i]] = (float)(p[order[i]] / kept);
-    }
-}
-
-/* A draw from p (V, summing to total). */
-static int32_t sample_from(const float *p, int V, double total, MtpRng *rng) {
-    double u = mtp_rng_uniform(rng) * total, acc = 0;
-    int last = 0;
-    for (int v = 0; v < V; v++) {
-        if (p[v] <= 0) continue;
-        last = v;
-        if ((acc += p[v]) > u) return v;
-    }
-    return last; /* rounding left u at the very top */
-}
-
-/* Sampling's working memory: q[j] (V) head j's draft distribution, p (V) head 1's, order (V). */
-typedef struct {
-    float *q, *p;
-    int *order;
-} SampleWork;
-
-/* The block drawn at row: head 1's token (first, unless a rejection already chose it: first >= 0),
- * then the drafts of heads 2..K with their distributions into w->q. */
-static void draw_block(Generation *g, SampleWork *w, int32_t *block, int row, int32_t first) {
-    DecodeState *s = g->s;
-    const DecodeRequest *req = g->req;
-    const int V = s->model.tc.vocab;
-    if (first < 0) {
-        decode_sampling_probs(w->p, decode_logits(s, 0, row), V, &req->sampling, w->order);
-        first = sample_from(w->p, V, 1.0, req->rng);
-    }
-    block[0] = first;
-    for (int j = 1; j < req->lookahead; j++) {
-        float *qj = w->q + (size_t)j * V;
-        decode_sampling_probs(qj, decode_logits(s, j, row), V, &req->sampling, w->order);
-        block[j] = sample_from(qj, V, 1.0, req->rng);
-    }
-}
-
-/* Verifies block[1..k) after its forward pass: block[j] stands with probability min(1, p/q); a
- * rejection draws the block's next first token from max(0, p - q) into *first. Returns the
- * tokens accepted (block[0] included). */
-static int verify_sampled(Generation *g, SampleWork *w, const int32_t *block, int k, int32_t *first) {
-    DecodeState *s = g->s;
-    const DecodeRequest *req = g->req;
-    const int V = s->model.tc.vocab;
-    float *p = w->p;
-    int accepted = 1;
-    for (; accepted < k; accepted++) {
-        const int j = accepted;
-        const float *qj = w->q + (size_t)j * V;
-        decode_sampling_probs(p, decode_logits(s, 0, j - 1), V, &req->sampling, w->order);
-        g->st->proposed[j]++;
-        const int32_t x = block[j];
-        if (mtp_rng_uniform(req->rng) * qj[x] < p[x]) {
-            g->st->accepted[j]++;
-            continue;
-        }
-        double total = 0;
-        for (int v = 0; v < V; v++) total += p[v] = p[v] > qj[v] ? p[v] - qj[v] : 0.0f;
-        *first = total > 0 ? sample_from(p, V, total, req->rng) : x; /* total 0 means p == q: x stands */
-        break;
-    }
-    return accepted;
-}
-
-int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    const int K = req->lookahead, V = s->model.tc.vocab;
-    assert(req->sampling.temperature > 0 && req->rng);
-    SampleWork w = {malloc((size_t)(K + 1) * V * sizeof(float)), NULL, malloc((size_t)V * sizeof(int))};
-    if (!w.q || !w.order) {
-        free(w.q), free(w.order);
-        return -1;
-    }
-    w.p = w.q + (size_t)K * V;
-    Generation g;
-    int row = gen_start(&g, s, req, out, st);
-    st->t_prefill = mtp_now() - g.t0;
-    s->t_lazy = 0;
-    int32_t block[HEADS_MAX], first = -1; /* the block's first token when it came from a rejection */
-    for (;;) {
-        double tc = mtp_now(), lazy = s->t_lazy;
-        draw_block(&g, &w, block, row, first);
-        st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
-        if (g.produced >= req->max_new) break;
-        int room, k = gen_block_rows(&g, &room), accepted = 1;
-        first = -1;
-        if (room > 0) {
-            gen_forward(&g, block, k);
-            tc = mtp_now();
-            accepted = verify_sampled(&g, &w, block, k, &first);
-            st->t_sample += mtp_now() - tc;
-        } else {
-            st->hit_context = 1;
-        }
-        if (settle(&g, block, accepted, k, room <= 0)) break;
-        row = accepted - 1;
-    }
-    free(w.q), free(w.order);
-    return gen_finish(&g);
 }

@@ -223,7 +223,7 @@ int block_decode_scratch_build(BlockDecodeScratch *s, int R, int T, int D, int H
     s->h13 = p, p += (size_t)R * 2 * F;
     s->g = p, p += (size_t)R * F;
     mtp_rope_tables(s->cos_tab, s->sin_tab, T, (int)hd);
-    s->attn = (MtpAttnCached){T, H, (int)hd, s->cos_tab, s->sin_tab, s->qkv, s->atty, s->att};
+    s->attn = (MtpAttnCached){T, H, (int)hd, s->cos_tab, s->sin_tab, s->qkv, s->atty, s->att, NULL};
     return 0;
 }
 

@@ -249,6 +249,15 @@ typedef struct {
     float *k, *v; /* mtp_k_cache_floats, mtp_v_cache_floats */
 } MtpKvLayer;
 
+/* New rows that form a tree (draft trees, decode/) rather than a sequence: row r sits at position
+ * pos0 + depth[r] and sees the cache below pos0 and the new rows whose bits are set in
+ * ancestors[r] (its own included, none after it). */
+#define MTP_TREE_ROWS_MAX 64
+typedef struct {
+    int depth[MTP_TREE_ROWS_MAX];
+    uint64_t ancestors[MTP_TREE_ROWS_MAX];
+} MtpAttnTree;
+
 /* What attention over a cache works with besides the cache: the sizes, the rotary tables, the
  * new rows' projections and where their output goes, and scratch. Every layer of a model shares
  * one (the rows pass through the layers one after another). */
@@ -258,12 +267,18 @@ typedef struct {
     const float *qkv;               /* (R, 3D) in: the new rows' raw projections */
     float *out;                     /* (R, D) out: their attention output, heads concatenated */
     float *att;                     /* scratch: mtp_attention_cached_scratch_floats */
+    const MtpAttnTree *tree;        /* NULL: the new rows are a sequence; else the tree they form */
 } MtpAttnCached;
 
-/* Attention for R new rows at positions pos0..pos0+R-1 against a cache of T positions: RoPE is
- * applied to the rows' q and k, their keys and values are written into kv at positions pos0..,
- * and ac->out gets each row's causal attention over positions 0..its own. */
+/* Attention for R new rows against a cache of T positions: their keys and values are written into
+ * kv at positions pos0..pos0+R-1 (row r at pos0 + r), and ac->out gets each row's attention. As a
+ * sequence (ac->tree NULL), row r is at position pos0 + r and sees positions 0..pos0+r. As a tree,
+ * row r is at position pos0 + depth[r] (RoPE) and sees the cache below pos0 and its ancestors'
+ * rows: its output is bit for bit what the chain of its ancestors and itself gives as a sequence
+ * (its probabilities are computed over the same scores in the same order). */
 void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int R);
+/* Copies position from's key and value to position to (a tree's kept path closing up). */
+void mtp_kv_move(MtpKvLayer kv, int from, int to, int T, int H, int hd);
 
 /* ---- loss ----------------------------------------------------------------------------------- */
 

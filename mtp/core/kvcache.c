@@ -99,24 +99,45 @@ INLINE void weighted_values(float *const out[ROWS], const float *pT, const int l
         }
 }
 
-/* One head, rows r < n, then softmax over positions 0..last[r]. */
-/* One head, rows r < n: scores, softmax over positions 0..last[r], and the weighted values.
+/* Row i of a group of n: its probabilities into column i of pT (positions 0..last_all), from its
+ * scores ai. As a sequence, the row sees positions 0..last. As a tree's row it sees the positions
+ * below pos0 and the rows in anc (bit b: the row at pos0 + b): their scores are first gathered in
+ * order after the cache's, so that the softmax runs over the very scores, in the very order, that
+ * the chain of its ancestors gives as a sequence, and the probabilities go back to their rows'
+ * positions (zero elsewhere). */
+static void row_probs(float *pT, int i, int n, float *ai, int last, int last_all, int pos0, uint64_t anc,
+                      float scale) {
+    int seen = last;
+    if (anc) {
+        seen = pos0 - 1;
+        for (int j = pos0; j <= last; j++)
+            if (anc >> (j - pos0) & 1) ai[++seen] = ai[j];
+    }
+    float mx = -FLT_MAX, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j <= seen; j++) mx = ai[j] > mx ? ai[j] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= seen; j++) sum += ai[j] = mtp_expf((ai[j] - mx) * scale);
+    const float inv = 1.0f / sum;
+    if (!anc) {
+        for (int j = 0; j <= last_all; j++) pT[(size_t)j * n + i] = j <= last ? ai[j] * inv : 0.0f;
+        return;
+    }
+    for (int j = 0; j < pos0; j++) pT[(size_t)j * n + i] = ai[j] * inv;
+    for (int j = pos0, k = pos0; j <= last_all; j++)
+        pT[(size_t)j * n + i] = j <= last && (anc >> (j - pos0) & 1) ? ai[k++] * inv : 0.0f;
+}
+
+/* One head, rows r < n: scores, softmax over positions 0..last[r] (a tree's rows: over their
+ * ancestors, anc[r]; anc NULL for a sequence), and the weighted values.
  * o[r]: the row's query in, its output out; a[r]: its scores; pT: room for (last[n-1] + 1, n). */
 INLINE void attend(float *const a[ROWS], float *const o[ROWS], float *pT, const int last[ROWS], const int n,
-                   const float *kh, const float *vh, int hd, float scale) {
+                   const uint64_t *anc, int pos0, const float *kh, const float *vh, int hd, float scale) {
     float qT[512 * ROWS]; /* head dims up to 512 (mtp_attention_cached) */
     for (int r = 0; r < n; r++)
         for (int d = 0; d < hd; d++) qT[d * n + r] = o[r][d];
     scores(a, qT, n, kh, (last[n - 1] + MTP_KV_TILE) / MTP_KV_TILE, hd);
-    for (int i = 0; i < n; i++) {
-        float *ai = a[i], mx = -FLT_MAX, sum = 0.0f;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j <= last[i]; j++) mx = ai[j] > mx ? ai[j] : mx;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j <= last[i]; j++) sum += ai[j] = mtp_expf((ai[j] - mx) * scale);
-        const float inv = 1.0f / sum;
-        for (int j = 0; j <= last[n - 1]; j++) pT[(size_t)j * n + i] = j <= last[i] ? ai[j] * inv : 0.0f;
-    }
+    for (int i = 0; i < n; i++) row_probs(pT, i, n, a[i], last[i], last[n - 1], pos0, anc ? anc[i] : 0, scale);
     const int hdp = (int)round_tile(hd), nc = n <= 4 ? 4 : n <= 8 ? 2 : 1; /* at most 16 sums */
     for (int c0 = 0; c0 < hdp; c0 += nc * MTP_KV_TILE) {
         const int left = (hdp - c0) / MTP_KV_TILE;
@@ -136,13 +157,13 @@ void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int 
     const double t0 = mtp_timing_start();
     const int D = H * hd, half = hd / 2, hdp = (int)round_tile(hd), Tp = (int)round_tile(T);
     const float scale = 1.0f / sqrtf((float)hd);
-    assert(pos0 >= 0 && R >= 1 && pos0 + R <= T && hd % 2 == 0 && hd <= 512);
+    assert(pos0 >= 0 && R >= 1 && pos0 + R <= T && hd % 2 == 0 && hd <= 512 && (!ac->tree || R <= MTP_TREE_ROWS_MAX));
     /* the new rows: rotated queries into out (until each (row, head) overwrites its own), keys and
      * values into the caches */
     for (int r = 0; r < R; r++) {
         const float *row = qkv + (size_t)r * 3 * D;
-        const int pos = pos0 + r;
-        const float *c = cos_tab + (size_t)pos * half, *s = sin_tab + (size_t)pos * half;
+        const int pos = pos0 + r, at = ac->tree ? pos0 + ac->tree->depth[r] : pos; /* its slot, its position */
+        const float *c = cos_tab + (size_t)at * half, *s = sin_tab + (size_t)at * half;
         float k[512];
         for (int h = 0; h < H; h++) {
             mtp_rope_rotate(out + (size_t)r * D + h * hd, row + h * hd, c, s, half);
@@ -161,22 +182,36 @@ void mtp_attention_cached(const MtpAttnCached *ac, MtpKvLayer kv, int pos0, int 
             const int n = R - r0 < ROWS ? R - r0 : ROWS;
             float *a[ROWS], *o[ROWS]; /* o: the rows' queries, then their outputs */
             int last[ROWS];
+            const uint64_t *anc = ac->tree ? ac->tree->ancestors + r0 : NULL;
             for (int i = 0; i < n; i++) {
                 a[i] = att + ((size_t)(r0 + i) * H + h) * Tp;
                 o[i] = out + (size_t)(r0 + i) * D + h * hd;
                 last[i] = pos0 + r0 + i;
             }
             switch (n) { /* n a constant in each: its sums in registers */
-            case 1: attend(a, o, pT, last, 1, kh, vh, hd, scale); break;
-            case 2: attend(a, o, pT, last, 2, kh, vh, hd, scale); break;
-            case 3: attend(a, o, pT, last, 3, kh, vh, hd, scale); break;
-            case 4: attend(a, o, pT, last, 4, kh, vh, hd, scale); break;
-            case 5: attend(a, o, pT, last, 5, kh, vh, hd, scale); break;
-            case 6: attend(a, o, pT, last, 6, kh, vh, hd, scale); break;
-            case 7: attend(a, o, pT, last, 7, kh, vh, hd, scale); break;
-            default: attend(a, o, pT, last, ROWS, kh, vh, hd, scale); break;
+            case 1: attend(a, o, pT, last, 1, anc, pos0, kh, vh, hd, scale); break;
+            case 2: attend(a, o, pT, last, 2, anc, pos0, kh, vh, hd, scale); break;
+            case 3: attend(a, o, pT, last, 3, anc, pos0, kh, vh, hd, scale); break;
+            case 4: attend(a, o, pT, last, 4, anc, pos0, kh, vh, hd, scale); break;
+            case 5: attend(a, o, pT, last, 5, anc, pos0, kh, vh, hd, scale); break;
+            case 6: attend(a, o, pT, last, 6, anc, pos0, kh, vh, hd, scale); break;
+            case 7: attend(a, o, pT, last, 7, anc, pos0, kh, vh, hd, scale); break;
+            default: attend(a, o, pT, last, ROWS, anc, pos0, kh, vh, hd, scale); break;
             }
         }
     }
     mtp_timing_stop(MTP_TIME_ATTENTION, t0);
+}
+
+void mtp_kv_move(MtpKvLayer kv, int from, int to, int T, int H, int hd) {
+    const size_t Tp = round_tile(T), hdp = round_tile(hd);
+    assert(from >= 0 && from < T && to >= 0 && to < T);
+    for (int h = 0; h < H; h++) {
+        float *kh = kv.k + (size_t)h * Tp * hd;
+        const float *src = kh + (size_t)from / MTP_KV_TILE * MTP_KV_TILE * hd + from % MTP_KV_TILE;
+        float *dst = kh + (size_t)to / MTP_KV_TILE * MTP_KV_TILE * hd + to % MTP_KV_TILE;
+        for (int d = 0; d < hd; d++) dst[(size_t)d * MTP_KV_TILE] = src[(size_t)d * MTP_KV_TILE];
+        float *vh = kv.v + (size_t)h * T * hdp;
+        memcpy(vh + (size_t)to * hdp, vh + (size_t)from * hdp, hdp * sizeof(float));
+    }
 }
