@@ -147,10 +147,11 @@ typedef struct {
     uint8_t *ranks; /* (n, depth) */
 } DecodeCalTally;
 
-/* Adds the positions from..n-2 of seq (n tokens: a prompt and head 1's greedy continuation from
- * position from on) to the tally, running them through s (fresh, built with every head and
- * max_rows >= 1) in passes of max_rows; leaves s fresh. The right token of head i at position t
- * is seq[t + i] (past the end: none). Returns -1 when out of memory. */
+/* Adds positions from..n-2 of seq (n <= ctx tokens; every token after position from is head 1's
+ * greedy continuation: a prompt of from + 1 tokens and what decode_greedy made of it) to the
+ * tally, running seq through s (fresh, built with every head) in passes of max_rows; leaves s
+ * fresh. The right token of head i (1-based) at position t is seq[t + i] (past the end: none).
+ * Returns -1 when out of memory. */
 int decode_cal_tally(DecodeCalTally *tally, DecodeState *s, const int32_t *seq, int n, int from);
 void decode_cal_tally_free(DecodeCalTally *tally);
 /* The calibration of a tally: rates, and trees of 1..max_nodes nodes (max_nodes <= DECODE_TREE_MAX). */
