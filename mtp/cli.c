@@ -1,5 +1,6 @@
-/* cli.c - what the subcommands share (cli.h): option parsing, messages, the corpus options, and
- * opening a model. The commands are in cli_*.c; nothing here knows them. */
+/* cli.c - what the subcommands share (cli.h): option parsing, messages, the corpus options,
+ * opening a model, and the prompts of the decoding commands. The commands are in cli_*.c; nothing
+ * here knows them. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -245,4 +246,120 @@ int cli_lookahead(const char *cmd, int *lookahead, int n_heads) {
     if (*lookahead <= n_heads) return 0;
     cli_error(cmd, "--lookahead %d is more than the model's %d heads", *lookahead, n_heads);
     return EXIT_USAGE;
+}
+
+/* ---- prompts of the decoding commands ------------------------------------------------------- */
+
+#define PROMPTS_MAX_LINE (1 << 20)
+#define PROMPTS_WINDOW 64       /* tokens of a window of the validation split, at most */
+#define PROMPTS_SPACING 4096    /* tokens between windows */
+
+void cli_prompts_free(CliPrompts *p) {
+    for (int i = 0; i < p->n; i++) free(p->tokens[i]);
+    p->n = 0;
+}
+
+/* Adds BOS + the tokens of bytes (cut to fit the context with room to generate). */
+static int prompts_add(CliPrompts *p, const DsBpe *tok, const uint8_t *bytes, size_t n, int ctx) {
+    if (p->n == CLI_MAX_PROMPTS) return 0;
+    int32_t *t = malloc((n + 1) * sizeof(int32_t));
+    if (!t) return -1;
+    t[0] = DS_BOS;
+    size_t k = 1 + mtp_encode(tok, t + 1, bytes, n);
+    if (k > (size_t)ctx / 2) k = (size_t)ctx / 2;
+    p->tokens[p->n] = t, p->len[p->n] = (int)k, p->n++;
+    return 0;
+}
+
+/* One line of a prompts file (no line end): a JSONL record's "question" or "prompt", or the text. */
+static int prompts_line(CliPrompts *p, const DsBpe *tok, const char *line, size_t n, int ctx, DsJsonOut *js,
+                        char *err, size_t errlen) {
+    if (line[0] != '{') return prompts_add(p, tok, (const uint8_t *)line, n, ctx);
+    static const char *const keys[2] = {"question", "prompt"};
+    if (ds_json_strings(line, n, keys, 2, js, err, errlen)) return -1;
+    const int k = js->off[0] >= 0 ? 0 : 1;
+    if (js->off[k] < 0) {
+        snprintf(err, errlen, "no \"question\" or \"prompt\" field");
+        return -1;
+    }
+    return prompts_add(p, tok, (const uint8_t *)js->data + js->off[k], js->n[k], ctx);
+}
+
+int cli_prompts_from_file(CliPrompts *p, const DsBpe *tok, const char *path, int ctx, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--prompts %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = malloc(PROMPTS_MAX_LINE + 2);
+    DsJsonOut js = {0};
+    int rc = 0, lineno = 0;
+    while (rc == 0 && line && fgets(line, PROMPTS_MAX_LINE + 2, f)) {
+        lineno++;
+        size_t n = strlen(line);
+        if (n > PROMPTS_MAX_LINE) {
+            snprintf(err, errlen, "--prompts %s: line %d is longer than %d bytes", path, lineno, PROMPTS_MAX_LINE);
+            rc = -1;
+            break;
+        }
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        char msg[200] = "out of memory";
+        if (n && (rc = prompts_line(p, tok, line, n, ctx, &js, msg, sizeof msg)))
+            snprintf(err, errlen, "--prompts %s: line %d: %s", path, lineno, msg);
+    }
+    if (!line) snprintf(err, errlen, "out of memory"), rc = -1;
+    else if (rc == 0 && p->n == 0) snprintf(err, errlen, "--prompts %s: no prompts in the file", path), rc = -1;
+    free(line);
+    ds_json_out_free(&js);
+    fclose(f);
+    return rc;
+}
+
+/* The questions of held-out problems: the first count, or (held_out) the last count after the
+ * first CLI_BENCH_PROMPTS. Returns 1 when o has no problems (plain text: windows instead). */
+static int prompts_from_problems(CliPrompts *p, const DsOptions *o, const DsBpe *tok, int ctx, int held_out,
+                                 int count, char *err, size_t errlen) {
+    DsProblem *probs;
+    int np;
+    if (ds_heldout_problems(&probs, &np, o, held_out ? 0 : count, err, errlen)) return 1;
+    int first = 0, rc = 0;
+    if (held_out) {
+        first = np - count > CLI_BENCH_PROMPTS ? np - count : CLI_BENCH_PROMPTS;
+        if (first >= np) {
+            snprintf(err, errlen, "the data has %d held-out problems, all among the %d that bench and eval use: give "
+                     "--prompts", np, CLI_BENCH_PROMPTS);
+            rc = -1;
+        }
+    }
+    for (int i = first; i < np && rc == 0; i++)
+        if ((rc = prompts_add(p, tok, (const uint8_t *)probs[i].text, probs[i].prompt_len, ctx)))
+            snprintf(err, errlen, "out of memory");
+    ds_problems_free(probs, np);
+    return rc;
+}
+
+int cli_prompts_from_data(CliPrompts *p, const DsOptions *o, const DsBpe *tok, int ctx, int held_out, int count,
+                          char *err, size_t errlen) {
+    int rc = prompts_from_problems(p, o, tok, ctx, held_out, count, err, errlen);
+    if (rc <= 0) return rc;
+    DsOptions v = *o;
+    v.min_tokens = (size_t)ctx + 1, v.tokenizer = tok, v.val_only = 1, v.quiet = 1;
+    DsCorpus c;
+    if (ds_load(&c, &v, err, errlen)) return -1;
+    const size_t win = ctx / 2 < PROMPTS_WINDOW ? (size_t)ctx / 2 : PROMPTS_WINDOW;
+    /* bench's windows start at multiples of the spacing; calibrate's halfway between (no overlap:
+       a window is far shorter than the spacing), the last count that fit */
+    const size_t start = held_out ? PROMPTS_SPACING / 2 : 0;
+    const size_t fit = c.n_val >= start + win ? (c.n_val - start - win) / PROMPTS_SPACING + 1 : 0;
+    size_t j = held_out && fit > (size_t)count ? fit - (size_t)count : 0;
+    for (; j < fit && p->n < count && p->n < CLI_MAX_PROMPTS; j++) {
+        int32_t *t = malloc(win * sizeof *t);
+        if (!t) break;
+        t[0] = DS_BOS;
+        memcpy(t + 1, c.val + start + j * PROMPTS_SPACING, (win - 1) * sizeof *t);
+        p->tokens[p->n] = t, p->len[p->n] = (int)win, p->n++;
+    }
+    ds_free(&c);
+    if (p->n == 0) snprintf(err, errlen, "no prompts could be taken from %.200s", o->sources[0].spec);
+    return p->n ? 0 : -1;
 }

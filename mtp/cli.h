@@ -143,6 +143,33 @@ void cli_close_model(CliModel *cm);
  * or EXIT_USAGE after printing the error when the model has fewer heads than K. */
 int cli_lookahead(const char *cmd, int *lookahead, int n_heads);
 
+/* ---- prompts of the decoding commands -------------------------------------------------------- */
+
+/* Prompts, each BOS + its tokens under the model's tokenizer, cut to half the context (room to
+ * generate). */
+#define CLI_MAX_PROMPTS 4096
+typedef struct {
+    int32_t *tokens[CLI_MAX_PROMPTS];
+    int len[CLI_MAX_PROMPTS];
+    int n;
+} CliPrompts;
+
+/* bench's prompts without --prompts (eval --task answers starts with the same problems): the first
+ * CLI_BENCH_PROMPTS held-out problems, or as many windows of the validation split */
+#define CLI_BENCH_PROMPTS 16
+
+void cli_prompts_free(CliPrompts *p);
+/* --prompts FILE: one prompt per line, or JSONL lines (starting with '{') with a "question" or
+ * "prompt" string field. Returns 0, or -1 with the message (naming the line and byte) in err. */
+int cli_prompts_from_file(CliPrompts *p, const DsBpe *tok, const char *path, int ctx, char *err, size_t errlen);
+/* Prompts from data o (a model's training data): the questions of its held-out problems
+ * (builtin:arith, .jsonl), or else windows of up to 64 tokens of its validation split.
+ * held_out 0 (bench): the first count problems, or windows at offsets 0, 4096, ...; held_out 1
+ * (calibrate): none of those CLI_BENCH_PROMPTS, but the last count problems after them, or the last
+ * count windows at offsets 2048, 6144, ... (between bench's). Returns 0, or -1 with the message. */
+int cli_prompts_from_data(CliPrompts *p, const DsOptions *o, const DsBpe *tok, int ctx, int held_out, int count,
+                          char *err, size_t errlen);
+
 /* ---- the commands (each in its cli_*.c, called by main.c) ----------------------------------- */
 
 int cmd_train(int argc, char **argv);      /* cli_train.c */

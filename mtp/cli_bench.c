@@ -46,111 +46,16 @@ static const char *BENCH_HELP =
     "same precision: where auto picked another one for lookahead 1, an untimed run of lookahead 1 in\n"
     "this one gives the output to compare with).\n";
 
-#define BENCH_MAX_PROMPTS 4096
-#define BENCH_MAX_LINE (1 << 20)
-
-typedef struct {
-    int32_t *tokens[BENCH_MAX_PROMPTS];
-    int len[BENCH_MAX_PROMPTS];
-    int n;
-} Prompts;
-
-static void prompts_free(Prompts *p) {
-    for (int i = 0; i < p->n; i++) free(p->tokens[i]);
-    p->n = 0;
-}
-
-/* Adds BOS + the tokens of bytes (cut to fit the context with room to generate). */
-static int prompts_add(Prompts *p, const DsBpe *tok, const uint8_t *bytes, size_t n, int ctx) {
-    if (p->n == BENCH_MAX_PROMPTS) return 0;
-    int32_t *t = malloc((n + 1) * sizeof(int32_t));
-    if (!t) return -1;
-    t[0] = DS_BOS;
-    size_t k = 1 + mtp_encode(tok, t + 1, bytes, n);
-    if (k > (size_t)ctx / 2) k = (size_t)ctx / 2;
-    p->tokens[p->n] = t, p->len[p->n] = (int)k, p->n++;
-    return 0;
-}
-
-static int prompts_from_file(Prompts *p, const DsBpe *tok, const char *path, int ctx, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "--prompts %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *line = malloc(BENCH_MAX_LINE + 2);
-    static const char *const keys[2] = {"question", "prompt"};
-    DsJsonOut js = {0};
-    int rc = 0, lineno = 0;
-    while (rc == 0 && line && fgets(line, BENCH_MAX_LINE + 2, f)) {
-        lineno++;
-        size_t n = strlen(line);
-        if (n > BENCH_MAX_LINE) {
-            snprintf(err, errlen, "--prompts %s: line %d is longer than %d bytes", path, lineno, BENCH_MAX_LINE);
-            rc = -1;
-            break;
-        }
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-        if (n == 0) continue;
-        if (line[0] == '{') {
-            char jerr[200];
-            if (ds_json_strings(line, n, keys, 2, &js, jerr, sizeof jerr)) {
-                snprintf(err, errlen, "--prompts %s: line %d: %s", path, lineno, jerr);
-                rc = -1;
-                break;
-            }
-            const int k = js.off[0] >= 0 ? 0 : 1;
-            if (js.off[k] < 0) {
-                snprintf(err, errlen, "--prompts %s: line %d: no \"question\" or \"prompt\" field", path, lineno);
-                rc = -1;
-                break;
-            }
-            rc = prompts_add(p, tok, (const uint8_t *)js.data + js.off[k], js.n[k], ctx);
-        } else {
-            rc = prompts_add(p, tok, (const uint8_t *)line, n, ctx);
-        }
-    }
-    if (!line) snprintf(err, errlen, "out of memory"), rc = -1;
-    else if (rc == 0 && p->n == 0) snprintf(err, errlen, "--prompts %s: no prompts in the file", path), rc = -1;
-    free(line);
-    ds_json_out_free(&js);
-    fclose(f);
-    return rc;
-}
-
 /* Without --prompts: the questions of the first held-out problems of the training data
  * (builtin:arith, .jsonl), or else 64-token windows of its validation split. */
-static int prompts_from_source(Prompts *p, const MtpModel *m, const MtpCheckpointExtra *x, int ctx, char *err,
+static int prompts_from_source(CliPrompts *p, const MtpModel *m, const MtpCheckpointExtra *x, int ctx, char *err,
                                size_t errlen) {
     DsOptions o;
     if (mtp_run_data_options(&x->run, &o) == 0) {
         snprintf(err, errlen, "the checkpoint records no training data: give --prompts");
         return -1;
     }
-    DsProblem *probs;
-    int np;
-    if (ds_heldout_problems(&probs, &np, &o, 16, err, errlen) == 0) {
-        int rc = 0;
-        for (int i = 0; i < np && rc == 0; i++)
-            rc = prompts_add(p, m->tokenizer, (const uint8_t *)probs[i].text, probs[i].prompt_len, ctx);
-        ds_problems_free(probs, np);
-        if (rc) snprintf(err, errlen, "out of memory");
-        return rc;
-    }
-    o.min_tokens = (size_t)ctx + 1, o.tokenizer = m->tokenizer, o.val_only = 1, o.quiet = 1;
-    DsCorpus c;
-    if (ds_load(&c, &o, err, errlen)) return -1;
-    int32_t win = ctx / 2 < 64 ? ctx / 2 : 64;
-    for (size_t i = 0; i + (size_t)win <= c.n_val && p->n < 16; i += 4096) {
-        int32_t *t = malloc((size_t)win * sizeof *t);
-        if (!t) break;
-        t[0] = DS_BOS;
-        memcpy(t + 1, c.val + i, (size_t)(win - 1) * sizeof *t);
-        p->tokens[p->n] = t, p->len[p->n] = win, p->n++;
-    }
-    ds_free(&c);
-    if (p->n == 0) snprintf(err, errlen, "no prompts could be taken from %.200s", o.sources[0].spec);
-    return p->n ? 0 : -1;
+    return cli_prompts_from_data(p, &o, m->tokenizer, ctx, 0, CLI_BENCH_PROMPTS, err, errlen);
 }
 
 typedef struct {
@@ -208,7 +113,7 @@ typedef struct {
 typedef struct {
     CliModel cm;
     int ks[HEADS_MAX + 1], nk; /* the lookaheads, 1 first */
-    Prompts pr;
+    CliPrompts pr;
     int32_t **outs[2], *out_n[2], *scratch; /* lookahead 1's outputs in each precision (MtpPrecision) */
     BenchRun runs[HEADS_MAX + 1];
 } Bench;
@@ -250,7 +155,7 @@ static int bench_open(const BenchArgs *a, Bench *b) {
         return EXIT_USAGE;
     }
     char err[512];
-    if (a->prompts_path ? prompts_from_file(&b->pr, m->tokenizer, a->prompts_path, ctx, err, sizeof err)
+    if (a->prompts_path ? cli_prompts_from_file(&b->pr, m->tokenizer, a->prompts_path, ctx, err, sizeof err)
                         : prompts_from_source(&b->pr, m, &b->cm.x, ctx, err, sizeof err)) {
         cli_error("bench", "%s", err);
         return EXIT_FAIL;
@@ -270,7 +175,7 @@ static int bench_open(const BenchArgs *a, Bench *b) {
 /* Repeat k of lookahead r->K over every prompt. The first repeat's outputs are compared with
  * lookahead 1's in the same precision (outs, which lookahead 1's first repeat fills, or
  * bench_reference). */
-static void bench_repeat(BenchRun *r, int k, const Prompts *pr, int max_new, int32_t **outs, int *out_n,
+static void bench_repeat(BenchRun *r, int k, const CliPrompts *pr, int max_new, int32_t **outs, int *out_n,
                          int32_t *scratch) {
     mtp_core_set_precision(r->prec.prec); /* the precision its engine was built in */
     Repeat *rep = &r->rep[k];
@@ -452,7 +357,7 @@ int cmd_bench(int argc, char **argv) {
         free(b.outs[p]), free(b.out_n[p]);
     }
     free(b.scratch);
-    prompts_free(&b.pr);
+    cli_prompts_free(&b.pr);
     cli_close_model(&b.cm);
     return rc;
 }
