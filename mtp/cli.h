@@ -77,6 +77,11 @@ void cli_pick_products(CliPrecision *p, int M, int N, int K);
  * with the message in err. */
 int cli_build_engine(DecodeState *s, DecodeModel m, int max_rows, int n_heads, CliPrecision *p, char *err,
                      size_t errlen);
+/* Passes of 1..n rows on s (n <= s->max_rows; at most the context) timed as auto times them,
+ * after a prompt of up to 32 tokens: the fastest of 9 each, the sizes taking turns in rounds;
+ * ms[R - 1] for R rows, in the core's precision (the engine's). Leaves s fresh. Returns the sizes
+ * timed, or -1 when out of memory. */
+int cli_time_passes(DecodeState *s, int n, double *ms);
 /* What a command reports: "bf16", and after auto "bf16 (products 191 GFLOP/s bf16, 98 fp32)" or
  * "bf16 (3-row pass 0.412 ms bf16, 0.731 ms fp32)": the pick and why. */
 void cli_precision_why(char *buf, size_t n, const CliPrecision *p);
@@ -143,6 +148,54 @@ void cli_close_model(CliModel *cm);
  * or EXIT_USAGE after printing the error when the model has fewer heads than K. */
 int cli_lookahead(const char *cmd, int *lookahead, int n_heads);
 
+/* ---- draft trees of the decoding commands (cli_tree.c) --------------------------------------- */
+
+/* --draft-min-p's default (0: off): a chain's draft ends before the first head whose most likely
+ * token is less probable than this. To be set from a measurement. */
+#define CLI_DRAFT_MIN_P 0.0f
+
+/* --tree N and --draft-min-p P of generate, bench and eval --task answers */
+#define CLI_TREE_OPTS(a)                                                                          \
+    {"--tree", OPT_INT, &(a)->nodes, 0, DECODE_TREE_MAX, 0},                                      \
+    {"--draft-min-p", OPT_FLOAT, &(a)->draft_min_p, 0, 1, 0}
+#define CLI_TREE_ARGS_DEFAULT {.nodes = -1, .draft_min_p = CLI_DRAFT_MIN_P}
+typedef struct {
+    int nodes;         /* --tree N: nodes of the draft tree, 0 = a chain; -1 (not given): picked */
+    float draft_min_p; /* --draft-min-p: chains only */
+} CliTreeArgs;
+
+/* The draft tree of a decoding run at lookahead K: the checkpoint's calibration's tree of the
+ * size asked for, or without --tree the size with the most expected tokens per millisecond on the
+ * run's engine (cal.expected of the tree over the time of a pass of as many rows); a chain where
+ * there is no calibration, or with --tree 0. */
+typedef struct {
+    int use;          /* decode with t (0: a chain) */
+    DecodeTree t;     /* the calibration's tree, pruned to depths below K */
+    int nodes;        /* the size asked for or picked (t.n is less where pruning dropped nodes) */
+    int given;        /* --tree N > 0 */
+    int to_time;      /* without --tree: the sizes 1..to_time the pick times (trees that fit K) */
+    int max_rows;     /* what the run's engine needs: K, the tree's nodes, the sizes timed */
+    int K;
+    const char *chain_why; /* a chain: "no calibration", "--tree 0" or "lookahead 1" */
+    double expected;  /* tokens per pass the calibration expects of t (0: unknown, t was pruned) */
+    int n_timed;      /* after the pick: ms[R - 1], the pass of R rows, R = 1..n_timed */
+    double ms[DECODE_TREE_MAX];
+} CliTree;
+
+/* Before the engine is built: what --tree asks of the model at lookahead K. Returns 0, or
+ * EXIT_USAGE after printing the error (--tree N > 0 on a checkpoint without a calibration, or
+ * larger than its trees). */
+int cli_tree_plan(const char *cmd, const char *path, const CliTreeArgs *a, const CliModel *cm, int K, CliTree *tr);
+/* On the run's engine s (built with tr->max_rows rows, in the core's precision): without --tree,
+ * times the sizes and picks one. Returns 0, or EXIT_FAIL after printing the error. */
+int cli_tree_pick(const char *cmd, CliTree *tr, DecodeState *s, const DecodeCalibration *cal);
+/* The tree for DecodeRequest.tree: NULL for a chain. */
+const DecodeTree *cli_tree_request(const CliTree *tr);
+/* What decodes and why: "tree: 6 nodes (expected 2.71 tokens per pass, pass 0.41 ms: 6.6
+ * tokens/ms; 1 node: 1.00, 0.20 ms: 5.0 tokens/ms)", "tree: 8 nodes (--tree 8; expected ...)",
+ * "chain (no calibration)". */
+void cli_tree_why(char *buf, size_t n, const CliTree *tr, const DecodeCalibration *cal);
+
 /* ---- prompts of the decoding commands -------------------------------------------------------- */
 
 /* Prompts, each BOS + its tokens under the model's tokenizer, cut to half the context (room to
@@ -180,5 +233,6 @@ int cmd_generate(int argc, char **argv);   /* cli_generate.c */
 int cmd_bench(int argc, char **argv);      /* cli_bench.c */
 int cmd_bench_passes(int argc, char **argv); /* cli_passes.c: mtp bench --passes */
 int cmd_tokenize(int argc, char **argv);   /* cli_tokenize.c */
+int cmd_calibrate(int argc, char **argv);  /* cli_calibrate.c */
 
 #endif

@@ -62,15 +62,23 @@ static double fastest_pass(DecodeState *s, const int32_t *tokens, int len, int R
     return best;
 }
 
+/* Tokens for timed passes of up to R rows after a prompt of *len (up to AUTO_PREFILL) tokens,
+ * within the context; NULL when out of memory. */
+static int32_t *pass_tokens(int ctx, int R, int *len) {
+    *len = ctx - R < AUTO_PREFILL ? ctx - R : AUTO_PREFILL;
+    int32_t *tokens = malloc((size_t)(*len + R) * sizeof *tokens);
+    for (int i = 0; tokens && i < *len + R; i++) tokens[i] = (int32_t)((i * 37 + 11) % 256); /* bytes: in every vocabulary */
+    return tokens;
+}
+
 /* Passes of R rows (the engines' max_rows, at most the context) on both engines after a prompt
  * of up to AUTO_PREFILL tokens, taking turns in rounds so that a slow spell of the machine lands on
  * both; ms[p] gets the fastest of each (the pass the least other work got in the way of). */
 static int time_engines(DecodeState *e, double *ms) {
     const int ctx = e[0].model.tc.ctx, R = e[0].max_rows < ctx ? e[0].max_rows : ctx;
-    const int len = ctx - R < AUTO_PREFILL ? ctx - R : AUTO_PREFILL;
-    int32_t *tokens = malloc((size_t)(len + R) * sizeof *tokens);
+    int len;
+    int32_t *tokens = pass_tokens(ctx, R, &len);
     if (!tokens) return -1;
-    for (int i = 0; i < len + R; i++) tokens[i] = (int32_t)((i * 37 + 11) % 256); /* bytes: in every vocabulary */
     for (int p = 0; p < 2; p++) {
         ms[p] = 1e30;
         decode_truncate(&e[p], 0);
@@ -84,6 +92,25 @@ static int time_engines(DecodeState *e, double *ms) {
         }
     free(tokens);
     return R;
+}
+
+int cli_time_passes(DecodeState *s, int n, double *ms) {
+    const int ctx = s->model.tc.ctx;
+    n = n < ctx ? n : ctx;
+    int len;
+    int32_t *tokens = pass_tokens(ctx, n, &len);
+    if (!tokens) return -1;
+    decode_truncate(s, 0);
+    if (len > 0) decode_prefill(s, tokens, len, 1);
+    for (int R = 1; R <= n; R++) ms[R - 1] = 1e30;
+    for (int r = 0; r < AUTO_ROUNDS; r++) /* the sizes take turns, as the precisions do above */
+        for (int R = 1; R <= n; R++) {
+            const double t = 1e3 * fastest_pass(s, tokens, len, R);
+            ms[R - 1] = t < ms[R - 1] ? t : ms[R - 1];
+        }
+    decode_truncate(s, 0);
+    free(tokens);
+    return n;
 }
 
 int cli_build_engine(DecodeState *s, DecodeModel m, int max_rows, int n_heads, CliPrecision *p, char *err,
