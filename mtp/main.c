@@ -16,6 +16,7 @@ static const char *MAIN_HELP =
     "  info      print a checkpoint's configuration and parameter counts\n"
     "  generate  continue a prompt (greedy; the extra heads draft with --lookahead)\n"
     "  bench     decoding speed at each lookahead against lookahead 1\n"
+    "  calibrate measure which draft trees pay on a model and store them in its checkpoint\n"
     "  tokenize  show how a model's tokenizer splits a text\n"
     "\n"
     "Run 'mtp COMMAND --help' for the options of a command.\n";
@@ -26,6 +27,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train}, {"eval", cmd_eval},   {"info", cmd_info},
     {"generate", cmd_generate}, {"bench", cmd_bench}, {"tokenize", cmd_tokenize},
+    {"calibrate", cmd_calibrate},
 };
 
 int main(int argc, char **argv) {
@@ -35,7 +37,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc, argv);
-    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, tokenize; see mtp --help)\n",
+    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, calibrate, tokenize; see mtp --help)\n",
             argv[1]);
     return EXIT_USAGE;
 }
