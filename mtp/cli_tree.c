@@ -21,6 +21,23 @@ static int is_chain(const DecodeTree *t) {
     return 1;
 }
 
+/* t's nodes in order of depth (stably: siblings keep their order, parents still come first). The
+ * engine's generation takes a tree's last node for its deepest (decode.h: depth[n - 1] < lookahead,
+ * and the heads it reads candidates of), which the calibration's trees, grown a node at a time
+ * wherever the next one pays most, need not be. */
+static void order_by_depth(DecodeTree *t) {
+    DecodeTree o = {.n = t->n};
+    int index[DECODE_TREE_MAX], k = 0;
+    for (int d = 0; k < t->n; d++)
+        for (int i = 0; i < t->n; i++)
+            if (t->depth[i] == d) {
+                index[i] = k;
+                o.parent[k] = i ? index[t->parent[i]] : -1, o.depth[k] = d, o.rank[k] = t->rank[i];
+                k++;
+            }
+    *t = o;
+}
+
 int cli_tree_plan(const char *cmd, const char *path, const CliTreeArgs *a, const CliModel *cm, int K, CliTree *tr) {
     memset(tr, 0, sizeof *tr);
     tr->max_rows = tr->K = K;
@@ -38,6 +55,7 @@ int cli_tree_plan(const char *cmd, const char *path, const CliTreeArgs *a, const
     if (a->nodes > 0) {
         tr->use = tr->given = 1, tr->nodes = a->nodes;
         decode_tree_prune(&tr->t, &cal->trees[a->nodes - 1], a->nodes, K);
+        order_by_depth(&tr->t);
         tr->expected = tr->t.n == a->nodes ? cal->expected[a->nodes - 1] : 0;
         tr->max_rows = K > tr->t.n ? K : tr->t.n;
         return 0;
@@ -59,6 +77,7 @@ int cli_tree_pick(const char *cmd, CliTree *tr, DecodeState *s, const DecodeCali
     for (int k = 1; k < tr->n_timed; k++)
         if (cal->expected[k] / tr->ms[k] > cal->expected[best] / tr->ms[best]) best = k;
     tr->use = 1, tr->nodes = best + 1, tr->t = cal->trees[best], tr->expected = cal->expected[best];
+    order_by_depth(&tr->t);
     return 0;
 }
 
