@@ -25,6 +25,16 @@ static const char *GENERATE_HELP =
     "                      example (EOS) or when the context is full (said on stderr)\n"
     "  --lookahead K       tokens drafted per forward pass, 1..heads (default: all heads);\n"
     "                      1 = plain decoding with head 1 alone\n"
+    "  --tree N            draft a tree of N nodes per pass instead of a chain: several\n"
+    "                      candidates of each head, verified in one pass; N from the\n"
+    "                      checkpoint's calibration (mtp calibrate), pruned to the lookahead;\n"
+    "                      0 = a chain. Default: with a calibration, the size with the most\n"
+    "                      expected tokens per ms on this machine (passes of each size timed\n"
+    "                      at load; --stats says which and why), else a chain. Greedy output\n"
+    "                      is unchanged; sampling with a tree uses SpecInfer's rule and stays\n"
+    "                      exactly head 1's distribution\n"
+    "  --draft-min-p P     chains only (ignored with a tree): end a draft before the first head\n"
+    "                      whose most likely token has probability below P (default 0: off)\n"
     "  --temperature T     0 = greedy (default); > 0 samples from softmax(logits / T)\n"
     "  --top-k K           sample among the K most likely tokens only (default 0: all)\n"
     "  --top-p P           sample among the smallest set of tokens reaching probability P\n"
@@ -37,14 +47,16 @@ static const char *GENERATE_HELP =
     "                      10% faster (fp32 on CPUs without bf16 products; --stats says\n"
     "                      which). Greedy output equals --lookahead 1's in the same\n"
     "                      precision: give one to compare outputs across lookaheads\n"
-    "  --stats             print tokens/s, forward passes, tokens per forward pass, each\n"
-    "                      head's acceptance and what auto picked to stderr\n";
+    "  --stats             print tokens/s, forward passes, tokens (and rows) per forward\n"
+    "                      pass, each head's acceptance, the tree and what auto picked to\n"
+    "                      stderr\n";
 
 typedef struct {
     const char *model_path, *prompt, *prompt_file, *precision;
     int max_tokens, lookahead, threads, stats, help, top_k;
     float temperature, top_p;
     uint64_t seed;
+    CliTreeArgs tree;
     CliPrecision prec; /* auto: picked when the engine is built */
 } GenerateArgs;
 
@@ -54,6 +66,7 @@ typedef struct {
     int32_t *tokens, *out; /* BOS + the prompt's tokens; the tokens generated */
     size_t n_prompt;
     int n;                 /* tokens generated */
+    CliTree tr;            /* the draft tree, or a chain */
     DecodeStats st;
     double seconds;
 } Generate;
@@ -92,12 +105,13 @@ static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err
 }
 
 static int generate_parse(int argc, char **argv, GenerateArgs *a) {
-    *a = (GenerateArgs){.max_tokens = 256, .precision = "auto", .top_p = 1.0f, .seed = 1};
+    *a = (GenerateArgs){.max_tokens = 256, .precision = "auto", .top_p = 1.0f, .seed = 1, .tree = CLI_TREE_ARGS_DEFAULT};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--prompt", OPT_STR, &a->prompt, 0, 0, 0},
                      {"--prompt-file", OPT_STR, &a->prompt_file, 0, 0, 0},
                      {"--max-tokens", OPT_INT, &a->max_tokens, 1, 1 << 24, 0},
                      {"--lookahead", OPT_INT, &a->lookahead, 1, HEADS_MAX, 0},
+                     CLI_TREE_OPTS(&a->tree),
                      {"--temperature", OPT_FLOAT, &a->temperature, 0, 100, 0},
                      {"--top-k", OPT_INT, &a->top_k, 0, 1 << 30, 0},
                      {"--top-p", OPT_FLOAT, &a->top_p, 1e-6, 1, 0},
@@ -124,12 +138,14 @@ static int generate_parse(int argc, char **argv, GenerateArgs *a) {
     return 0;
 }
 
-/* The model (a->lookahead resolved against its heads), and the prompt as BOS + its tokens (as
- * every training example starts), which must leave room for one token. */
+/* The model (a->lookahead resolved against its heads, the tree it asks for), and the prompt as
+ * BOS + its tokens (as every training example starts), which must leave room for one token. */
 static int generate_open(GenerateArgs *a, Generate *g) {
     const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec.prec};
     int rc = cli_open_model("generate", &how, &g->cm);
-    if (rc || (rc = cli_lookahead("generate", &a->lookahead, g->cm.m.cfg.heads.n))) return rc;
+    if (rc || (rc = cli_lookahead("generate", &a->lookahead, g->cm.m.cfg.heads.n)) ||
+        (rc = cli_tree_plan("generate", a->model_path, &a->tree, &g->cm, a->lookahead, &g->tr)))
+        return rc;
     const MtpModel *m = &g->cm.m;
     const int ctx = m->cfg.trunk.ctx;
     size_t n_bytes = a->prompt ? strlen(a->prompt) : 0;
@@ -167,15 +183,21 @@ static int generate_run(GenerateArgs *a, Generate *g) {
     const MtpModel *m = &g->cm.m;
     DecodeState s = {0};
     char err[512];
-    if (cli_build_engine(&s, mtp_decode_model(m), a->lookahead, a->lookahead, &a->prec, err, sizeof err)) {
+    if (cli_build_engine(&s, mtp_decode_model(m), g->tr.max_rows, a->lookahead, &a->prec, err, sizeof err)) {
         cli_error("generate", "%s", err);
         decode_free(&s);
         return EXIT_FAIL;
     }
+    int rc = cli_tree_pick("generate", &g->tr, &s, &g->cm.x.cal);
+    if (rc) {
+        decode_free(&s);
+        return rc;
+    }
     MtpRng rng;
     mtp_rng_seed(&rng, a->seed);
     const DecodeRequest req = {.prompt = g->tokens, .n_prompt = (int)g->n_prompt, .max_new = a->max_tokens,
-                               .lookahead = a->lookahead, .eos = DS_EOS, .emit = emit_bytes, .emit_ctx = m->tokenizer,
+                               .lookahead = a->lookahead, .eos = DS_EOS, .tree = cli_tree_request(&g->tr),
+                               .draft_min_p = a->tree.draft_min_p, .emit = emit_bytes, .emit_ctx = m->tokenizer,
                                .sampling = {a->temperature, a->top_k, a->top_p}, .rng = &rng};
     double t0 = mtp_now();
     g->n = a->temperature > 0 ? decode_sample(&s, &req, g->out, &g->st) : decode_greedy(&s, &req, g->out, &g->st);
@@ -192,15 +214,22 @@ static void generate_report(const GenerateArgs *a, const Generate *g) {
     if (st->hit_context)
         fprintf(stderr, "mtp generate: stopped at the context length (%d tokens)\n", g->cm.m.cfg.trunk.ctx);
     if (!a->stats) return;
-    fprintf(stderr, "mtp generate: %d tokens in %.3f s (%.1f tokens/s; prefill %.3f s), lookahead %d\n", g->n,
-            g->seconds, g->n / g->seconds, st->t_prefill, a->lookahead);
+    char tree[64] = "";
+    if (g->tr.use) snprintf(tree, sizeof tree, ", tree of %d node%s", g->tr.t.n, g->tr.t.n == 1 ? "" : "s");
+    fprintf(stderr, "mtp generate: %d tokens in %.3f s (%.1f tokens/s; prefill %.3f s), lookahead %d%s\n", g->n,
+            g->seconds, g->n / g->seconds, st->t_prefill, a->lookahead, tree);
+    char why[512];
     if (a->prec.is_auto) {
-        char why[128];
         cli_precision_why(why, sizeof why, &a->prec);
         fprintf(stderr, "  precision auto: %s\n", why);
     }
-    fprintf(stderr, "  forward passes %ld, tokens per forward pass %.2f\n", st->forwards,
+    cli_tree_why(why, sizeof why, &g->tr, &g->cm.x.cal);
+    fprintf(stderr, "  %s\n", why);
+    fprintf(stderr, "  forward passes %ld, tokens per forward pass %.2f", st->forwards,
             st->forwards ? (double)g->n / st->forwards : 0.0);
+    if (g->tr.use || a->tree.draft_min_p > 0) /* a chain's rows are its drafts: fewer only when cut */
+        fprintf(stderr, ", rows per forward pass %.2f", st->forwards ? (double)st->rows / st->forwards : 0.0);
+    fputc('\n', stderr);
     for (int j = 1; j < a->lookahead; j++)
         fprintf(stderr, "  head %d acceptance %.1f%% (%ld of %ld drafts)\n", j + 1,
                 st->proposed[j] ? 100.0 * st->accepted[j] / st->proposed[j] : 0.0, st->accepted[j], st->proposed[j]);
