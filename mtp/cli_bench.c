@@ -1,5 +1,5 @@
-/* cli_bench.c - `mtp bench`: decoding speed at each lookahead against lookahead 1, same prompts,
- * same run. */
+/* cli_bench.c - `mtp bench`: decoding speed at each lookahead against lookahead 1, and of a draft
+ * tree against the chain at its lookahead, same prompts, same run. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,8 @@ static const char *BENCH_HELP =
     "usage: mtp bench --model FILE [options]\n"
     "\n"
     "Decode the same prompts greedily at each lookahead and compare with lookahead 1 (head 1\n"
-    "alone), measured in the same run.\n"
+    "alone), measured in the same run; with a draft tree (--tree, or the checkpoint's calibration),\n"
+    "also with the tree at the largest lookahead, against lookahead 1 and against that chain.\n"
     "\n"
     "  --model FILE        checkpoint (required)\n"
     "  --prompts FILE      prompts, one per line, or JSONL with a \"question\" or \"prompt\"\n"
@@ -21,6 +22,13 @@ static const char *BENCH_HELP =
     "  --max-tokens N      tokens per prompt (default 256; fewer when an example ends or the\n"
     "                      context fills up)\n"
     "  --lookahead LIST    comma-separated lookaheads (default 1..heads); 1 is always measured\n"
+    "  --tree N            also decode with the draft tree of N nodes of the checkpoint's\n"
+    "                      calibration (mtp calibrate), pruned to the largest lookahead; 0 = no\n"
+    "                      tree. Default: with a calibration, the size with the most expected\n"
+    "                      tokens per ms (passes of each size timed; the pick is printed above\n"
+    "                      the table), else none\n"
+    "  --draft-min-p P     chains only (ignored by the tree): end a draft before the first head\n"
+    "                      whose most likely token has probability below P (default 0: off)\n"
     "  --repeats R         timing repeats, taken round-robin over the lookaheads; tokens/s is\n"
     "                      the median (default 3)\n"
     "  --threads P         threads (default: all cores)\n"
@@ -31,11 +39,16 @@ static const char *BENCH_HELP =
     "                      the table; speedups compare the lookaheads as picked\n"
     "  --json FILE         also write {\"runs\":[{\"lookahead\":K,\"tokens_per_s\":X,\"speedup\":S,\n"
     "                      \"tokens_per_forward\":F,\"bound\":B,\"identical\":true,\"head_acceptance\":[...],\n"
-    "                      \"precision\":P,\"precision_auto\":true,\"pass_ms\":{\"fp32\":..,\"bf16\":..}},...]}\n"
+    "                      \"precision\":P,\"precision_auto\":true,\"pass_ms\":{\"fp32\":..,\"bf16\":..},\n"
+    "                      \"tree_nodes\":N (0: a chain),\"rows_per_forward\":R, and for a tree\n"
+    "                      \"speedup_vs_chain\":C,\"tree_picked\":true},...]}\n"
     "  --passes            time single decoding passes of 1..16 rows against their floor instead\n"
     "                      (mtp bench --passes --help)\n"
     "\n"
-    "Columns: tokens/s (median over repeats); speedup = tokens/s / tokens/s at lookahead 1;\n"
+    "Columns: run (a chain, or \"tree N\": N nodes at that lookahead); tokens/s (median over\n"
+    "repeats); speedup = tokens/s / tokens/s at lookahead 1; vs chain = a tree's tokens/s / the\n"
+    "chain's at its lookahead; rows/forward = rows a forward pass ran (a tree's nodes, a chain's\n"
+    "drafts plus one);\n"
     "tokens per forward pass = every token emitted (the always-correct first of each block\n"
     "included) / forward passes after the prefill; acceptance of head i = share of its drafts\n"
     "that head 1 confirmed; bound = tokens per forward x t(single-head forward) / t(forward at\n"
@@ -64,12 +77,14 @@ typedef struct {
 
 typedef struct {
     int K;
+    const DecodeTree *tree; /* NULL: a chain */
+    float draft_min_p;
     CliPrecision prec; /* with auto, this lookahead's own pick */
     DecodeState state;
     Repeat rep[64];
-    double tokens_per_s, speedup, tokens_per_forward, bound;
+    double tokens_per_s, speedup, tokens_per_forward, bound, rows_per_forward, speedup_vs_chain;
     double t_prefill, t_forward, t_sample, t_other, forward_s; /* of the median repeat */
-    long tokens, forwards, proposed[HEADS_MAX], accepted[HEADS_MAX];
+    long tokens, forwards, rows, proposed[HEADS_MAX], accepted[HEADS_MAX];
     int identical;
 } BenchRun;
 
@@ -86,6 +101,7 @@ static void bench_summarize(BenchRun *r, int repeats) {
     r->tokens_per_s = mid->rate;
     r->t_prefill = mid->prefill, r->t_forward = mid->forward, r->t_sample = mid->sample, r->t_other = mid->other;
     r->tokens_per_forward = r->forwards ? (double)r->tokens / r->forwards : 0;
+    r->rows_per_forward = r->forwards ? (double)r->rows / r->forwards : 0;
     r->forward_s = r->forwards ? r->t_forward / r->forwards : 0;
 }
 
@@ -107,23 +123,27 @@ static int parse_lookaheads(const char *s, int *ks, int n_heads) {
 typedef struct {
     const char *model_path, *prompts_path, *list, *json_path, *precision;
     int max_tokens, repeats, threads, help;
+    CliTreeArgs tree;
     CliPrecision prec; /* auto: picked per lookahead when its engine is built */
 } BenchArgs;
 
 typedef struct {
     CliModel cm;
     int ks[HEADS_MAX + 1], nk; /* the lookaheads, 1 first */
+    CliTree tr;                /* the tree at the largest lookahead, or none */
+    int nr;                    /* runs: a chain per lookahead, then the tree's */
     CliPrompts pr;
     int32_t **outs[2], *out_n[2], *scratch; /* lookahead 1's outputs in each precision (MtpPrecision) */
-    BenchRun runs[HEADS_MAX + 1];
+    BenchRun runs[HEADS_MAX + 2];
 } Bench;
 
 static int bench_parse(int argc, char **argv, BenchArgs *a) {
-    *a = (BenchArgs){.precision = "auto", .max_tokens = 256, .repeats = 3};
+    *a = (BenchArgs){.precision = "auto", .max_tokens = 256, .repeats = 3, .tree = CLI_TREE_ARGS_DEFAULT};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--prompts", OPT_STR, &a->prompts_path, 0, 0, 0},
                      {"--max-tokens", OPT_INT, &a->max_tokens, 1, 1 << 20, 0},
                      {"--lookahead", OPT_STR, &a->list, 0, 0, 0},
+                     CLI_TREE_OPTS(&a->tree),
                      {"--repeats", OPT_INT, &a->repeats, 1, 64, 0},
                      {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
                      {"--precision", OPT_STR, &a->precision, 0, 0, 0},
@@ -139,7 +159,7 @@ static int bench_parse(int argc, char **argv, BenchArgs *a) {
     return 0;
 }
 
-/* The model, the lookaheads, the prompts and room for the outputs. */
+/* The model, the lookaheads (and the tree), the prompts and room for the outputs. */
 static int bench_open(const BenchArgs *a, Bench *b) {
     const CliOpen how = {.path = a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec.prec};
     int rc = cli_open_model("bench", &how, &b->cm);
@@ -154,6 +174,10 @@ static int bench_open(const BenchArgs *a, Bench *b) {
                   n_heads);
         return EXIT_USAGE;
     }
+    int top = 1; /* the largest lookahead: the tree's */
+    for (int i = 0; i < b->nk; i++) top = b->ks[i] > top ? b->ks[i] : top;
+    if ((rc = cli_tree_plan("bench", a->model_path, &a->tree, &b->cm, top, &b->tr))) return rc;
+    b->nr = b->nk + (b->tr.use || b->tr.to_time);
     char err[512];
     if (a->prompts_path ? cli_prompts_from_file(&b->pr, m->tokenizer, a->prompts_path, ctx, err, sizeof err)
                         : prompts_from_source(&b->pr, m, &b->cm.x, ctx, err, sizeof err)) {
@@ -180,25 +204,25 @@ static void bench_repeat(BenchRun *r, int k, const CliPrompts *pr, int max_new, 
     mtp_core_set_precision(r->prec.prec); /* the precision its engine was built in */
     Repeat *rep = &r->rep[k];
     double t = 0;
-    long tokens = 0, forwards = 0;
+    long tokens = 0, forwards = 0, rows = 0;
     memset(rep, 0, sizeof *rep);
     for (int i = 0; i < pr->n; i++) {
         decode_truncate(&r->state, 0);
         DecodeStats st;
         double t0 = mtp_now();
-        const DecodeRequest req = {
-            .prompt = pr->tokens[i], .n_prompt = pr->len[i], .max_new = max_new, .lookahead = r->K, .eos = DS_EOS};
+        const DecodeRequest req = {.prompt = pr->tokens[i], .n_prompt = pr->len[i], .max_new = max_new,
+                                   .lookahead = r->K, .eos = DS_EOS, .tree = r->tree, .draft_min_p = r->draft_min_p};
         int n = decode_greedy(&r->state, &req, scratch, &st);
         t += mtp_now() - t0;
         rep->prefill += st.t_prefill, rep->forward += st.t_forward, rep->sample += st.t_sample, rep->other += st.t_other;
-        tokens += n, forwards += st.forwards;
+        tokens += n, forwards += st.forwards, rows += st.rows;
         if (k > 0) continue;
-        if (r->K == 1) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
+        if (r->K == 1 && !r->tree) memcpy(outs[i], scratch, n * sizeof(int32_t)), out_n[i] = n;
         else if (n != out_n[i] || memcmp(outs[i], scratch, n * sizeof(int32_t))) r->identical = 0;
         for (int j = 1; j < r->K; j++) r->proposed[j] += st.proposed[j], r->accepted[j] += st.accepted[j];
     }
     rep->rate = tokens / t;
-    r->tokens = tokens, r->forwards = forwards; /* greedy: the same in every repeat */
+    r->tokens = tokens, r->forwards = forwards, r->rows = rows; /* greedy: the same in every repeat */
 }
 
 /* Room for the outputs of every prompt in precision p. */
@@ -235,7 +259,7 @@ static int bench_reference(const BenchArgs *a, Bench *b, MtpPrecision p) {
 /* Room for lookahead 1's outputs in each precision the lookaheads run in, and those of a precision
  * lookahead 1 does not run in decoded now. */
 static int bench_outputs(const BenchArgs *a, Bench *b) {
-    for (int i = 0; i < b->nk; i++) {
+    for (int i = 0; i < b->nr; i++) {
         const MtpPrecision p = b->runs[i].prec.prec;
         if (b->outs[p]) continue;
         if (outs_alloc(b, p, a->max_tokens)) {
@@ -247,52 +271,80 @@ static int bench_outputs(const BenchArgs *a, Bench *b) {
     return 0;
 }
 
-/* Every lookahead's state first (with auto, each in the precision its passes run faster in), then
- * the repeats round-robin over them: a slow spell of the machine then lands on all lookaheads
- * alike instead of on one. All of the command's decoding. */
-static int bench_run(const BenchArgs *a, Bench *b) {
+/* Run i's engine: a chain's at its lookahead, or after them the tree's, with rows for its nodes
+ * (or for the sizes the pick times: without --tree the tree is picked on this engine). */
+static int bench_build(const BenchArgs *a, Bench *b, int i, int *built) {
+    BenchRun *r = &b->runs[i];
+    const int tree = i == b->nk;
+    memset(r, 0, sizeof *r);
+    r->K = tree ? b->tr.K : b->ks[i], r->identical = 1, r->prec = a->prec;
+    r->draft_min_p = tree ? 0 : a->tree.draft_min_p;
     char err[512];
-    int rc = 0, built = 0;
-    for (int i = 0; i < b->nk && rc == 0; i++) {
-        BenchRun *r = &b->runs[i];
-        memset(r, 0, sizeof *r);
-        r->K = b->ks[i], r->identical = 1, r->prec = a->prec;
-        if (cli_build_engine(&r->state, mtp_decode_model(&b->cm.m), r->K, r->K, &r->prec, err, sizeof err)) {
-            cli_error("bench", "%s", err);
-            rc = EXIT_FAIL;
-        } else built = i + 1;
+    if (cli_build_engine(&r->state, mtp_decode_model(&b->cm.m), tree ? b->tr.max_rows : r->K, r->K, &r->prec, err,
+                         sizeof err)) {
+        cli_error("bench", "%s", err);
+        return EXIT_FAIL;
     }
+    *built = i + 1;
+    if (!tree) return 0;
+    const int rc = cli_tree_pick("bench", &b->tr, &r->state, &b->cm.x.cal);
+    r->tree = cli_tree_request(&b->tr);
+    return rc;
+}
+
+/* Every run's state first (with auto, each in the precision its passes run faster in), then the
+ * repeats round-robin over them: a slow spell of the machine then lands on all runs alike
+ * instead of on one. All of the command's decoding. */
+static int bench_run(const BenchArgs *a, Bench *b) {
+    int rc = 0, built = 0;
+    for (int i = 0; i < b->nr && rc == 0; i++) rc = bench_build(a, b, i, &built);
     if (rc == 0) rc = bench_outputs(a, b);
     /* warm-up, untimed: creates the products' primitives, touches the caches */
-    for (int i = 0; i < b->nk && rc == 0; i++) {
+    for (int i = 0; i < b->nr && rc == 0; i++) {
         BenchRun *r = &b->runs[i];
         mtp_core_set_precision(r->prec.prec);
         DecodeStats st;
-        const DecodeRequest req = {
-            .prompt = b->pr.tokens[0], .n_prompt = b->pr.len[0], .max_new = a->max_tokens, .lookahead = r->K, .eos = DS_EOS};
+        const DecodeRequest req = {.prompt = b->pr.tokens[0], .n_prompt = b->pr.len[0], .max_new = a->max_tokens,
+                                   .lookahead = r->K, .eos = DS_EOS, .tree = r->tree, .draft_min_p = r->draft_min_p};
         decode_greedy(&r->state, &req, b->scratch, &st);
         decode_truncate(&r->state, 0);
     }
     for (int k = 0; k < a->repeats && rc == 0; k++)
-        for (int i = 0; i < b->nk; i++)
+        for (int i = 0; i < b->nr; i++)
             bench_repeat(&b->runs[i], k, &b->pr, a->max_tokens, b->outs[b->runs[i].prec.prec],
                          b->out_n[b->runs[i].prec.prec], b->scratch);
     for (int i = 0; i < built; i++) decode_free(&b->runs[i].state);
     return rc;
 }
 
+/* "chain" or "tree N" (the nodes it ran) */
+static const char *run_label(char *buf, size_t n, const BenchRun *r) {
+    if (r->tree) snprintf(buf, n, "tree %d", r->tree->n);
+    else snprintf(buf, n, "chain");
+    return buf;
+}
+
 static void bench_table(const Bench *b) {
-    for (int i = 0; i < b->nk && b->runs[0].prec.is_auto; i++) {
-        char why[128];
+    char label[32], why[512];
+    for (int i = 0; i < b->nr && b->runs[0].prec.is_auto; i++) {
         cli_precision_why(why, sizeof why, &b->runs[i].prec);
-        printf("precision auto, lookahead %d: %s\n", b->runs[i].K, why);
+        if (b->runs[i].tree) printf("precision auto, %s at lookahead %d: %s\n", run_label(label, sizeof label, &b->runs[i]),
+                                    b->runs[i].K, why);
+        else printf("precision auto, lookahead %d: %s\n", b->runs[i].K, why);
     }
-    printf("lookahead  tokens/s  speedup  tok/forward  bound  identical  prefill/forward/choose/other s  "
-           "acceptance of heads 2..K\n");
-    for (int i = 0; i < b->nk; i++) {
+    if (b->nr > b->nk) {
+        cli_tree_why(why, sizeof why, &b->tr, &b->cm.x.cal);
+        printf("%s\n", why);
+    }
+    printf("run     lookahead  tokens/s  speedup  vs chain  tok/forward  rows/forward  bound  identical  "
+           "prefill/forward/choose/other s  acceptance of heads 2..K\n");
+    for (int i = 0; i < b->nr; i++) {
         const BenchRun *r = &b->runs[i];
-        printf("%9d %9.0f %7.2fx %12.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f/%6.3f  ", r->K, r->tokens_per_s, r->speedup,
-               r->tokens_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_sample,
+        char vs[16] = "-";
+        if (r->tree) snprintf(vs, sizeof vs, "%.2fx", r->speedup_vs_chain);
+        printf("%-7s %9d %9.0f %7.2fx %9s %12.2f %13.2f %5.2fx %10s  %7.3f/%6.3f/%6.3f/%6.3f  ",
+               run_label(label, sizeof label, r), r->K, r->tokens_per_s, r->speedup, vs, r->tokens_per_forward,
+               r->rows_per_forward, r->bound, r->identical ? "yes" : "NO", r->t_prefill, r->t_forward, r->t_sample,
                r->t_other);
         for (int j = 1; j < r->K; j++)
             printf("%s%.0f%%", j > 1 ? " " : "", r->proposed[j] ? 100.0 * r->accepted[j] / r->proposed[j] : 0.0);
@@ -307,7 +359,7 @@ static int bench_json(const char *path, const Bench *b) {
         return EXIT_FAIL;
     }
     fprintf(f, "{\"runs\":[");
-    for (int i = 0; i < b->nk; i++) {
+    for (int i = 0; i < b->nr; i++) {
         const BenchRun *r = &b->runs[i];
         fprintf(f, "%s{\"lookahead\":%d,\"tokens_per_s\":%.1f,\"speedup\":%.4f,\"tokens_per_forward\":%.4f,"
                    "\"bound\":%.4f,\"identical\":%s,\"head_acceptance\":[",
@@ -319,6 +371,10 @@ static int bench_json(const char *path, const Bench *b) {
                    "\"other_s\":%.4f,",
                 r->tokens, r->forwards, r->t_prefill, r->t_forward, r->t_sample, r->t_other);
         cli_precision_json(f, &r->prec);
+        fprintf(f, ",\"tree_nodes\":%d,\"rows_per_forward\":%.4f", r->tree ? r->tree->n : 0, r->rows_per_forward);
+        if (r->tree)
+            fprintf(f, ",\"speedup_vs_chain\":%.4f,\"tree_picked\":%s", r->speedup_vs_chain,
+                    b->tr.given ? "false" : "true");
         fputc('}', f);
     }
     fprintf(f, "]}\n");
@@ -329,14 +385,17 @@ static int bench_json(const char *path, const Bench *b) {
     return 0;
 }
 
-/* Each lookahead's median repeat against lookahead 1's: the table, and --json. */
+/* Each run's median repeat against lookahead 1's (and a tree's against the chain at its
+ * lookahead): the table, and --json. */
 static int bench_report(const BenchArgs *a, Bench *b) {
     const BenchRun *one = &b->runs[0];
-    for (int i = 0; i < b->nk; i++) {
+    for (int i = 0; i < b->nr; i++) {
         BenchRun *r = &b->runs[i];
         bench_summarize(r, a->repeats);
         r->speedup = r->tokens_per_s / one->tokens_per_s;
         r->bound = one->forward_s > 0 && r->forward_s > 0 ? r->tokens_per_forward * one->forward_s / r->forward_s : 0;
+        for (int j = 0; r->tree && j < b->nk; j++) /* the tree's lookahead is the largest: it has a chain */
+            if (b->runs[j].K == r->K) r->speedup_vs_chain = r->tokens_per_s / b->runs[j].tokens_per_s;
     }
     bench_table(b);
     return a->json_path ? bench_json(a->json_path, b) : 0;
