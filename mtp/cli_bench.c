@@ -328,9 +328,8 @@ static void bench_table(const Bench *b) {
     char label[32], why[512];
     for (int i = 0; i < b->nr && b->runs[0].prec.is_auto; i++) {
         cli_precision_why(why, sizeof why, &b->runs[i].prec);
-        if (b->runs[i].tree) printf("precision auto, %s at lookahead %d: %s\n", run_label(label, sizeof label, &b->runs[i]),
-                                    b->runs[i].K, why);
-        else printf("precision auto, lookahead %d: %s\n", b->runs[i].K, why);
+        if (!b->runs[i].tree) printf("precision auto, lookahead %d: %s\n", b->runs[i].K, why);
+        else printf("precision auto, %s: %s\n", run_label(label, sizeof label, &b->runs[i]), why);
     }
     if (b->nr > b->nk) {
         cli_tree_why(why, sizeof why, &b->tr, &b->cm.x.cal);

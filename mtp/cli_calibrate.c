@@ -79,7 +79,8 @@ static int calibrate_parse(int argc, char **argv, CalibrateArgs *a) {
         cli_error("calibrate", "--model FILE is required (see mtp calibrate --help)");
         return EXIT_USAGE;
     }
-    if (a->prompts_path && (a->data.data.n || a->data.fields || a->data.skip_bad_lines || cli_opt(opts, "--limit")->given)) {
+    const CliData *d = &a->data;
+    if (a->prompts_path && (d->data.n || d->fields || d->skip_bad_lines || cli_opt(opts, "--limit")->given)) {
         cli_error("calibrate", "--prompts FILE is used whole: --data, --fields, --skip-bad-lines and --limit choose "
                                "prompts from data instead");
         return EXIT_USAGE;

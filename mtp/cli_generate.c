@@ -105,7 +105,8 @@ static char *read_prompt_file(const char *path, size_t max, size_t *n, char *err
 }
 
 static int generate_parse(int argc, char **argv, GenerateArgs *a) {
-    *a = (GenerateArgs){.max_tokens = 256, .precision = "auto", .top_p = 1.0f, .seed = 1, .tree = CLI_TREE_ARGS_DEFAULT};
+    *a = (GenerateArgs){
+        .max_tokens = 256, .precision = "auto", .top_p = 1.0f, .seed = 1, .tree = CLI_TREE_ARGS_DEFAULT};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--prompt", OPT_STR, &a->prompt, 0, 0, 0},
                      {"--prompt-file", OPT_STR, &a->prompt_file, 0, 0, 0},

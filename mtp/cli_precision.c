@@ -67,7 +67,8 @@ static double fastest_pass(DecodeState *s, const int32_t *tokens, int len, int R
 static int32_t *pass_tokens(int ctx, int R, int *len) {
     *len = ctx - R < AUTO_PREFILL ? ctx - R : AUTO_PREFILL;
     int32_t *tokens = malloc((size_t)(*len + R) * sizeof *tokens);
-    for (int i = 0; tokens && i < *len + R; i++) tokens[i] = (int32_t)((i * 37 + 11) % 256); /* bytes: in every vocabulary */
+    for (int i = 0; tokens && i < *len + R; i++)
+        tokens[i] = (int32_t)((i * 37 + 11) % 256); /* bytes: in every vocabulary */
     return tokens;
 }
 

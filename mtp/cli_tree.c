@@ -106,7 +106,8 @@ void cli_tree_why(char *buf, size_t n, const CliTree *tr, const DecodeCalibratio
     }
     const int k = tr->nodes - 1;
     size_t w = (size_t)snprintf(buf, n, "tree: %d node%s (expected %.2f tokens per pass, pass %.3f ms: %.1f tokens/ms",
-                                tr->nodes, tr->nodes == 1 ? "" : "s", tr->expected, tr->ms[k], tr->expected / tr->ms[k]);
+                                tr->nodes, tr->nodes == 1 ? "" : "s", tr->expected, tr->ms[k],
+                                tr->expected / tr->ms[k]);
     if (w < n && k > 0) w += why_size(buf + w, n - w, "1 node", tr, cal, 0);
     char label[32];
     snprintf(label, sizeof label, "chain of %d", tr->K);

@@ -37,7 +37,9 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc, argv);
-    fprintf(stderr, "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, calibrate, tokenize; see mtp --help)\n",
+    fprintf(stderr,
+            "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, calibrate, tokenize; see "
+            "mtp --help)\n",
             argv[1]);
     return EXIT_USAGE;
 }
