@@ -3,7 +3,9 @@
  * Writing uses msgpack-c's packer through MpkWriter (temp file, fsync, rename). Reading walks the
  * mapped file with MpkReader and trusts nothing: every count is bounded by the bytes left, the
  * config is range-checked and the parameter count it implies must fit in the file before anything
- * is allocated, and every tensor's name, dtype, shape, length and CRC-32 is checked. */
+ * is allocated, every tensor's name, dtype, shape, length and CRC-32 is checked, and a decoding
+ * calibration, when there is one, is bounded while read and then checked whole. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,12 +117,58 @@ static void pack_train(msgpack_packer *pk, const MtpModel *m, const MtpTrainer *
     pack_tensors(pk, m, t->v);
 }
 
+/* What mtp calibrate measured: {version, heads, positions, ranks, rates: (heads-1) x ranks,
+   trees: [{parent, rank, expected}, ...]}; a tree's depths follow from its parents. */
+static void pack_calibration(msgpack_packer *pk, const DecodeCalibration *c) {
+    msgpack_pack_map(pk, 6);
+    mpk_pack_key_int(pk, "version", MTP_CALIBRATION_VERSION);
+    mpk_pack_key_int(pk, "heads", c->heads);
+    mpk_pack_key_int(pk, "positions", c->positions);
+    mpk_pack_key_int(pk, "ranks", DECODE_CAL_RANKS);
+    mpk_pack_str(pk, "rates");
+    msgpack_pack_array(pk, (size_t)(c->heads - 1));
+    for (int d = 0; d + 1 < c->heads; d++) {
+        msgpack_pack_array(pk, DECODE_CAL_RANKS);
+        for (int j = 0; j < DECODE_CAL_RANKS; j++) msgpack_pack_double(pk, c->rate[d][j]);
+    }
+    mpk_pack_str(pk, "trees");
+    msgpack_pack_array(pk, (size_t)c->n_trees);
+    for (int k = 0; k < c->n_trees; k++) {
+        const DecodeTree *t = &c->trees[k];
+        msgpack_pack_map(pk, 3);
+        mpk_pack_str(pk, "parent");
+        msgpack_pack_array(pk, (size_t)t->n);
+        for (int i = 0; i < t->n; i++) msgpack_pack_int(pk, t->parent[i]);
+        mpk_pack_str(pk, "rank");
+        msgpack_pack_array(pk, (size_t)t->n);
+        for (int i = 0; i < t->n; i++) msgpack_pack_int(pk, t->rank[i]);
+        mpk_pack_key_double(pk, "expected", c->expected[k]);
+    }
+}
+
 int mtp_checkpoint_save(const char *path, const MtpModel *m, const MtpTrainer *t, const MtpRunInfo *run,
                         char *err, size_t errlen) {
+    return mtp_checkpoint_save_calibrated(path, m, t, run, NULL, err, errlen);
+}
+
+int mtp_checkpoint_save_calibrated(const char *path, const MtpModel *m, const MtpTrainer *t, const MtpRunInfo *run,
+                                   const DecodeCalibration *cal, char *err, size_t errlen) {
+    if (cal) { /* what the loader would refuse is not written */
+        char msg[200];
+        if (decode_calibration_check(cal, msg, sizeof msg)) {
+            snprintf(err, errlen, "%s: not saved: %s", path, msg);
+            return -1;
+        }
+        if (cal->heads != m->cfg.heads.n) {
+            snprintf(err, errlen, "%s: not saved: the calibration is for %d heads, the model has %d", path, cal->heads,
+                     m->cfg.heads.n);
+            return -1;
+        }
+    }
     MpkWriter w;
     if (mpk_writer_open(&w, path, err, errlen)) return -1;
     msgpack_packer *pk = &w.pk;
-    msgpack_pack_map(pk, t ? 7 : 6);
+    msgpack_pack_map(pk, 6 + (t != NULL) + (cal != NULL));
     mpk_pack_key_str(pk, "format", MTP_FORMAT_NAME);
     mpk_pack_key_int(pk, "version", MTP_FORMAT_VERSION);
     mpk_pack_str(pk, "config");
@@ -129,6 +177,10 @@ int mtp_checkpoint_save(const char *path, const MtpModel *m, const MtpTrainer *t
     pack_tokenizer(pk, m->tokenizer);
     mpk_pack_str(pk, "run");
     pack_run(pk, run);
+    if (cal) {
+        mpk_pack_str(pk, "calibration");
+        pack_calibration(pk, cal);
+    }
     mpk_pack_str(pk, "tensors");
     pack_tensors(pk, m, m->params);
     if (t) {
@@ -477,8 +529,9 @@ static int read_train(MpkReader *r, const MtpModel *m, MtpCheckpointExtra *x, si
 }
 
 /* Top-level keys of a checkpoint. */
-enum { TOP_FORMAT, TOP_VERSION, TOP_CONFIG, TOP_TOKENIZER, TOP_TENSORS, TOP_TRAIN, TOP_RUN, TOP_N };
-static const char *const top_keys[TOP_N] = {"format", "version", "config", "tokenizer", "tensors", "train", "run"};
+enum { TOP_FORMAT, TOP_VERSION, TOP_CONFIG, TOP_TOKENIZER, TOP_TENSORS, TOP_TRAIN, TOP_RUN, TOP_CALIBRATION, TOP_N };
+static const char *const top_keys[TOP_N] = {"format", "version", "config", "tokenizer", "tensors", "train", "run",
+                                            "calibration"};
 
 /* Pass 1 over a top-level map: the offset of the value of each key in names (0 when absent), so
    that pass 2 can read them in dependency order whatever order the file has them in. With unique,
@@ -504,6 +557,105 @@ static MpkReader *seek(MpkReader *p, const MpkFile *f, size_t off) {
     mpk_reader_init(p, f->data, f->size);
     p->p = p->base + off;
     return p;
+}
+
+/* An array of 1..DECODE_TREE_MAX ints in [lo, hi] (a tree's parents or ranks) into v, its length
+   into *n. */
+static int read_node_ints(MpkReader *r, int k, const char *what, int lo, int hi, int *v, int *n) {
+    uint32_t len;
+    if (mpk_read_array(r, &len)) return -1;
+    if (len < 1 || len > DECODE_TREE_MAX)
+        return mpk_fail(r, "calibration: tree %d: %u %s entries (a tree has 1..%d nodes)", k, len, what,
+                        DECODE_TREE_MAX);
+    char name[64];
+    snprintf(name, sizeof name, "calibration: tree %d: %s", k, what);
+    for (uint32_t i = 0; i < len; i++) {
+        int64_t x;
+        if (mpk_read_int_in(r, name, lo, hi, &x)) return -1;
+        v[i] = (int)x;
+    }
+    *n = (int)len;
+    return 0;
+}
+
+/* trees[k]: {parent, rank, expected}. The depths are not stored: they follow from the parents. */
+static int read_cal_tree(MpkReader *r, int k, DecodeTree *t, double *expected) {
+    uint32_t nk;
+    if (mpk_read_map(r, &nk)) return -1;
+    int n_parent = 0, n_rank = 0, have_expected = 0;
+    for (uint32_t i = 0; i < nk; i++) {
+        char key[MPK_KEY_CAP];
+        if (mpk_read_key(r, key, sizeof key)) return -1;
+        if (strcmp(key, "parent") == 0) {
+            if (read_node_ints(r, k, "parent", -1, DECODE_TREE_MAX - 1, t->parent, &n_parent)) return -1;
+        } else if (strcmp(key, "rank") == 0) {
+            if (read_node_ints(r, k, "rank", 0, DECODE_CAL_RANKS - 1, t->rank, &n_rank)) return -1;
+        } else if (strcmp(key, "expected") == 0) {
+            if (mpk_read_double(r, expected)) return -1;
+            have_expected = 1;
+        } else if (mpk_skip(r)) return -1;
+    }
+    if (!n_parent || !n_rank || !have_expected)
+        return mpk_fail(r, "calibration: tree %d needs parent, rank and expected", k);
+    if (n_parent != n_rank) return mpk_fail(r, "calibration: tree %d has %d parents and %d ranks", k, n_parent, n_rank);
+    t->n = n_parent;
+    for (int i = 0; i < t->n; i++) { /* a parent that is not an earlier node is decode_tree_check's to name */
+        const int p = t->parent[i];
+        t->depth[i] = p >= 0 && p < i ? t->depth[p] + 1 : 0;
+    }
+    return 0;
+}
+
+/* Keys of the calibration map, every one needed. */
+enum { CAL_VERSION, CAL_HEADS, CAL_POSITIONS, CAL_RANKS, CAL_RATES, CAL_TREES, CAL_N };
+static const char *const cal_keys[CAL_N] = {"version", "heads", "positions", "ranks", "rates", "trees"};
+
+/* The calibration map at offset at into c (zeroed), for a model of model_heads heads: its keys
+   found first, then read in dependency order (version, ranks and heads bound the arrays), then
+   checked whole by decode_calibration_check. */
+static int read_calibration(MpkReader *p, const MpkFile *f, size_t at, int model_heads, DecodeCalibration *c) {
+    size_t off[CAL_N] = {0};
+    if (index_keys(seek(p, f, at), cal_keys, CAL_N, off, 1)) return -1;
+    for (int k = 0; k < CAL_N; k++)
+        if (!off[k]) return mpk_fail(seek(p, f, at), "calibration has no \"%s\"", cal_keys[k]);
+    int64_t version, ranks, heads, positions;
+    if (mpk_read_int(seek(p, f, off[CAL_VERSION]), &version)) return -1;
+    if (version != MTP_CALIBRATION_VERSION)
+        return mpk_fail(p, "calibration version %lld is not supported (this build reads version %d)",
+                        (long long)version, MTP_CALIBRATION_VERSION);
+    if (mpk_read_int_in(seek(p, f, off[CAL_RANKS]), "calibration ranks", 0, INT32_MAX, &ranks)) return -1;
+    if (ranks != DECODE_CAL_RANKS)
+        return mpk_fail(p, "calibration: %lld ranks per head, this build reads %d", (long long)ranks, DECODE_CAL_RANKS);
+    if (mpk_read_int_in(seek(p, f, off[CAL_HEADS]), "calibration heads", 1, HEADS_MAX, &heads)) return -1;
+    if (heads != model_heads)
+        return mpk_fail(p, "calibration: measured with %lld heads, the model has %d", (long long)heads, model_heads);
+    if (mpk_read_int_in(seek(p, f, off[CAL_POSITIONS]), "calibration positions", 0, LONG_MAX, &positions)) return -1;
+    c->heads = (int)heads;
+    c->positions = (long)positions;
+
+    uint32_t rows, cols;
+    if (mpk_read_array(seek(p, f, off[CAL_RATES]), &rows)) return -1;
+    if (rows != (uint32_t)(heads - 1))
+        return mpk_fail(p, "calibration: %u rows of rates, %lld heads have %lld", rows, (long long)heads,
+                        (long long)heads - 1);
+    for (uint32_t d = 0; d < rows; d++) {
+        if (mpk_read_array(p, &cols)) return -1;
+        if (cols != DECODE_CAL_RANKS)
+            return mpk_fail(p, "calibration: %u rates of head %u, not %d", cols, d + 2, DECODE_CAL_RANKS);
+        for (int j = 0; j < DECODE_CAL_RANKS; j++)
+            if (mpk_read_double(p, &c->rate[d][j])) return -1;
+    }
+
+    uint32_t n_trees;
+    if (mpk_read_array(seek(p, f, off[CAL_TREES]), &n_trees)) return -1;
+    if (n_trees > DECODE_TREE_MAX) return mpk_fail(p, "calibration: %u trees, at most %d", n_trees, DECODE_TREE_MAX);
+    for (uint32_t k = 0; k < n_trees; k++)
+        if (read_cal_tree(p, (int)k, &c->trees[k], &c->expected[k])) return -1;
+    c->n_trees = (int)n_trees;
+
+    char msg[256];
+    if (decode_calibration_check(c, msg, sizeof msg)) return mpk_fail(seek(p, f, at), "%s", msg);
+    return 0;
 }
 
 /* Pass 2, the model: version, config, tokenizer, then the tensors checked against the config. */
@@ -556,11 +708,17 @@ int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *x, ch
     if (rc == 0) rc = read_model(&p, &f, off, m);
     x->run.val_frac = 0.1;
     if (rc == 0 && off[TOP_RUN]) rc = read_run(seek(&p, &f, off[TOP_RUN]), &x->run);
+    if (rc == 0 && off[TOP_CALIBRATION]) {
+        rc = read_calibration(&p, &f, off[TOP_CALIBRATION], m->cfg.heads.n, &x->cal);
+        x->has_calibration = rc == 0;
+    }
     if (rc == 0 && off[TOP_TRAIN]) rc = read_train(seek(&p, &f, off[TOP_TRAIN]), m, x, f.size);
     if (rc) {
         snprintf(err, errlen, "%s: %s", path, r.failed ? r.err : p.err);
         mtp_model_free(m);
         mtp_checkpoint_extra_free(x);
+        x->has_calibration = 0;
+        memset(&x->cal, 0, sizeof x->cal);
     }
     mpk_file_unmap(&f);
     return rc;

@@ -1,12 +1,13 @@
-/* cli_info.c - `mtp info`: a checkpoint's configuration, parameter counts and training state, as
- * text or one JSON object. It reads the file only: the core is never started. */
+/* cli_info.c - `mtp info`: a checkpoint's configuration, parameter counts, training state and
+ * decoding calibration, as text or one JSON object. It reads the file only: the core is never
+ * started. */
 #include "mtp/cli.h"
 
 static const char *INFO_HELP =
     "usage: mtp info FILE [--json]\n"
     "\n"
     "Print a checkpoint's configuration and parameter counts (embedding, trunk, heads,\n"
-    "unembedding), and its training state if it has one.\n"
+    "unembedding), and its training state and decoding calibration if it has them.\n"
     "\n"
     "  --json    one JSON object on stdout instead of text\n";
 
@@ -47,7 +48,28 @@ static void info_json(const CliModel *cm) {
     printf("\"train\":");
     if (x->has_train) printf("{\"step\":%d,\"steps\":%d}", x->step, x->opt.steps);
     else printf("null");
+    printf(",\"calibration\":"); /* tokens per pass expected of the tree of k+1 nodes, k = 0.. */
+    if (x->has_calibration) {
+        printf("{\"positions\":%ld,\"expected\":[", x->cal.positions);
+        for (int k = 0; k < x->cal.n_trees; k++) printf("%s%.4f", k ? "," : "", x->cal.expected[k]);
+        printf("]}");
+    } else printf("null");
     printf("}\n");
+}
+
+/* Two lines: the tokens per pass of the trees of 1, 2, 4, ... nodes (and of the largest), and how
+   often each drafting head's first candidate was right (given that the heads before it were). */
+static void info_calibration(const DecodeCalibration *c) {
+    printf("calibration: %ld positions; tokens per pass by tree size:", c->positions);
+    for (int k = 0; k < c->n_trees; k++)
+        if (((k + 1) & k) == 0 || k == c->n_trees - 1) printf(" %d:%.2f", k + 1, c->expected[k]);
+    if (c->n_trees == 0) printf(" none");
+    printf("\n");
+    if (c->heads < 2) return;
+    if (c->heads == 2) printf("             first candidate right, head 2:");
+    else printf("             first candidate right, heads 2..%d:", c->heads);
+    for (int d = 0; d + 1 < c->heads; d++) printf(" %.0f%%", 100 * c->rate[d][0]);
+    printf("\n");
 }
 
 static void info_text(const char *path, const CliModel *cm) {
@@ -71,6 +93,7 @@ static void info_text(const char *path, const CliModel *cm) {
                x->run.n_sources > 1 ? " (and more)" : "", mtp_precision_name(x->run.precision));
     else
         printf("training:   no optimizer state (cannot be resumed)\n");
+    if (x->has_calibration) info_calibration(&x->cal);
 }
 
 int cmd_info(int argc, char **argv) {

@@ -14,6 +14,7 @@
 
 #define MTP_FORMAT_NAME "mtp-checkpoint"
 #define MTP_FORMAT_VERSION 1
+#define MTP_CALIBRATION_VERSION 1 /* of a checkpoint's "calibration" map */
 
 typedef struct {
     TrunkConfig trunk;
@@ -174,6 +175,12 @@ int mtp_tokenizer_load(const char *path, DsBpe **t, char *err, size_t errlen);
  * atomically: a temp file beside path, fsync, rename. */
 int mtp_checkpoint_save(const char *path, const MtpModel *m, const MtpTrainer *t, const MtpRunInfo *run,
                         char *err, size_t errlen);
+/* The same with a decoding calibration (what mtp calibrate measured on these weights) under the
+ * key "calibration"; cal NULL writes none (mtp_checkpoint_save). A calibration that fails
+ * decode_calibration_check, or is for another number of heads than the model's, is refused
+ * (-1 with a message, nothing written). */
+int mtp_checkpoint_save_calibrated(const char *path, const MtpModel *m, const MtpTrainer *t, const MtpRunInfo *run,
+                                   const DecodeCalibration *cal, char *err, size_t errlen);
 
 /* A loaded checkpoint: the model, and the training state when the file has one. */
 typedef struct {
@@ -184,12 +191,16 @@ typedef struct {
     uint64_t batches_drawn;
     float *m, *v;        /* optimizer moments (n_params each), owned; NULL without train state */
     MtpRunInfo run;
+    int has_calibration; /* the file has a calibration (checked: decode_calibration_check passes, the
+                            model's heads), in cal */
+    DecodeCalibration cal;
     size_t file_size;
 } MtpCheckpointExtra;
 
-/* Validates everything (format, version, config, every tensor's name, dtype, shape and checksum)
- * and builds the model. -1 with a one-line message (with the byte offset) on any problem. */
+/* Validates everything (format, version, config, every tensor's name, dtype, shape and checksum,
+ * the calibration) and builds the model. -1 with a one-line message (with the byte offset) on any problem. */
 int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *extra, char *err, size_t errlen);
+/* Frees the optimizer moments (has_train becomes 0); run and the calibration stay. */
 void mtp_checkpoint_extra_free(MtpCheckpointExtra *x);
 /* Puts a loaded train state (x->has_train) into a trainer built for the same model: optimizer
  * moments, step, data position. The run then continues exactly where it was saved. */

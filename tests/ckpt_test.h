@@ -180,12 +180,70 @@ static inline int build_trained(MtpModel *m, MtpTrainer *t, HeadType ht, int ste
     return 0;
 }
 
+/* ---- a decoding calibration, by hand ---------------------------------------------------------- */
+
+/* A calibration for a model of `heads` heads with up to max_trees trees, filled by hand (mtp
+ * calibrate measures one): rates that fall with the rank and the head (values a float32 would
+ * not hold exactly), the trees of 1 and 2 nodes chains (decode_tree_chain), the larger ones the
+ * first nodes of one branching tree grown by a fixed rule, and expected tokens per pass in
+ * [1, heads]. Fewer trees than max_trees when the heads allow no more nodes (1 head: 1 tree). */
+static inline void make_calibration(DecodeCalibration *c, int heads, int max_trees) {
+    memset(c, 0, sizeof *c);
+    c->heads = heads;
+    c->positions = 12345 + 1000L * heads;
+    for (int d = 0; d + 1 < heads; d++)
+        for (int j = 0; j < DECODE_CAL_RANKS; j++) c->rate[d][j] = 0.9 / (j + 1) / (d + 1.1);
+    /* the branching tree: node i's parent is an earlier node with room for a child (depth below
+       heads - 1, fewer than DECODE_CAL_RANKS children), picked by an LCG; its rank is the count
+       of its parent's children before it */
+    DecodeTree b;
+    int kids[DECODE_TREE_MAX] = {0};
+    decode_tree_chain(&b, 1);
+    uint32_t lcg = 12345;
+    while (b.n < DECODE_TREE_MAX) {
+        int cand[DECODE_TREE_MAX], nc = 0;
+        for (int i = 0; i < b.n; i++)
+            if (b.depth[i] + 1 < heads && kids[i] < DECODE_CAL_RANKS) cand[nc++] = i;
+        if (nc == 0) break;
+        lcg = lcg * 1103515245u + 12345u;
+        const int p = cand[(lcg >> 16) % (uint32_t)nc];
+        b.parent[b.n] = p, b.depth[b.n] = b.depth[p] + 1, b.rank[b.n] = kids[p]++;
+        b.n++;
+    }
+    c->n_trees = max_trees < b.n ? max_trees : b.n;
+    for (int k = 0; k < c->n_trees; k++) {
+        DecodeTree *t = &c->trees[k];
+        if (k < 2 && k < heads) decode_tree_chain(t, k + 1);
+        else {
+            memset(t, 0, sizeof *t);
+            t->n = k + 1;
+            for (int i = 0; i <= k; i++) t->parent[i] = b.parent[i], t->depth[i] = b.depth[i], t->rank[i] = b.rank[i];
+        }
+        c->expected[k] = 1 + (heads - 1) * (k / (k + 3.0));
+    }
+}
+
+/* Every field equal, bit for bit: the rates heads 2..heads have, the trees' nodes (depths
+ * included) and expected tokens per pass. */
+static inline int same_calibration(const DecodeCalibration *a, const DecodeCalibration *b) {
+    if (a->heads != b->heads || a->positions != b->positions || a->n_trees != b->n_trees) return 0;
+    for (int d = 0; d + 1 < a->heads; d++)
+        if (memcmp(a->rate[d], b->rate[d], sizeof a->rate[d]) != 0) return 0;
+    for (int k = 0; k < a->n_trees; k++) {
+        const DecodeTree *s = &a->trees[k], *t = &b->trees[k];
+        if (s->n != t->n || memcmp(&a->expected[k], &b->expected[k], sizeof(double)) != 0) return 0;
+        for (int i = 0; i < s->n; i++)
+            if (s->parent[i] != t->parent[i] || s->depth[i] != t->depth[i] || s->rank[i] != t->rank[i]) return 0;
+    }
+    return 1;
+}
+
 /* ---- checks shared by every failing load ---------------------------------------------------- */
 
 /* One line, not empty, names the path; the outputs are left empty. */
 static inline int good_failure(int rc, const char *err, const char *path, const MtpModel *m, const MtpCheckpointExtra *x) {
     return rc == -1 && err[0] != 0 && strchr(err, '\n') == NULL && strstr(err, path) != NULL && m->params == NULL &&
-           m->tensors == NULL && x->m == NULL && x->v == NULL && x->has_train == 0;
+           m->tensors == NULL && x->m == NULL && x->v == NULL && x->has_train == 0 && x->has_calibration == 0;
 }
 
 /* Loads path expecting failure with a message containing want (and want2 if not NULL). */
@@ -305,15 +363,18 @@ static inline void ckpt_test_end(void) {
     remove_dir();
 }
 
-/* A trained 2-step linear-head model saved with its train state to good.ckpt in the scratch
- * folder; returns the file's bytes (free them) or NULL. m and t stay built for comparisons. */
-static inline uint8_t *ckpt_test_good(MtpModel *m, MtpTrainer *t, char *path, size_t cap, size_t *n) {
+/* A trained 2-step linear-head model saved with its train state and a calibration (cal, from
+ * make_calibration: every tree the 3 heads allow up to DECODE_TREE_MAX) to good.ckpt in the
+ * scratch folder; returns the file's bytes (free them) or NULL. m and t stay built for comparisons. */
+static inline uint8_t *ckpt_test_good(MtpModel *m, MtpTrainer *t, DecodeCalibration *cal, char *path, size_t cap,
+                                      size_t *n) {
     char err[512];
     *n = 0;
     if (build_trained(m, t, HEAD_LINEAR, 2, NULL) != 0) return NULL;
     path_in(path, cap, "good.ckpt");
     MtpRunInfo run = small_run();
-    CHECK_MSG(mtp_checkpoint_save(path, m, t, &run, err, sizeof err) == 0, "%s", err);
+    make_calibration(cal, m->cfg.heads.n, DECODE_TREE_MAX);
+    CHECK_MSG(mtp_checkpoint_save_calibrated(path, m, t, &run, cal, err, sizeof err) == 0, "%s", err);
     uint8_t *buf = read_all(path, n);
     CHECK(buf && *n > 4096);
     return buf;

@@ -343,9 +343,45 @@ assert c == {'vocab': 259, 'dim': 32, 'layers': 1, 'attn_heads': 2, 'ffn': 64, '
 assert p['total'] == p['embedding'] + p['trunk'] + p['heads'] + p['final_norm'] + p['unembedding'], p
 assert p['embedding'] == 259 * 32 and p['unembedding'] == 259 * 32 and p['final_norm'] == 32, p
 assert j['train'] == {'step': 3, 'steps': 3}, j['train']
+assert j['calibration'] is None, j
 import os
 assert j['file_bytes'] == os.path.getsize('good.ckpt')
 EOF
+
+# a decoding calibration (README, "Checkpoint format") added to good.ckpt by hand: info shows it;
+# a rate of 1.5 is refused
+add_calibration() { # add_calibration OUT RATE0
+    python3 - good.ckpt "$1" "$2" <<'EOF'
+import struct, sys
+def pk(v):
+    if isinstance(v, float): return b'\xcb' + struct.pack('>d', v)
+    if isinstance(v, int): return struct.pack('b', v) if -32 <= v < 128 else b'\xd3' + struct.pack('>q', v)
+    if isinstance(v, str): return bytes([0xa0 | len(v)]) + v.encode()
+    if isinstance(v, list): return bytes([0x90 | len(v)]) + b''.join(pk(x) for x in v)
+    return bytes([0x80 | len(v)]) + b''.join(pk(k) + pk(x) for k, x in v.items())
+b = bytearray(open(sys.argv[1], 'rb').read())
+assert b[0] & 0xf0 == 0x80 and b[0] < 0x8f, b[0]
+b[0] += 1  # one more top-level key, at the end of the map
+trees = [([-1], [0], 1.0), ([-1, 0], [0, 0], 1.71), ([-1, 0, 0], [0, 0, 1], 1.8), ([-1, 0, 0, 0], [0, 0, 1, 2], 1.85)]
+cal = {'version': 1, 'heads': 2, 'positions': 12345, 'ranks': 8,
+       'rates': [[float(sys.argv[3]), 0.05, 0.02, 0.01, 0.0, 0.0, 0.0, 0.0]],
+       'trees': [{'parent': p, 'rank': r, 'expected': e} for p, r, e in trees]}
+open(sys.argv[2], 'wb').write(bytes(b) + pk('calibration') + pk(cal))
+EOF
+}
+add_calibration cal.ckpt 0.9
+expect_ok "$MTP" info cal.ckpt
+check "info shows the calibration" \
+    grep -q 'calibration: 12345 positions; tokens per pass by tree size: 1:1.00 2:1.71 4:1.85' out.txt
+check "info shows the first candidates' rates" grep -q 'first candidate right, head 2: 90%' out.txt
+expect_ok "$MTP" info cal.ckpt --json
+if python3 - out.txt <<'EOF'; then pass; else fail "info --json: wrong calibration"; fi
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j['calibration'] == {'positions': 12345, 'expected': [1.0, 1.71, 1.8, 1.85]}, j['calibration']
+EOF
+add_calibration cal.ckpt 1.5
+expect_fail 1 "rate of head 2's candidate 0 is 1.5" "$MTP" info cal.ckpt
 
 eval_json() { # eval_json FILE HEADS: checks the documented shape of `mtp eval --json`
     python3 - "$1" "$2" <<'EOF'

@@ -10,6 +10,10 @@
  *  - tokenizers: a BPE tokenizer and a run with several sources and JSONL fields round-trip; a
  *    tokenizer file round-trips; mtp_tokenizer_load reads a checkpoint's tokenizer; a model
  *    narrower than its tokenizer, bad merges and a wrong hash are refused.
+ *  - calibration: mtp_checkpoint_save_calibrated's calibration comes back bit for bit (depths
+ *    recomputed from the parents; 1 to 5 heads, with and without train state, no trees); a file
+ *    without one loads with has_calibration 0; the writer refuses a calibration the loader would;
+ *    msgpack-c finds the documented layout.
  * Damaged and crafted files: test_checkpoint_damage.c. TEST_VERBOSE=1 prints expected errors. */
 #include "tests/ckpt_test.h"
 
@@ -154,19 +158,126 @@ static void test_round_trip_shapes(void) {
         MtpRunInfo run;
         memset(&run, 0, sizeof run);
         path_in(p, sizeof p, "shape.ckpt");
-        CHECK_MSG(mtp_checkpoint_save(p, &m, NULL, &run, err, sizeof err) == 0, "shape %zu: %s", i, err);
+        DecodeCalibration cal; /* 1 head: no rates, the root alone; 5 heads: 4 rows, 32 trees */
+        make_calibration(&cal, c.heads.n, DECODE_TREE_MAX);
+        CHECK(cal.n_trees == (c.heads.n == 1 ? 1 : DECODE_TREE_MAX));
+        CHECK_MSG(mtp_checkpoint_save_calibrated(p, &m, NULL, &run, &cal, err, sizeof err) == 0, "shape %zu: %s", i,
+                  err);
         int rc = mtp_checkpoint_load(p, &l, &x, err, sizeof err);
         CHECK_MSG(rc == 0, "shape %zu: %s", i, err);
         if (rc == 0) {
             CHECK(same_config(&l.cfg, &m.cfg) && l.n_params == m.n_params);
             CHECK(memcmp(l.params, m.params, m.n_params * sizeof(float)) == 0);
             CHECK(x.has_train == 0 && x.run.data_spec[0] == 0 && x.run.precision == MTP_FP32);
+            CHECK_MSG(x.has_calibration && same_calibration(&x.cal, &cal), "shape %zu: calibration differs", i);
             mtp_checkpoint_extra_free(&x);
             mtp_model_free(&l);
         }
         unlink(p);
         mtp_model_free(&m);
     }
+}
+
+/* ---- decoding calibration ------------------------------------------------------------------- */
+
+/* 1 when the calibration's largest tree branches (a node whose parent is not the node before). */
+static int branches(const DecodeCalibration *c) {
+    const DecodeTree *t = &c->trees[c->n_trees - 1];
+    for (int i = 1; i < t->n; i++)
+        if (t->parent[i] != i - 1) return 1;
+    return 0;
+}
+
+static void test_calibration(HeadType ht) {
+    const char *tn = heads_type_name(ht);
+    MtpModel m;
+    MtpTrainer t;
+    if (build_trained(&m, &t, ht, 1, NULL)) {
+        CHECK(0);
+        return;
+    }
+    MtpRunInfo run = small_run();
+    DecodeCalibration cal;
+    char err[512], p1[600], p2[600], p3[600], p4[600];
+    make_calibration(&cal, m.cfg.heads.n, DECODE_TREE_MAX);
+    CHECK_MSG(decode_calibration_check(&cal, err, sizeof err) == 0, "%s: the test's calibration: %s", tn, err);
+    CHECK(cal.n_trees >= 3 && branches(&cal));
+    path_in(p1, sizeof p1, "cal_full.ckpt");
+    path_in(p2, sizeof p2, "cal_weights.ckpt");
+    path_in(p3, sizeof p3, "cal_full_again.ckpt");
+    path_in(p4, sizeof p4, "cal_none.ckpt");
+    CHECK_MSG(mtp_checkpoint_save_calibrated(p1, &m, &t, &run, &cal, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(mtp_checkpoint_save_calibrated(p2, &m, NULL, &run, &cal, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(mtp_checkpoint_save_calibrated(p3, &m, &t, &run, &cal, err, sizeof err) == 0, "%s: %s", tn, err);
+    CHECK_MSG(mtp_checkpoint_save(p4, &m, &t, &run, err, sizeof err) == 0, "%s: %s", tn, err);
+
+    const char *paths[3] = {p1, p2, p4};
+    for (int i = 0; i < 3; i++) {
+        MtpModel l;
+        MtpCheckpointExtra x;
+        int rc = mtp_checkpoint_load(paths[i], &l, &x, err, sizeof err);
+        CHECK_MSG(rc == 0, "%s: load: %s", tn, err);
+        if (rc) continue;
+        CHECK(memcmp(l.params, m.params, m.n_params * sizeof(float)) == 0);
+        CHECK(x.has_train == (i != 1));
+        CHECK(x.has_train == 0 || (memcmp(x.m, t.m, m.n_params * sizeof(float)) == 0 && x.step == 1));
+        if (i < 2) {
+            CHECK_MSG(x.has_calibration == 1 && same_calibration(&x.cal, &cal), "%s: %s: calibration differs", tn,
+                      paths[i]);
+            /* what commands that do not resume do (cli_open_model): the moments go, the calibration stays */
+            mtp_checkpoint_extra_free(&x);
+            CHECK(x.has_train == 0 && x.has_calibration == 1 && same_calibration(&x.cal, &cal));
+        } else CHECK_MSG(x.has_calibration == 0, "%s: a file without a calibration has one", tn);
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&l);
+    }
+
+    /* the same state twice: the same bytes; without the calibration: the file of mtp_checkpoint_save */
+    size_t n1, n3, n4;
+    uint8_t *b1 = read_all(p1, &n1), *b3 = read_all(p3, &n3), *b4 = read_all(p4, &n4);
+    CHECK(b1 && b3 && n1 == n3 && memcmp(b1, b3, n1) == 0);
+    CHECK(b4 && n4 < n1);
+
+    /* a calibration without trees */
+    DecodeCalibration none = cal;
+    none.n_trees = 0;
+    CHECK(mtp_checkpoint_save_calibrated(p2, &m, NULL, &run, &none, err, sizeof err) == 0);
+    MtpModel l;
+    MtpCheckpointExtra x;
+    int rc = mtp_checkpoint_load(p2, &l, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: no trees: %s", tn, err);
+    if (rc == 0) {
+        CHECK(x.has_calibration == 1 && x.cal.n_trees == 0 && same_calibration(&x.cal, &none));
+        mtp_checkpoint_extra_free(&x);
+        mtp_model_free(&l);
+    }
+
+    /* the writer refuses what the loader would: nothing written, the file there untouched */
+    DecodeCalibration bad = cal;
+    bad.heads = m.cfg.heads.n + 1; /* consistent in itself, not this model's */
+    err[0] = 0;
+    CHECK(mtp_checkpoint_save_calibrated(p1, &m, &t, &run, &bad, err, sizeof err) == -1 && strstr(err, "heads") &&
+          strchr(err, '\n') == NULL);
+    bad = cal;
+    bad.rate[0][3] = 1.5;
+    err[0] = 0;
+    CHECK(mtp_checkpoint_save_calibrated(p1, &m, &t, &run, &bad, err, sizeof err) == -1 && strstr(err, "1.5"));
+    if (getenv("TEST_VERBOSE")) fprintf(stderr, "  expected: %s\n", err);
+    bad = cal;
+    bad.trees[2].parent[2] = 2;
+    CHECK(mtp_checkpoint_save_calibrated(p1, &m, &t, &run, &bad, err, sizeof err) == -1 &&
+          strstr(err, "not an earlier node"));
+    uint8_t *again = read_all(p1, &n3);
+    CHECK(again && n3 == n1 && memcmp(again, b1, n1) == 0);
+    CHECK(count_tmp_files() == 0);
+    free(again);
+    free(b1);
+    free(b3);
+    free(b4);
+
+    unlink(p1), unlink(p2), unlink(p3), unlink(p4);
+    mtp_trainer_free(&t);
+    mtp_model_free(&m);
 }
 
 /* ---- resume == uninterrupted ---------------------------------------------------------------- */
@@ -273,7 +384,44 @@ static void check_tensor_array(const msgpack_object *arr, const MtpModel *m, con
     CHECK_MSG(ok_ref, "%s: msgpack-c did not reference the file for bin data", what);
 }
 
-static void test_msgpack_c_reads(const char *path, const MtpModel *m, const MtpTrainer *t) {
+/* The calibration as README documents it: {version 1, heads, positions, ranks 8, rates (heads-1)
+ * x 8 float64, trees [{parent, rank, expected float64}], no depth}. */
+static void check_calibration_object(const msgpack_object *o, const DecodeCalibration *c) {
+    CHECK(o && o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 6);
+    if (!o || o->type != MSGPACK_OBJECT_MAP) return;
+    int64_t v = 0;
+    CHECK(obj_int(map_get(o, "version"), &v) && v == 1);
+    CHECK(obj_int(map_get(o, "heads"), &v) && v == c->heads);
+    CHECK(obj_int(map_get(o, "positions"), &v) && v == c->positions);
+    CHECK(obj_int(map_get(o, "ranks"), &v) && v == DECODE_CAL_RANKS);
+    const msgpack_object *rates = map_get(o, "rates"), *trees = map_get(o, "trees");
+    int ok_rates = rates && rates->type == MSGPACK_OBJECT_ARRAY && rates->via.array.size == (uint32_t)c->heads - 1;
+    for (int d = 0; ok_rates && d + 1 < c->heads; d++) {
+        const msgpack_object *row = &rates->via.array.ptr[d];
+        ok_rates = row->type == MSGPACK_OBJECT_ARRAY && row->via.array.size == DECODE_CAL_RANKS;
+        for (int j = 0; ok_rates && j < DECODE_CAL_RANKS; j++)
+            ok_rates = row->via.array.ptr[j].type == MSGPACK_OBJECT_FLOAT64 &&
+                       row->via.array.ptr[j].via.f64 == c->rate[d][j];
+    }
+    CHECK_MSG(ok_rates, "calibration rates are not (heads-1) x %d float64", DECODE_CAL_RANKS);
+    int ok_trees = trees && trees->type == MSGPACK_OBJECT_ARRAY && trees->via.array.size == (uint32_t)c->n_trees;
+    for (int k = 0; ok_trees && k < c->n_trees; k++) {
+        const msgpack_object *tr = &trees->via.array.ptr[k], *e = map_get(tr, "expected");
+        const msgpack_object *lists[2] = {map_get(tr, "parent"), map_get(tr, "rank")};
+        const int *want[2] = {c->trees[k].parent, c->trees[k].rank};
+        ok_trees = tr->type == MSGPACK_OBJECT_MAP && tr->via.map.size == 3 && !map_get(tr, "depth") && e &&
+                   e->type == MSGPACK_OBJECT_FLOAT64 && e->via.f64 == c->expected[k];
+        for (int a = 0; ok_trees && a < 2; a++) {
+            const msgpack_object *l = lists[a];
+            ok_trees = l && l->type == MSGPACK_OBJECT_ARRAY && l->via.array.size == (uint32_t)k + 1;
+            for (int i = 0; ok_trees && i <= k; i++) ok_trees = obj_int(&l->via.array.ptr[i], &v) && v == want[a][i];
+        }
+    }
+    CHECK_MSG(ok_trees, "calibration trees differ from the documented layout");
+}
+
+static void test_msgpack_c_reads(const char *path, const MtpModel *m, const MtpTrainer *t,
+                                 const DecodeCalibration *cal) {
     size_t n;
     uint8_t *buf = read_all(path, &n);
     CHECK(buf != NULL);
@@ -309,6 +457,7 @@ static void test_msgpack_c_reads(const char *path, const MtpModel *m, const MtpT
         check_tensor_array(map_get(tr, "adam_m"), m, t->m, buf, n, "adam_m");
         check_tensor_array(map_get(tr, "adam_v"), m, t->v, buf, n, "adam_v");
         CHECK(g_n_data == 3 * m->n_tensors);
+        check_calibration_object(map_get(root, "calibration"), cal);
     }
     msgpack_unpacked_destroy(&u);
     free(buf);
@@ -427,13 +576,16 @@ int main(void) {
     test_resume(HEAD_TRANSFORMER);
     test_resume(HEAD_LINEAR);
     test_tokenizer_round_trip();
+    test_calibration(HEAD_TRANSFORMER);
+    test_calibration(HEAD_LINEAR);
     MtpModel m;
     MtpTrainer t;
+    DecodeCalibration cal;
     char good[600];
     size_t n;
-    uint8_t *buf = ckpt_test_good(&m, &t, good, sizeof good, &n);
+    uint8_t *buf = ckpt_test_good(&m, &t, &cal, good, sizeof good, &n);
     if (buf) {
-        test_msgpack_c_reads(good, &m, &t);
+        test_msgpack_c_reads(good, &m, &t, &cal);
         free(buf);
         unlink(good);
         mtp_trainer_free(&t);

@@ -3,8 +3,12 @@
  * flip inside tensor data must be caught by the checksum; any flip that loads must give back the
  * exact same weights), crafted headers declaring huge counts, configs that imply billions of
  * parameters in a small file, hand-written checkpoints with tensors that do not match the config,
- * and files that are not checkpoints at all. Every failure must be -1 with a one-line message
- * naming the path, and the outputs must be left empty. TEST_VERBOSE=1 prints every message. */
+ * and files that are not checkpoints at all. The good file holds a decoding calibration, so the
+ * sweeps run through it too, and every byte of it is flipped once; hand-written calibrations that
+ * break each rule (a parent that is not earlier, a rate of 1.5, 33 trees, another model's heads,
+ * an unknown version, ...) or are cut short must fail, unknown keys in them must not. Every failure
+ * must be -1 with a one-line message naming the path, and the outputs must be left empty.
+ * TEST_VERBOSE=1 prints every message. */
 #include "tests/ckpt_test.h"
 
 /* Records where every tensor's data lies in the file (tensors, adam_m, adam_v), for the flips. */
@@ -86,6 +90,72 @@ static int in_data(size_t pos) {
     return 0;
 }
 
+/* A damaged file that loads anyway: the weights and moments exact, and a calibration, if one
+   came back, one that passes its checks for this model. */
+static int loaded_intact(const MtpModel *m, const MtpCheckpointExtra *ex, const MtpModel *ref, const MtpTrainer *tref) {
+    char msg[256];
+    return m->n_params == ref->n_params && memcmp(m->params, ref->params, ref->n_params * sizeof(float)) == 0 &&
+           (!ex->has_train || (memcmp(ex->m, tref->m, ref->n_params * sizeof(float)) == 0 &&
+                               memcmp(ex->v, tref->v, ref->n_params * sizeof(float)) == 0)) &&
+           (!ex->has_calibration ||
+            (decode_calibration_check(&ex->cal, msg, sizeof msg) == 0 && ex->cal.heads == ref->cfg.heads.n));
+}
+
+/* The bytes of the calibration's value: from after its key to the "tensors" key the writer puts
+   after it. */
+static int find_calibration(const uint8_t *buf, size_t n, size_t *start, size_t *end) {
+    static const uint8_t key[] = {0xab, 'c', 'a', 'l', 'i', 'b', 'r', 'a', 't', 'i', 'o', 'n'};
+    static const uint8_t next[] = {0xa7, 't', 'e', 'n', 's', 'o', 'r', 's'};
+    const uint8_t *k = memmem(buf, n, key, sizeof key);
+    if (!k) return -1;
+    *start = (size_t)(k - buf) + sizeof key;
+    const uint8_t *e = memmem(buf + *start, n - *start, next, sizeof next);
+    if (!e) return -1;
+    *end = (size_t)(e - buf);
+    return 0;
+}
+
+/* Every byte of the calibration flipped once (by a random nonzero mask): each load fails cleanly
+   or gives back a consistent calibration with the weights intact. */
+static void test_flipped_calibration(const uint8_t *buf, size_t n, const MtpModel *ref, const MtpTrainer *tref,
+                                     const DecodeCalibration *cal) {
+    size_t start, end;
+    CHECK(find_calibration(buf, n, &start, &end) == 0 && end > start + 200);
+    if (find_calibration(buf, n, &start, &end)) return;
+    char p[600], err[512];
+    path_in(p, sizeof p, "flipped_cal.ckpt");
+    write_all(p, buf, n);
+    int fd = open(p, O_WRONLY);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    MtpRng rng;
+    mtp_rng_seed(&rng, 77);
+    int failed = 0, same = 0, changed = 0, bad = 0;
+    for (size_t pos = start; pos < end; pos++) {
+        uint8_t x = (uint8_t)(1 + mtp_rng_below(&rng, 255)), flipped = buf[pos] ^ x;
+        if (pwrite(fd, &flipped, 1, (off_t)pos) != 1) break;
+        MtpModel m;
+        MtpCheckpointExtra ex;
+        memset(err, 0, sizeof err);
+        int rc = mtp_checkpoint_load(p, &m, &ex, err, sizeof err), ok;
+        if (rc == 0) {
+            ok = loaded_intact(&m, &ex, ref, tref) && ex.has_calibration;
+            if (ex.has_calibration && same_calibration(&ex.cal, cal)) same++;
+            else changed++;
+            mtp_checkpoint_extra_free(&ex), mtp_model_free(&m);
+        } else ok = good_failure(rc, err, p, &m, &ex), failed++;
+        if (!ok && bad++ < 10) CHECK_MSG(0, "calibration flip 0x%02x at %zu: rc %d, '%s'", x, pos, rc, err);
+        if (pwrite(fd, &buf[pos], 1, (off_t)pos) != 1) break;
+    }
+    close(fd);
+    expect_whole_file(p, buf, n);
+    CHECK_MSG(bad == 0, "%d calibration flips mishandled", bad);
+    CHECK(failed > 0 && changed > 0);
+    fprintf(stderr, "calibration flips: %zu bytes: %d refused, %d loaded changed, %d loaded the same\n", end - start,
+            failed, changed, same);
+    unlink(p);
+}
+
 static void test_flipped(const uint8_t *buf, size_t n, const MtpModel *ref, const MtpTrainer *tref) {
     char p[600], err[512];
     path_in(p, sizeof p, "flipped.ckpt");
@@ -125,9 +195,7 @@ static void test_flipped(const uint8_t *buf, size_t n, const MtpModel *ref, cons
             if (rc == 0) {
                 /* harmless (say an option value or the run info): the weights and moments must be exact */
                 n_loaded++;
-                ok = m.n_params == ref->n_params && memcmp(m.params, ref->params, ref->n_params * sizeof(float)) == 0 &&
-                     (!ex.has_train || (memcmp(ex.m, tref->m, ref->n_params * sizeof(float)) == 0 &&
-                                        memcmp(ex.v, tref->v, ref->n_params * sizeof(float)) == 0));
+                ok = loaded_intact(&m, &ex, ref, tref);
             } else ok = good_failure(rc, err, p, &m, &ex);
         }
         if (!ok && bad++ < 10)
@@ -223,6 +291,31 @@ typedef enum {
     FM_HUGE_CFG,    /* dims implying billions of parameters */
     FM_TENSORS_HUGE,/* tensors: array32 declaring 0xFFFFFFFF */
     FM_DEEP,        /* an unknown key holding 100000 nested arrays */
+    /* a "calibration" key (make_calibration's for the model's heads, 9 trees), with one defect */
+    FM_CAL_OK,
+    FM_CAL_REORDER,     /* keys in reverse order (trees before heads), unknown keys in it and in a tree: fine */
+    FM_CAL_PARENT,      /* tree 3's node 3 has parent 3 */
+    FM_CAL_PARENT_BIG,  /* a parent of 40 */
+    FM_CAL_RATE,        /* rate of head 3's candidate 2 is 1.5 */
+    FM_CAL_TREES,       /* 33 trees */
+    FM_CAL_HEADS,       /* heads one more than the model's */
+    FM_CAL_VERSION,     /* version 2 */
+    FM_CAL_RANKS,       /* ranks 16 */
+    FM_CAL_NODES,       /* tree 1 has 3 nodes */
+    FM_CAL_BIG_TREE,    /* tree 0 has 33 parents and ranks */
+    FM_CAL_RANK_LEN,    /* tree 2 has a rank fewer than parents */
+    FM_CAL_SIBLINGS,    /* tree 2: two children of the root with the same rank */
+    FM_CAL_DEPTH,       /* tree 3 a chain one deeper than the heads allow */
+    FM_CAL_EXPECTED,    /* tree 4 expects NaN tokens per pass */
+    FM_CAL_EXPECTED_BIG,/* tree 4 expects more tokens per pass than there are heads */
+    FM_CAL_ROWS,        /* a row of rates per head, one too many */
+    FM_CAL_COLS,        /* 7 rates per head */
+    FM_CAL_POSITIONS,   /* positions -1 */
+    FM_CAL_NO_TREES,    /* no "trees" key */
+    FM_CAL_NO_EXPECTED, /* tree 0 without "expected" */
+    FM_CAL_DUP,         /* "heads" twice */
+    FM_CAL_NOT_MAP,     /* calibration is a str */
+    FM_CAL_HUGE,        /* trees is array32 declaring 0xFFFFFFFF */
     FM_TRAIN_SMALL, /* train section without moments in a file too small for them */
     FM_TRAIN_NO_RNG,
     FM_TRAIN_RNG3,
@@ -298,6 +391,105 @@ static void pack_tensor_list(msgpack_packer *pk, msgpack_sbuffer *sb, const MtpM
     }
 }
 
+static int is_cal(FileMut fm) { return fm >= FM_CAL_OK && fm <= FM_CAL_HUGE; }
+
+/* A tree as README has it: {parent, rank, expected}, n nodes of t (more than t has: zeros);
+   rank_n ranks; with extra an unknown key first and the keys in reverse order. */
+static void pack_cal_tree(msgpack_packer *pk, const DecodeTree *t, int n, int rank_n, double expected, int extra,
+                          int no_expected) {
+    msgpack_pack_map(pk, (size_t)(3 + extra - no_expected));
+    if (extra) {
+        pk_str(pk, "note");
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_map(pk, 0);
+    }
+    for (int f = 0; f < 3; f++)
+        switch (extra ? 2 - f : f) {
+        case 0:
+            pk_str(pk, "parent");
+            msgpack_pack_array(pk, (size_t)n);
+            for (int i = 0; i < n; i++) msgpack_pack_int(pk, i < DECODE_TREE_MAX ? t->parent[i] : 0);
+            break;
+        case 1:
+            pk_str(pk, "rank");
+            msgpack_pack_array(pk, (size_t)rank_n);
+            for (int i = 0; i < rank_n; i++) msgpack_pack_int(pk, i < DECODE_TREE_MAX ? t->rank[i] : 0);
+            break;
+        case 2:
+            if (no_expected) break;
+            pk_str(pk, "expected");
+            msgpack_pack_double(pk, expected);
+            break;
+        }
+}
+
+/* The calibration of make_calibration(heads, 9) as README documents it, written here (not by
+   mtp_checkpoint_save_calibrated), with the defect fm names. */
+static void pack_calibration(msgpack_packer *pk, msgpack_sbuffer *sb, int heads, FileMut fm) {
+    if (fm == FM_CAL_NOT_MAP) {
+        pk_str(pk, "none");
+        return;
+    }
+    DecodeCalibration c;
+    make_calibration(&c, heads, 9);
+    if (fm == FM_CAL_PARENT) c.trees[3].parent[3] = 3;
+    if (fm == FM_CAL_PARENT_BIG) c.trees[5].parent[4] = 40;
+    if (fm == FM_CAL_RATE) c.rate[1][2] = 1.5;
+    if (fm == FM_CAL_SIBLINGS) c.trees[2].parent[2] = 0, c.trees[2].rank[2] = c.trees[2].rank[1] = 1;
+    if (fm == FM_CAL_DEPTH) decode_tree_chain(&c.trees[heads], heads + 1);
+    if (fm == FM_CAL_EXPECTED) c.expected[4] = NAN;
+    if (fm == FM_CAL_EXPECTED_BIG) c.expected[4] = heads + 0.5;
+    const int reorder = fm == FM_CAL_REORDER;
+    const int n_keys = 6 - (fm == FM_CAL_NO_TREES) + (fm == FM_CAL_DUP) + reorder;
+    msgpack_pack_map(pk, (size_t)n_keys);
+    if (reorder) { /* an unknown key first */
+        pk_str(pk, "measured_on");
+        msgpack_pack_map(pk, 1);
+        pk_kv_str(pk, "data", "builtin:arith");
+    }
+    for (int f = 0; f < 6; f++)
+        switch (reorder ? 5 - f : f) {
+        case 0: pk_kv_int(pk, "version", fm == FM_CAL_VERSION ? 2 : 1); break;
+        case 1:
+            pk_kv_int(pk, "heads", fm == FM_CAL_HEADS ? heads + 1 : heads);
+            if (fm == FM_CAL_DUP) pk_kv_int(pk, "heads", heads);
+            break;
+        case 2: pk_kv_int(pk, "positions", fm == FM_CAL_POSITIONS ? -1 : c.positions); break;
+        case 3: pk_kv_int(pk, "ranks", fm == FM_CAL_RANKS ? 16 : DECODE_CAL_RANKS); break;
+        case 4: {
+            const int rows = heads - 1 + (fm == FM_CAL_ROWS), cols = DECODE_CAL_RANKS - (fm == FM_CAL_COLS);
+            pk_str(pk, "rates");
+            msgpack_pack_array(pk, (size_t)rows);
+            for (int d = 0; d < rows; d++) {
+                msgpack_pack_array(pk, (size_t)cols);
+                for (int j = 0; j < cols; j++) msgpack_pack_double(pk, d < HEADS_MAX ? c.rate[d][j] : 0);
+            }
+            break;
+        }
+        case 5: {
+            if (fm == FM_CAL_NO_TREES) break;
+            pk_str(pk, "trees");
+            if (fm == FM_CAL_HUGE) {
+                static const uint8_t h[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+                raw(sb, h, sizeof h);
+                break;
+            }
+            const int n_trees = fm == FM_CAL_TREES ? DECODE_TREE_MAX + 1 : c.n_trees;
+            msgpack_pack_array(pk, (size_t)n_trees);
+            for (int k = 0; k < n_trees; k++) {
+                const int kk = k < c.n_trees ? k : c.n_trees - 1;
+                const DecodeTree *t = fm == FM_CAL_NODES && k == 1 ? &c.trees[2] : &c.trees[kk];
+                int n = t->n;
+                if (fm == FM_CAL_NODES && k == 1) n = 3;
+                if (fm == FM_CAL_BIG_TREE && k == 0) n = DECODE_TREE_MAX + 1;
+                const int rank_n = fm == FM_CAL_RANK_LEN && k == 2 ? n - 1 : n;
+                pack_cal_tree(pk, t, n, rank_n, c.expected[kk], reorder && k == 1, fm == FM_CAL_NO_EXPECTED && k == 0);
+            }
+            break;
+        }
+        }
+}
+
 /* Writes a checkpoint of model m (and fake moments: m's own parameters) with one defect. */
 static void craft(const char *path, const MtpModel *m, FileMut fm, int target, TensorMut tm) {
     msgpack_sbuffer sb;
@@ -306,13 +498,14 @@ static void craft(const char *path, const MtpModel *m, FileMut fm, int target, T
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     const TrunkConfig *c = &m->cfg.trunk;
     int with_train = fm >= FM_TRAIN_SMALL;
-    enum { K_FORMAT, K_VERSION, K_CONFIG, K_TOKENIZER, K_RUN, K_TENSORS, K_TRAIN, K_EXTRA, K_DUP, K_PAD, K_N };
+    enum { K_FORMAT, K_VERSION, K_CONFIG, K_TOKENIZER, K_RUN, K_CAL, K_TENSORS, K_TRAIN, K_EXTRA, K_DUP, K_PAD, K_N };
     int order[K_N], n = 0;
     for (int k = 0; k < K_N; k++) {
         if (k == K_VERSION && fm == FM_NO_VERSION) continue;
         if (k == K_TOKENIZER && fm == FM_NO_TOKENIZER) continue;
         if (k == K_FORMAT && fm == FM_NO_FORMAT) continue;
         if (k == K_TRAIN && !with_train) continue;
+        if (k == K_CAL && !is_cal(fm)) continue;
         if (k == K_EXTRA && fm != FM_EXTRA_KEY && fm != FM_DEEP) continue;
         if (k == K_DUP && fm != FM_DUP_KEY) continue;
         order[n++] = k;
@@ -360,6 +553,10 @@ static void craft(const char *path, const MtpModel *m, FileMut fm, int target, T
             msgpack_pack_map(&pk, 2);
             pk_kv_str(&pk, "data", "builtin:arith");
             pk_kv_int(&pk, "difficulty", 2);
+            break;
+        case K_CAL:
+            pk_str(&pk, "calibration");
+            pack_calibration(&pk, &sb, m->cfg.heads.n, fm);
             break;
         case K_TENSORS:
             pk_str(&pk, "tensors");
@@ -549,6 +746,101 @@ static void test_crafted(void) {
     mtp_model_free(&m);
 }
 
+/* Loads path, which must succeed with ref's weights and the calibration want (NULL: none). */
+static void expect_calibration(const char *path, const MtpModel *ref, const DecodeCalibration *want, const char *what) {
+    MtpModel m;
+    MtpCheckpointExtra x;
+    char err[512];
+    int rc = mtp_checkpoint_load(path, &m, &x, err, sizeof err);
+    CHECK_MSG(rc == 0, "%s: %s", what, err);
+    if (rc) return;
+    CHECK_MSG(memcmp(m.params, ref->params, ref->n_params * sizeof(float)) == 0, "%s: weights differ", what);
+    if (want) CHECK_MSG(x.has_calibration && same_calibration(&x.cal, want), "%s: calibration differs", what);
+    else CHECK_MSG(!x.has_calibration, "%s: a calibration where the file has none", what);
+    mtp_checkpoint_extra_free(&x);
+    mtp_model_free(&m);
+}
+
+/* Hand-written calibrations in a model of 3 heads: the documented layout loads (keys in any order,
+   unknown keys skipped, depths recomputed); each broken rule gives a message that says which;
+   every cut inside the calibration fails. */
+static void test_crafted_calibration(void) {
+    char err[256], p[600];
+    MtpConfig c = small_cfg(HEAD_LINEAR);
+    MtpModel m;
+    if (mtp_model_build(&m, &c, err, sizeof err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    mtp_model_init(&m, 98);
+    CHECK(m.cfg.heads.n == 3);
+    DecodeCalibration want;
+    make_calibration(&want, m.cfg.heads.n, 9);
+    path_in(p, sizeof p, "crafted_cal.ckpt");
+    craft(p, &m, FM_NONE, -1, TM_NONE);
+    expect_calibration(p, &m, NULL, "no calibration key");
+    craft(p, &m, FM_CAL_OK, -1, TM_NONE);
+    expect_calibration(p, &m, &want, "calibration baseline");
+    craft(p, &m, FM_CAL_REORDER, -1, TM_NONE);
+    expect_calibration(p, &m, &want, "calibration keys reversed, unknown keys");
+
+    static const struct {
+        FileMut mut;
+        const char *name, *want, *want2;
+    } cases[] = {
+        {FM_CAL_PARENT, "tree 3: node 3's parent is 3", "tree of 4 nodes", "not an earlier node"},
+        {FM_CAL_PARENT_BIG, "a parent of 40", "tree 5: parent = 40", "out of range"},
+        {FM_CAL_RATE, "a rate of 1.5", "candidate 2 is 1.5", NULL},
+        {FM_CAL_TREES, "33 trees", "33 trees", NULL},
+        {FM_CAL_HEADS, "heads 4 in a 3-head model", "4 heads", "model has 3"},
+        {FM_CAL_VERSION, "version 2", "calibration version 2", NULL},
+        {FM_CAL_RANKS, "ranks 16", "16 ranks", NULL},
+        {FM_CAL_NODES, "tree 1 of 3 nodes", "tree 1 has 3 nodes", NULL},
+        {FM_CAL_BIG_TREE, "a tree of 33 nodes", "33 parent entries", NULL},
+        {FM_CAL_RANK_LEN, "a rank fewer than parents", "3 parents and 2 ranks", NULL},
+        {FM_CAL_SIBLINGS, "siblings of the same rank", "same candidate", NULL},
+        {FM_CAL_DEPTH, "a chain deeper than the heads", "depth 3", NULL},
+        {FM_CAL_EXPECTED, "expected NaN", "tree of 5 nodes", "nan"},
+        {FM_CAL_EXPECTED_BIG, "expected 3.5 of 3 heads", "3.5", NULL},
+        {FM_CAL_ROWS, "3 rows of rates for 3 heads", "3 rows of rates", NULL},
+        {FM_CAL_COLS, "7 rates per head", "7 rates", NULL},
+        {FM_CAL_POSITIONS, "positions -1", "positions", NULL},
+        {FM_CAL_NO_TREES, "no trees key", "no \"trees\"", NULL},
+        {FM_CAL_NO_EXPECTED, "a tree without expected", "tree 0 needs", NULL},
+        {FM_CAL_DUP, "heads twice", "heads", "twice"},
+        {FM_CAL_NOT_MAP, "calibration is a str", "expected map", NULL},
+        {FM_CAL_HUGE, "trees is array32 of 0xFFFFFFFF", NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "calibration: %s", cases[i].name);
+        craft(p, &m, cases[i].mut, -1, TM_NONE);
+        expect_load_fail(p, cases[i].want, cases[i].want2, what);
+    }
+
+    /* cut anywhere inside the calibration */
+    craft(p, &m, FM_CAL_OK, -1, TM_NONE);
+    size_t n, start = 0, end = 0;
+    uint8_t *buf = read_all(p, &n);
+    int found = buf && find_calibration(buf, n, &start, &end) == 0;
+    CHECK(found);
+    int bad = 0, cuts = 0;
+    for (size_t cut = end; found && cut > start - 12; cut--) { /* from the end of its value to inside its key */
+        if (truncate(p, (off_t)cut) != 0) break;
+        MtpModel l;
+        MtpCheckpointExtra x;
+        char msg[512] = "";
+        int rc = mtp_checkpoint_load(p, &l, &x, msg, sizeof msg);
+        cuts++;
+        if (!good_failure(rc, msg, p, &l, &x) && bad++ < 5) CHECK_MSG(0, "calibration cut at %zu: '%s'", cut, msg);
+        if (rc == 0) mtp_checkpoint_extra_free(&x), mtp_model_free(&l);
+    }
+    CHECK_MSG(bad == 0 && cuts > 200, "%d of %d cuts in the calibration not rejected", bad, cuts);
+    free(buf);
+    unlink(p);
+    mtp_model_free(&m);
+}
+
 /* Tiny files with huge declared counts, written byte by byte. */
 static void test_tiny_huge(void) {
     char p[600];
@@ -613,14 +905,17 @@ int main(void) {
     if (rc) return rc;
     MtpModel m;
     MtpTrainer t;
+    DecodeCalibration cal;
     char good[600];
     size_t n;
-    uint8_t *buf = ckpt_test_good(&m, &t, good, sizeof good, &n);
+    uint8_t *buf = ckpt_test_good(&m, &t, &cal, good, sizeof good, &n);
     if (buf && n > 4096) {
         find_tensor_data(buf, n);
         CHECK(g_n_data == 3 * m.n_tensors);
+        expect_calibration(good, &m, &cal, "the good file");
         test_truncated(buf, n);
         test_flipped(buf, n, &m, &t);
+        test_flipped_calibration(buf, n, &m, &t, &cal);
         test_not_checkpoints(buf, n);
     } else CHECK(0);
     if (buf) {
@@ -631,6 +926,7 @@ int main(void) {
     }
     test_tiny_huge();
     test_crafted();
+    test_crafted_calibration();
     ckpt_test_end();
     TEST_DONE();
 }
