@@ -739,6 +739,20 @@ void mtp_trainer_restore(MtpTrainer *t, const MtpCheckpointExtra *x) {
     t->batches_drawn = x->batches_drawn;
 }
 
+int mtp_checkpoint_set_calibration(const char *path, const char *out, const DecodeCalibration *cal, char *err,
+                                   size_t errlen) {
+    MtpModel m;
+    MtpCheckpointExtra x;
+    if (mtp_checkpoint_load(path, &m, &x, err, errlen)) return -1;
+    /* the train state goes back as it came: pack_train reads only these of a trainer */
+    MtpTrainer t = {.model = &m, .opt = x.opt, .m = x.m, .v = x.v, .step = x.step, .data_rng = x.data_rng,
+                    .batches_drawn = x.batches_drawn};
+    const int rc = mtp_checkpoint_save_calibrated(out, &m, x.has_train ? &t : NULL, &x.run, cal, err, errlen);
+    mtp_checkpoint_extra_free(&x);
+    mtp_model_free(&m);
+    return rc;
+}
+
 /* ---- tokenizer files -------------------------------------------------------------------------- */
 
 #define MTP_TOKENIZER_FORMAT "mtp-tokenizer"

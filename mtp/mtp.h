@@ -202,6 +202,10 @@ typedef struct {
 int mtp_checkpoint_load(const char *path, MtpModel *m, MtpCheckpointExtra *extra, char *err, size_t errlen);
 /* Frees the optimizer moments (has_train becomes 0); run and the calibration stay. */
 void mtp_checkpoint_extra_free(MtpCheckpointExtra *x);
+/* Rewrites the checkpoint at path into out (which may be path: atomically, as every save) with
+ * cal (NULL: none) as its calibration, the weights, the run and any train state as they were. */
+int mtp_checkpoint_set_calibration(const char *path, const char *out, const DecodeCalibration *cal, char *err,
+                                   size_t errlen);
 /* Puts a loaded train state (x->has_train) into a trainer built for the same model: optimizer
  * moments, step, data position. The run then continues exactly where it was saved. */
 void mtp_trainer_restore(MtpTrainer *t, const MtpCheckpointExtra *x);

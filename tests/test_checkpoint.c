@@ -271,6 +271,19 @@ static void test_calibration(HeadType ht) {
     CHECK(again && n3 == n1 && memcmp(again, b1, n1) == 0);
     CHECK(count_tmp_files() == 0);
     free(again);
+
+    /* set_calibration (mtp calibrate): a file without one gets it, in place, with the weights and
+       the train state kept: the very bytes save_calibrated writes; NULL takes it out again */
+    CHECK_MSG(mtp_checkpoint_set_calibration(p4, p4, &cal, err, sizeof err) == 0, "%s: %s", tn, err);
+    again = read_all(p4, &n3);
+    CHECK_MSG(again && n3 == n1 && memcmp(again, b1, n1) == 0, "%s: set_calibration wrote another file", tn);
+    free(again);
+    CHECK(mtp_checkpoint_set_calibration(p1, p3, NULL, err, sizeof err) == 0);
+    again = read_all(p3, &n3);
+    CHECK(again && n3 == n4 && memcmp(again, b4, n4) == 0);
+    free(again);
+    CHECK(mtp_checkpoint_set_calibration(p1, p3, &bad, err, sizeof err) == -1 && strstr(err, "not an earlier node"));
+    CHECK(count_tmp_files() == 0);
     free(b1);
     free(b3);
     free(b4);

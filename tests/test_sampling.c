@@ -4,8 +4,9 @@
  * drafts are both kept and rejected), the first two tokens sampled after a fixed prompt, over many
  * runs with deterministic seeds, are compared with the exact head-1 distribution
  * p(t1) p(t2 | t1), computed from the model, by a chi-square test at significance 0.001 (cells
- * expected below 5 pooled). Done for lookahead 1 (plain sampling) and lookahead 3, at temperature
- * 1 and with top-k / top-p. Taking the second token from head 2's draft instead (what keeping
+ * expected below 5 pooled). Done for lookahead 1 (plain sampling) and lookahead 3, with a chain
+ * of drafts and with a tree of them (SpecInfer's multi-candidate rule), at temperature 1 and with
+ * top-k / top-p. Taking the second token from head 2's draft instead (what keeping
  * every draft would do) must fail the same test. */
 #include <stdlib.h>
 #include <string.h>
@@ -59,15 +60,17 @@ static int chi_square_ok(const long *counts, const double *expected, int cells, 
     return stat < crit;
 }
 
-/* K = 0: the wrong procedure, t1 from head 1 and t2 straight from head 2's draft. */
-static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const char *what, int expect_ok) {
+/* K = 0: the wrong procedure, t1 from head 1 and t2 straight from head 2's draft. tree: drafts in
+ * a tree (SpecInfer's rule) instead of a chain. */
+static void run_test(const MtpModel *m, int K, const DecodeTree *tree, const DecodeSampling *cfg, const char *what,
+                     int expect_ok) {
     char err[256];
     const int32_t prompt[3] = {1, 7, 3};
     double joint[V * V];
     exact_joint(joint, m, prompt, 3, cfg);
     long counts[V * V] = {0};
     DecodeState s;
-    CHECK(decode_build(&s, mtp_decode_model(m), 8, K ? K : 2, err, sizeof err) == 0);
+    CHECK(decode_build(&s, mtp_decode_model(m), tree ? tree->n : 8, K ? K : 2, err, sizeof err) == 0);
     long proposed = 0, accepted = 0;
     float p1[V], q2[V];
     int order[V];
@@ -90,7 +93,7 @@ static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const 
             decode_truncate(&s, 0);
             DecodeStats st;
             const DecodeRequest req = {.prompt = prompt, .n_prompt = 3, .max_new = 2, .lookahead = K, .eos = -1,
-                                       .sampling = *cfg, .rng = &rng};
+                                       .tree = tree, .sampling = *cfg, .rng = &rng};
             int n = decode_sample(&s, &req, out, &st);
             CHECK(n == 2);
             for (int j = 1; j < K; j++) proposed += st.proposed[j], accepted += st.accepted[j];
@@ -100,7 +103,7 @@ static void run_test(const MtpModel *m, int K, const DecodeSampling *cfg, const 
     decode_free(&s);
     double stat;
     int ok = chi_square_ok(counts, joint, V * V, RUNS, &stat);
-    CHECK_MSG(ok == expect_ok, "%s, lookahead %d: chi-square %.1f (%s expected)", what, K, stat,
+    CHECK_MSG(ok == expect_ok, "%s, lookahead %d%s: chi-square %.1f (%s expected)", what, K, tree ? ", tree" : "", stat,
               expect_ok ? "a fit" : "a misfit");
     if (K > 1) CHECK_MSG(accepted > 0 && accepted < proposed, "%s: %ld of %ld drafts kept", what, accepted, proposed);
 }
@@ -116,11 +119,16 @@ int main(void) {
     mtp_rng_seed(&r, 5);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.6 * mtp_rng_normal(&r));
     DecodeSampling plain = {1.0f, 0, 1.0f}, cut = {1.5f, 6, 0.95f};
-    run_test(&m, 1, &plain, "temperature 1", 1);
-    run_test(&m, 3, &plain, "temperature 1", 1);
-    run_test(&m, 3, &cut, "temperature 1.5, top-k 6, top-p 0.95", 1);
+    run_test(&m, 1, NULL, &plain, "temperature 1", 1);
+    run_test(&m, 3, NULL, &plain, "temperature 1", 1);
+    run_test(&m, 3, NULL, &cut, "temperature 1.5, top-k 6, top-p 0.95", 1);
+    /* a tree: three drafts of head 2 under the root (often the same token twice), two of head 3
+       under the first, one under the second */
+    const DecodeTree tree = {7, {-1, 0, 0, 0, 1, 1, 2}, {0, 1, 1, 1, 2, 2, 2}, {0, 0, 1, 2, 0, 1, 0}};
+    run_test(&m, 3, &tree, &plain, "temperature 1", 1);
+    run_test(&m, 3, &tree, &cut, "temperature 1.5, top-k 6, top-p 0.95", 1);
     /* the test has teeth: the second token taken from head 2's draft is not head-1 sampling */
-    run_test(&m, 0, &plain, "second token from head 2's draft (wrong on purpose)", 0);
+    run_test(&m, 0, NULL, &plain, "second token from head 2's draft (wrong on purpose)", 0);
     mtp_model_free(&m);
     mtp_core_shutdown();
     TEST_DONE();
