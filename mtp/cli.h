@@ -193,7 +193,7 @@ int cli_tree_pick(const char *cmd, CliTree *tr, DecodeState *s, const DecodeCali
 const DecodeTree *cli_tree_request(const CliTree *tr);
 /* What decodes and why: "tree: 6 nodes (expected 2.71 tokens per pass, pass 0.41 ms: 6.6
  * tokens/ms; 1 node: 1.00, 0.20 ms: 5.0 tokens/ms)", "tree: 8 nodes (--tree 8; expected ...)",
- * "chain (no calibration)". */
+ * "chain of 4 (no calibration)". */
 void cli_tree_why(char *buf, size_t n, const CliTree *tr, const DecodeCalibration *cal);
 
 /* ---- prompts of the decoding commands -------------------------------------------------------- */
