@@ -10,7 +10,9 @@
  * n_heads needs (lookahead 1 keeps head 1 alone and never runs the others).
  * decode_forward runs R new tokens at positions len..len+R-1 through the trunk and those heads and
  * advances len; decode_truncate moves len back, which is all a rollback of rejected positions
- * takes: their cache rows are overwritten by the next forward.
+ * takes: their cache rows are overwritten by the next forward. decode_forward_tree runs the nodes
+ * of a draft tree instead, each over its ancestors only, and decode_keep_path closes the cache up
+ * over the path verification kept.
  *
  * The engine sits below the model module (mtp/): it knows the trunk's and the heads' types, not
  * MtpModel, which hands it a DecodeModel (mtp_decode_model). */
@@ -100,6 +102,8 @@ typedef struct {
 /* 0 when t is a tree as above whose depths are below max_depth (the heads a pass has) and whose
  * siblings have distinct ranks below DECODE_CAL_RANKS; otherwise -1 with what is wrong. */
 int decode_tree_check(const DecodeTree *t, int max_depth, char *err, size_t errlen);
+/* The depth of t's deepest node. */
+int decode_tree_depth(const DecodeTree *t);
 /* The chain of k nodes (1 <= k <= DECODE_TREE_MAX). */
 void decode_tree_chain(DecodeTree *t, int k);
 /* dst = the first nodes of src whose depth is below max_depth, at most max_nodes of them

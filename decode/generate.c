@@ -61,7 +61,7 @@ typedef struct {
 static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
     assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model.tc.ctx && req->lookahead >= 1 &&
            req->lookahead <= s->max_rows && req->lookahead <= s->n_heads && req->lookahead <= HEADS_MAX);
-    assert(!req->tree || (req->tree->n <= s->max_rows && req->tree->depth[req->tree->n - 1] < req->lookahead));
+    assert(!req->tree || (req->tree->n <= s->max_rows && decode_tree_depth(req->tree) < req->lookahead));
     *g = (Generation){s, req, out, 0, st, mtp_now()};
     memset(st, 0, sizeof *st);
     s->t_lazy = 0;
@@ -116,7 +116,7 @@ static int settle_path(Generation *g, const DecodeTree *t, const int32_t *tokens
     int32_t kept[DECODE_TREE_MAX];
     for (int i = 0; i < m; i++) kept[i] = tokens[path[i]];
     decode_keep_path(g->s, path, m);
-    for (int d = 1; d <= t->depth[t->n - 1]; d++) g->st->accepted[d] += d < m;
+    for (int d = 1; d <= decode_tree_depth(t); d++) g->st->accepted[d] += d < m;
     return settle(g, kept, m, m, 0);
 }
 
@@ -144,7 +144,7 @@ static void tree_tokens(int32_t *tokens, DecodeState *s, const DecodeTree *t, in
     int ranks[HEADS_MAX] = {0};
     for (int i = 1; i < t->n; i++)
         ranks[t->depth[i]] = t->rank[i] + 1 > ranks[t->depth[i]] ? t->rank[i] + 1 : ranks[t->depth[i]];
-    for (int d = 1; d <= t->depth[t->n - 1]; d++)
+    for (int d = 1; d <= decode_tree_depth(t); d++)
         if (ranks[d]) top_tokens(top[d], decode_logits(s, d, row), V, ranks[d]);
     tokens[0] = root;
     for (int i = 1; i < t->n; i++) tokens[i] = top[t->depth[i]][t->rank[i]];
@@ -191,7 +191,7 @@ static int greedy_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
             path[m++] = node = c;
         }
         st->t_sample += mtp_now() - tc;
-        for (int d = 1; d <= t.depth[t.n - 1]; d++) st->proposed[d]++;
+        for (int d = 1; d <= decode_tree_depth(&t); d++) st->proposed[d]++;
         if (settle_path(&g, &t, tokens, path, m)) break;
         row = node;
     }
@@ -358,7 +358,7 @@ static int sample_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
         DecodeTree t;
         gen_pass_tree(&g, &t, room > 0 ? room : 1);
         draw_block(&g, w, tokens, 1, row, first); /* the root; then the heads' distributions and draws */
-        for (int d = 1; d <= t.depth[t.n - 1]; d++)
+        for (int d = 1; d <= decode_tree_depth(&t); d++)
             decode_sampling_probs(w->q + (size_t)d * V, decode_logits(s, d, row), V, &req->sampling, w->order);
         for (int i = 1; i < t.n; i++) tokens[i] = sample_from(w->q + (size_t)t.depth[i] * V, V, 1.0, req->rng);
         st->t_sample += mtp_now() - tc - (s->t_lazy - lazy);
@@ -388,7 +388,7 @@ static int sample_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
             if (!stood && has_child) first = sample_from(w->p, V, 1.0, req->rng);
         }
         st->t_sample += mtp_now() - tc;
-        for (int d = 1; d <= t.depth[t.n - 1]; d++) st->proposed[d]++;
+        for (int d = 1; d <= decode_tree_depth(&t); d++) st->proposed[d]++;
         if (settle_path(&g, &t, tokens, path, m)) break;
         row = node;
     }

@@ -43,6 +43,12 @@ int decode_tree_check(const DecodeTree *t, int max_depth, char *err, size_t errl
     return 0;
 }
 
+int decode_tree_depth(const DecodeTree *t) {
+    int d = 0;
+    for (int i = 1; i < t->n; i++) d = t->depth[i] > d ? t->depth[i] : d;
+    return d;
+}
+
 void decode_tree_chain(DecodeTree *t, int k) {
     memset(t, 0, sizeof *t);
     t->n = k;

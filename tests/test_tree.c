@@ -234,6 +234,18 @@ static void check_greedy_identity(const MtpModel *m, const DsCorpus *data, MtpRn
                       t.n, n, n_base);
             tokens += st.tokens, forwards += st.forwards;
             eos_inside += eos >= 0 && n > 0 && got[n - 1] == eos;
+            /* sampling with the same tree runs to its end too (its distribution: test_sampling) */
+            MtpRng rng;
+            mtp_rng_seed(&rng, (uint64_t)p * 100 + trial);
+            DecodeRequest sreq = req;
+            sreq.sampling = (DecodeSampling){1.0f, 0, 1.0f}, sreq.rng = &rng;
+            decode_truncate(&s, 0);
+            const int ns = decode_sample(&s, &sreq, got, &st);
+            int in_range = ns >= 1 && ns <= MAX_NEW;
+            for (int i = 0; i < ns && in_range; i++) in_range = got[i] >= 0 && got[i] < DS_BYTE_VOCAB;
+            CHECK_MSG(in_range && (ns == MAX_NEW || st.hit_context || got[ns - 1] == eos) &&
+                      s.len <= SCTX && st.tokens == ns, "%s prompt %d: sampling with a tree of %d nodes: %d tokens",
+                      what, p, t.n, ns);
         }
         decode_free(&s);
     }

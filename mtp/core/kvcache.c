@@ -10,7 +10,13 @@
  * order whatever the rows beside it, so a row's output does not depend on them. Groups of 16 rows
  * ran slower (16 row pointers and 16-row sums do not fit the registers: a big model's 8-row pass
  * spent 1.24 ms in attention against 0.88 in groups of 4; groups of 8 with the queries and
- * probabilities transposed, as here, 0.98-1.26). */
+ * probabilities transposed, as here, 0.98-1.26).
+ *
+ * The new rows may also be the nodes of a draft tree (MtpAttnTree): each then sees the cache and
+ * its ancestors only. The scores are computed for every row up to its own as for a sequence; the
+ * mask acts in the softmax, which gathers a row's visible scores first so that it runs over the
+ * same values in the same order as its chain would, and leaves zero probabilities elsewhere: a
+ * tree's row is bit for bit its chain's row. */
 #include <assert.h>
 #include <float.h>
 #include <math.h>
