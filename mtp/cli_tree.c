@@ -7,35 +7,11 @@
 
 #include "mtp/cli.h"
 
-/* The deepest node's depth. */
-static int tree_depth(const DecodeTree *t) {
-    int d = 0;
-    for (int i = 0; i < t->n; i++) d = t->depth[i] > d ? t->depth[i] : d;
-    return d;
-}
-
 /* t is the chain of t->n nodes. */
 static int is_chain(const DecodeTree *t) {
     for (int i = 1; i < t->n; i++)
         if (t->parent[i] != i - 1 || t->rank[i] != 0) return 0;
     return 1;
-}
-
-/* t's nodes in order of depth (stably: siblings keep their order, parents still come first). The
- * engine's generation takes a tree's last node for its deepest (decode.h: depth[n - 1] < lookahead,
- * and the heads it reads candidates of), which the calibration's trees, grown a node at a time
- * wherever the next one pays most, need not be. */
-static void order_by_depth(DecodeTree *t) {
-    DecodeTree o = {.n = t->n};
-    int index[DECODE_TREE_MAX], k = 0;
-    for (int d = 0; k < t->n; d++)
-        for (int i = 0; i < t->n; i++)
-            if (t->depth[i] == d) {
-                index[i] = k;
-                o.parent[k] = i ? index[t->parent[i]] : -1, o.depth[k] = d, o.rank[k] = t->rank[i];
-                k++;
-            }
-    *t = o;
 }
 
 int cli_tree_plan(const char *cmd, const char *path, const CliTreeArgs *a, const CliModel *cm, int K, CliTree *tr) {
@@ -55,14 +31,13 @@ int cli_tree_plan(const char *cmd, const char *path, const CliTreeArgs *a, const
     if (a->nodes > 0) {
         tr->use = tr->given = 1, tr->nodes = a->nodes;
         decode_tree_prune(&tr->t, &cal->trees[a->nodes - 1], a->nodes, K);
-        order_by_depth(&tr->t);
         tr->expected = tr->t.n == a->nodes ? cal->expected[a->nodes - 1] : 0;
         tr->max_rows = K > tr->t.n ? K : tr->t.n;
         return 0;
     }
     /* the trees grow a node at a time, so those that fit the lookahead as they are (whose expected
        tokens the calibration knows) are the first ones */
-    while (tr->to_time < cal->n_trees && tree_depth(&cal->trees[tr->to_time]) < K) tr->to_time++;
+    while (tr->to_time < cal->n_trees && decode_tree_depth(&cal->trees[tr->to_time]) < K) tr->to_time++;
     tr->max_rows = K > tr->to_time ? K : tr->to_time;
     return 0;
 }
@@ -77,7 +52,6 @@ int cli_tree_pick(const char *cmd, CliTree *tr, DecodeState *s, const DecodeCali
     for (int k = 1; k < tr->n_timed; k++)
         if (cal->expected[k] / tr->ms[k] > cal->expected[best] / tr->ms[best]) best = k;
     tr->use = 1, tr->nodes = best + 1, tr->t = cal->trees[best], tr->expected = cal->expected[best];
-    order_by_depth(&tr->t);
     return 0;
 }
 
