@@ -78,7 +78,8 @@ void cli_pick_products(CliPrecision *p, int M, int N, int K);
 int cli_build_engine(DecodeState *s, DecodeModel m, int max_rows, int n_heads, CliPrecision *p, char *err,
                      size_t errlen);
 /* Passes of 1..n rows on s (n <= s->max_rows; at most the context) timed as auto times them,
- * after a prompt of up to 32 tokens: the fastest of 9 each, the sizes taking turns in rounds;
+ * after a prompt of half the context (where a long generation is on average; each row attends to
+ * the whole cache): the fastest of 9 each, the sizes taking turns in rounds;
  * ms[R - 1] for R rows, in the core's precision (the engine's). Leaves s fresh. Returns the sizes
  * timed, or -1 when out of memory. */
 int cli_time_passes(DecodeState *s, int n, double *ms);

@@ -62,10 +62,10 @@ static double fastest_pass(DecodeState *s, const int32_t *tokens, int len, int R
     return best;
 }
 
-/* Tokens for timed passes of up to R rows after a prompt of *len (up to AUTO_PREFILL) tokens,
- * within the context; NULL when out of memory. */
-static int32_t *pass_tokens(int ctx, int R, int *len) {
-    *len = ctx - R < AUTO_PREFILL ? ctx - R : AUTO_PREFILL;
+/* Tokens for timed passes of up to R rows after a prompt of *len (up to prefill) tokens, within
+ * the context; NULL when out of memory. */
+static int32_t *pass_tokens(int ctx, int R, int prefill, int *len) {
+    *len = ctx - R < prefill ? ctx - R : prefill;
     int32_t *tokens = malloc((size_t)(*len + R) * sizeof *tokens);
     for (int i = 0; tokens && i < *len + R; i++)
         tokens[i] = (int32_t)((i * 37 + 11) % 256); /* bytes: in every vocabulary */
@@ -78,7 +78,7 @@ static int32_t *pass_tokens(int ctx, int R, int *len) {
 static int time_engines(DecodeState *e, double *ms) {
     const int ctx = e[0].model.tc.ctx, R = e[0].max_rows < ctx ? e[0].max_rows : ctx;
     int len;
-    int32_t *tokens = pass_tokens(ctx, R, &len);
+    int32_t *tokens = pass_tokens(ctx, R, AUTO_PREFILL, &len);
     if (!tokens) return -1;
     for (int p = 0; p < 2; p++) {
         ms[p] = 1e30;
@@ -99,7 +99,9 @@ int cli_time_passes(DecodeState *s, int n, double *ms) {
     const int ctx = s->model.tc.ctx;
     n = n < ctx ? n : ctx;
     int len;
-    int32_t *tokens = pass_tokens(ctx, n, &len);
+    /* a tree's rows each attend to the whole cache: time them where a long generation is on
+       average, in the middle of the context */
+    int32_t *tokens = pass_tokens(ctx, n, ctx / 2 > AUTO_PREFILL ? ctx / 2 : AUTO_PREFILL, &len);
     if (!tokens) return -1;
     decode_truncate(s, 0);
     if (len > 0) decode_prefill(s, tokens, len, 1);
