@@ -35,7 +35,7 @@ static const char *ANSWERS_HELP =
     "                      per ms (passes of each size timed), else none\n"
     "  --draft-min-p P     the chain at the lookahead only (ignored by the tree): end a draft\n"
     "                      before the first head whose most likely token has probability below\n"
-    "                      P (default 0: off)\n"
+    "                      P (default 0.2; 0: off)\n"
     "  --max-tokens N      stop a chain after N tokens (default: until the context is full)\n"
     "  --threads P         threads (default: all cores)\n"
     "  --precision P       fp32 (default) or bf16 matrix products\n"

@@ -28,7 +28,7 @@ static const char *BENCH_HELP =
     "                      tokens per ms (passes of each size timed; the pick is printed above\n"
     "                      the table), else none\n"
     "  --draft-min-p P     chains only (ignored by the tree): end a draft before the first head\n"
-    "                      whose most likely token has probability below P (default 0: off)\n"
+    "                      whose most likely token has probability below P (default 0.2; 0: off)\n"
     "  --repeats R         timing repeats, taken round-robin over the lookaheads; tokens/s is\n"
     "                      the median (default 3)\n"
     "  --threads P         threads (default: all cores)\n"

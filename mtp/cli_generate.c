@@ -34,7 +34,7 @@ static const char *GENERATE_HELP =
     "                      is unchanged; sampling with a tree uses SpecInfer's rule and stays\n"
     "                      exactly head 1's distribution\n"
     "  --draft-min-p P     chains only (ignored with a tree): end a draft before the first head\n"
-    "                      whose most likely token has probability below P (default 0: off)\n"
+    "                      whose most likely token has probability below P (default 0.2; 0: off)\n"
     "  --temperature T     0 = greedy (default); > 0 samples from softmax(logits / T)\n"
     "  --top-k K           sample among the K most likely tokens only (default 0: all)\n"
     "  --top-p P           sample among the smallest set of tokens reaching probability P\n"
