@@ -9,7 +9,8 @@
 # tests/bench/decode_bench.sh --train makes it); those missing are skipped.
 # For each model, on a copy in --out (default /tmp/mtp-trees):
 #   1. mtp calibrate: greedy text from held-out problems other than the 16 bench decodes;
-#   2. mtp bench --lookahead 1,4 with each tree size of --sizes (default 2,3,4,6,8,10,12,16) and
+#   2. mtp bench --lookahead 1,4 --draft-min-p 0 with each tree size of --sizes (default
+#      2,3,4,6,8,10,12,16) and
 #      with the size mtp picks by itself (no --tree): each run measures head 1 alone, the chain of 4
 #      and the tree in the same process (round-robin repeats, median of R, default 3);
 #   3. mtp bench --lookahead 1,4 --tree 0 --draft-min-p P for each P of --min-p (default
@@ -97,10 +98,10 @@ for m in gsm_bytes gsm_bpe arith4; do
   files=()
   for n in ${SIZES//,/ }; do
     log "$m: tree $n"
-    bench "$m.tree$n" --model "$OUT/$m.mtp" --lookahead 1,4 --tree "$n" && files+=("$OUT/$m.tree$n.json")
+    bench "$m.tree$n" --model "$OUT/$m.mtp" --lookahead 1,4 --tree "$n" --draft-min-p 0 && files+=("$OUT/$m.tree$n.json")
   done
   log "$m: the tree mtp picks"
-  bench "$m.default" --model "$OUT/$m.mtp" --lookahead 1,4 && files+=("$OUT/$m.default.json")
+  bench "$m.default" --model "$OUT/$m.mtp" --lookahead 1,4 --draft-min-p 0 && files+=("$OUT/$m.default.json")
   grep -h "^tree:" "$OUT/$m.default.out" "$OUT/$m.default.err" 2>/dev/null | head -1 | sed 's/^/picked: /' >&2 || true
   summarize "${files[@]}"
   echo
