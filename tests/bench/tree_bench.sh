@@ -10,9 +10,9 @@
 # For each model, on a copy in --out (default /tmp/mtp-trees):
 #   1. mtp calibrate: greedy text from held-out problems other than the 16 bench decodes;
 #   2. mtp bench --lookahead 1,4 --draft-min-p 0 with each tree size of --sizes (default
-#      2,3,4,6,8,10,12,16) and
-#      with the size mtp picks by itself (no --tree): each run measures head 1 alone, the chain of 4
-#      and the tree in the same process (round-robin repeats, median of R, default 3);
+#      2,3,4,6,8,10,12,16) and with the size mtp picks by itself (no --tree): each run measures head
+#      1 alone, the plain chain of 4 and the tree in the same process (round-robin repeats, median
+#      of R, default 3);
 #   3. mtp bench --lookahead 1,4 --tree 0 --draft-min-p P for each P of --min-p (default
 #      0.1,0.2,0.3,0.5,0.7): the chain cut where a head is unsure.
 # 1 thread, --precision P (default auto). Prints a markdown report with the CPU model; the raw JSON
