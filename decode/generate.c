@@ -235,34 +235,55 @@ int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, Decode
 }
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
+/* qsort_r's order of tokens: most likely first, ties to the lower id (the cut is deterministic) */
+static int by_probability(const void *a, const void *b, void *p) {
+    const int x = *(const int *)a, y = *(const int *)b;
+    const float px = ((const float *)p)[x], py = ((const float *)p)[y];
+    return px > py ? -1 : px < py ? 1 : (x > y) - (x < y);
+}
+
+/* The tokens a top-k / top-p cut may keep, most likely first, into order: those at or above a
+ * threshold that halves from the largest probability until they hold k tokens or reach mass top_p
+ * (whichever the cut needs first). Every token below the threshold comes after all of these, so
+ * sorting these alone gives the cut of a full sort, in O(V) per halving plus a sort of the few
+ * kept: about what a draft's distribution needs at any vocabulary. Returns how many. */
+static int cut_candidates(int *order, const float *p, int V, int k, float top_p, float mx) {
+    for (float t = mx;; t *= 0.5f) {
+        int m = 0;
+        double mass = 0;
+        for (int v = 0; v < V; v++)
+            if (p[v] >= t) order[m++] = v, mass += p[v];
+        if (m >= k || mass >= top_p || t == 0.0f) {
+            qsort_r(order, (size_t)m, sizeof *order, by_probability, (void *)p);
+            return m;
+        }
+    }
+}
+
 void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSampling *cfg, int *order) {
     float mx = logits[0];
     for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
     double sum = 0;
     for (int v = 0; v < V; v++) sum += p[v] = expf((logits[v] - mx) / cfg->temperature);
-    for (int v = 0; v < V; v++) p[v] = (float)(p[v] / sum);
-    int keep = V;
-    if ((cfg->top_k > 0 && cfg->top_k < V) || cfg->top_p < 1.0f) {
-        /* most likely first; ties by token id so the cut is deterministic */
-        for (int v = 0; v < V; v++) order[v] = v;
-        for (int a = 1; a < V; a++) /* insertion sort: vocabularies here are small */
-            for (int b = a; b > 0 && (p[order[b]] > p[order[b - 1]] ||
-                                      (p[order[b]] == p[order[b - 1]] && order[b] < order[b - 1])); b--) {
-                int t = order[b];
-                order[b] = order[b - 1], order[b - 1] = t;
-            }
-        if (cfg->top_k > 0 && cfg->top_k < keep) keep = cfg->top_k;
-        double acc = 0;
-        for (int i = 0; i < keep; i++)
-            if ((acc += p[order[i]]) >= cfg->top_p) {
-                keep = i + 1;
-                break;
-            }
-        double kept = 0;
-        for (int i = 0; i < keep; i++) kept += p[order[i]];
-        for (int i = keep; i < V; i++) p[order[i]] = 0.0f;
-        for (int i = 0; i < keep; i++) p[order[i]] = (float)(p[order[i]] / kept);
-    }
+    float pmax = 0;
+    for (int v = 0; v < V; v++) p[v] = (float)(p[v] / sum), pmax = p[v] > pmax ? p[v] : pmax;
+    const int k = cfg->top_k > 0 && cfg->top_k < V ? cfg->top_k : V;
+    if (k == V && cfg->top_p >= 1.0f) return;
+    int keep = cut_candidates(order, p, V, k, cfg->top_p, pmax);
+    keep = keep < k ? keep : k;
+    double acc = 0;
+    for (int i = 0; i < keep; i++)
+        if ((acc += p[order[i]]) >= cfg->top_p) {
+            keep = i + 1;
+            break;
+        }
+    double kept = 0;
+    for (int i = 0; i < keep; i++) kept += p[order[i]];
+    /* the kept tokens are those before the last kept one in the order, (p, id) */
+    const float last_p = p[order[keep - 1]];
+    const int last_id = order[keep - 1];
+    for (int v = 0; v < V; v++)
+        p[v] = p[v] > last_p || (p[v] == last_p && v <= last_id) ? (float)(p[v] / kept) : 0.0f;
 }
 
 /* A draw from p (V, summing to total). */

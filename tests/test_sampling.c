@@ -108,6 +108,71 @@ static void run_test(const MtpModel *m, int K, const DecodeTree *tree, const Dec
     if (K > 1) CHECK_MSG(accepted > 0 && accepted < proposed, "%s: %ld of %ld drafts kept", what, accepted, proposed);
 }
 
+/* decode_sampling_probs against a reference written here the obvious way: softmax in double, a
+ * full sort (probability descending, ties to the lower id), the top-k cut, then the smallest prefix
+ * reaching top_p, renormalized. Logits take a few levels only, so that ties are exact and
+ * frequent (a cut through a tie is where the order matters) and no two levels round to one
+ * probability. Vocabularies up to 32k, as BPE models have. */
+static const double *g_ref_p;
+static int ref_order(const void *a, const void *b) {
+    const int x = *(const int *)a, y = *(const int *)b;
+    return g_ref_p[x] > g_ref_p[y] ? -1 : g_ref_p[x] < g_ref_p[y] ? 1 : (x > y) - (x < y);
+}
+
+static void reference_probs(double *p, const float *logits, int Vn, const DecodeSampling *cfg, int *order) {
+    double mx = logits[0], sum = 0;
+    for (int v = 1; v < Vn; v++) mx = logits[v] > mx ? logits[v] : mx;
+    for (int v = 0; v < Vn; v++) sum += p[v] = exp((logits[v] - mx) / cfg->temperature);
+    for (int v = 0; v < Vn; v++) p[v] /= sum, order[v] = v;
+    g_ref_p = p;
+    qsort(order, (size_t)Vn, sizeof *order, ref_order);
+    int keep = cfg->top_k > 0 && cfg->top_k < Vn ? cfg->top_k : Vn;
+    double acc = 0;
+    for (int i = 0; i < keep; i++)
+        if ((acc += p[order[i]]) >= cfg->top_p) {
+            keep = i + 1;
+            break;
+        }
+    double kept = 0;
+    for (int i = 0; i < keep; i++) kept += p[order[i]];
+    for (int i = 0; i < Vn; i++) p[order[i]] = i < keep ? p[order[i]] / kept : 0.0;
+}
+
+static void test_probs_reference(void) {
+    const int sizes[5] = {2, 10, 259, 2048, 32768};
+    MtpRng r;
+    mtp_rng_seed(&r, 99);
+    int worst_kept_diff = 0;
+    double worst = 0;
+    for (int si = 0; si < 5; si++) {
+        const int Vn = sizes[si];
+        float *logits = malloc(Vn * sizeof(float)), *got = malloc(Vn * sizeof(float));
+        double *want = malloc(Vn * sizeof(double));
+        int *order = malloc(Vn * sizeof(int)), *order2 = malloc(Vn * sizeof(int));
+        for (int trial = 0; trial < 40; trial++) {
+            const int levels = 2 + (int)mtp_rng_below(&r, 12);
+            for (int v = 0; v < Vn; v++) logits[v] = 0.75f * (float)mtp_rng_below(&r, levels) - 3.0f;
+            DecodeSampling cfg = {0.5f + (float)mtp_rng_uniform(&r) * 1.5f, 0, 1.0f};
+            if (trial % 3 != 1) cfg.top_k = (int)mtp_rng_below(&r, Vn + 2);
+            if (trial % 3 != 0) cfg.top_p = trial % 5 == 0 ? 1.0f : 0.05f + 0.9f * (float)mtp_rng_uniform(&r);
+            decode_sampling_probs(got, logits, Vn, &cfg, order);
+            reference_probs(want, logits, Vn, &cfg, order2);
+            int kept_diff = 0;
+            for (int v = 0; v < Vn; v++) {
+                kept_diff += (got[v] > 0) != (want[v] > 0);
+                const double d = fabs(got[v] - want[v]);
+                worst = d > worst ? d : worst;
+            }
+            worst_kept_diff = kept_diff > worst_kept_diff ? kept_diff : worst_kept_diff;
+            CHECK_MSG(kept_diff == 0, "V %d, T %.2f, top-k %d, top-p %.3f: %d tokens kept differently from the "
+                      "reference", Vn, cfg.temperature, cfg.top_k, cfg.top_p, kept_diff);
+        }
+        free(logits), free(got), free(want), free(order), free(order2);
+    }
+    CHECK_MSG(worst < 1e-5, "probabilities differ from the reference by up to %g", worst);
+    fprintf(stderr, "sampling probabilities against the reference: worst difference %g\n", worst);
+}
+
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(1, MTP_FP32, err, sizeof err) == 0);
@@ -118,6 +183,7 @@ int main(void) {
     MtpRng r;
     mtp_rng_seed(&r, 5);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.6 * mtp_rng_normal(&r));
+    test_probs_reference();
     DecodeSampling plain = {1.0f, 0, 1.0f}, cut = {1.5f, 6, 0.95f};
     run_test(&m, 1, NULL, &plain, "temperature 1", 1);
     run_test(&m, 3, NULL, &plain, "temperature 1", 1);
