@@ -160,34 +160,62 @@ static int save(const char *path, MtpTrainer *t, const MtpRunInfo *run, int tty)
     return 0;
 }
 
-/* With --resume, the model's shape comes from the checkpoint: a shape flag that disagrees is an
- * error rather than silently ignored. */
-static int check_resume_conflicts(const TrainArgs *a, const MtpConfig *ck) {
+/* --tokenizer SPEC names the tokenizer m has: "bytes", "bpe:N" (N tokens), or a tokenizer file or
+ * checkpoint whose merges hash the same. */
+static int same_tokenizer(const char *spec, const MtpModel *m) {
+    if (strcmp(spec, "bytes") == 0) return m->tokenizer == NULL;
+    if (strncmp(spec, "bpe:", 4) == 0) return m->tokenizer && atoi(spec + 4) == ds_bpe_vocab(m->tokenizer) - 3;
+    DsBpe *t = NULL;
+    char err[512];
+    if (mtp_tokenizer_load(spec, &t, err, sizeof err)) return 0;
+    const int same = (t == NULL) == (m->tokenizer == NULL) && (!t || ds_bpe_hash(t) == ds_bpe_hash(m->tokenizer));
+    ds_bpe_free(t);
+    return same;
+}
+
+/* With --resume, the model's shape and the run's settings come from the checkpoint: a flag given
+ * with the value saved is accepted (the same command can be run again with --resume added), one
+ * with another value is an error naming the saved value, rather than silently ignored. */
+static int check_resume_conflicts(const TrainArgs *a, const MtpModel *m, const MtpCheckpointExtra *x) {
     const CliOpt *opts = a->opts;
-    struct { const char *flag; int given, ck; } f[] = {
+    const MtpConfig *ck = &m->cfg;
+    const MtpTrainOptions *o = &x->opt;
+    struct { const char *flag; double given, saved; } f[] = {
         {"--dim", a->cfg.trunk.dim, ck->trunk.dim},       {"--layers", a->cfg.trunk.layers, ck->trunk.layers},
         {"--attn-heads", a->cfg.trunk.attn_heads, ck->trunk.attn_heads},
         {"--ffn", a->cfg.trunk.ffn, ck->trunk.ffn},       {"--ctx", a->cfg.trunk.ctx, ck->trunk.ctx},
         {"--heads", a->cfg.heads.n, ck->heads.n},         {"--vocab", a->cfg.trunk.vocab, ck->trunk.vocab},
+        {"--batch", a->opt.batch, o->batch},              {"--accum", a->opt.accum, o->accum},
+        {"--warmup", a->opt.warmup, o->warmup},           {"--difficulty", a->difficulty, x->run.difficulty},
+        {"--lr", a->opt.lr, o->lr},                       {"--min-lr", a->min_lr, o->min_lr},
+        {"--weight-decay", a->opt.weight_decay, o->weight_decay},
+        {"--grad-clip", a->opt.grad_clip, o->grad_clip},  {"--val-frac", a->val_frac, (float)x->run.val_frac},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].ck) {
-            cli_error("train", "%s %d conflicts with the checkpoint being resumed (%d)", f[i].flag, f[i].given, f[i].ck);
+        if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].saved) {
+            cli_error("train", "%s %.9g differs from the run being resumed (%.9g): a resumed run keeps its settings",
+                      f[i].flag, f[i].given, f[i].saved);
+            return -1;
+        }
+    struct { const char *flag; uint64_t given, saved; } seeds[] = {
+        {"--seed", a->opt.seed, o->seed}, {"--data-seed", a->data_seed, x->run.data_seed}};
+    for (size_t i = 0; i < 2; i++)
+        if (cli_opt(opts, seeds[i].flag)->given && seeds[i].given != seeds[i].saved) {
+            cli_error("train", "%s %llu differs from the run being resumed (%llu): a resumed run keeps its settings",
+                      seeds[i].flag, (unsigned long long)seeds[i].given, (unsigned long long)seeds[i].saved);
             return -1;
         }
     if (cli_opt(opts, "--head-type")->given && strcmp(a->head_type, heads_type_name(ck->heads.type)) != 0) {
-        cli_error("train", "--head-type %s conflicts with the checkpoint being resumed (%s)", a->head_type,
+        cli_error("train", "--head-type %s differs from the run being resumed (%s)", a->head_type,
                   heads_type_name(ck->heads.type));
         return -1;
     }
-    static const char *fixed[] = {"--batch", "--accum", "--lr", "--min-lr", "--warmup", "--weight-decay",
-                                  "--grad-clip", "--seed", "--difficulty", "--data-seed", "--val-frac",
-                                  "--tokenizer"};
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (cli_opt(opts, fixed[i])->given) {
-            cli_error("train", "%s cannot change when resuming (the run continues with its saved settings)", fixed[i]);
-            return -1;
-        }
+    if (cli_opt(opts, "--tokenizer")->given && !same_tokenizer(a->tokenizer, m)) {
+        char saved[32] = "bytes";
+        if (m->tokenizer) snprintf(saved, sizeof saved, "a BPE of %d tokens", ds_bpe_vocab(m->tokenizer) - 3);
+        cli_error("train", "--tokenizer %s differs from the run being resumed (%s)", a->tokenizer, saved);
+        return -1;
+    }
     return 0;
 }
 
@@ -295,7 +323,7 @@ static int train_resume(TrainArgs *a, Train *t) {
         cli_error("train", "%s has no training state to resume from", a->resume);
         return EXIT_FAIL;
     }
-    if (check_resume_conflicts(a, &t->cm.m.cfg)) return EXIT_USAGE;
+    if (check_resume_conflicts(a, &t->cm.m, ck)) return EXIT_USAGE;
     t->run = ck->run;
     int steps = cli_opt(a->opts, "--steps")->given ? a->opt.steps : ck->opt.steps;
     a->opt = ck->opt;

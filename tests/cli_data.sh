@@ -292,7 +292,12 @@ rm -f r4b.ckpt.tokens
 expect_ok "$MTP" train --resume r4b.ckpt --threads 1 --eval-every 0 --steps 8 --token-cache none
 check "resume without the token cache (--token-cache none): byte-identical" cmp r8.ckpt r4b.ckpt
 check "... and no cache file written" test ! -e r4b.ckpt.tokens
-expect_fail 2 "--tokenizer cannot change when resuming" "$MTP" train --resume r8.ckpt --steps 9 --tokenizer bpe:300
+# the same --tokenizer as saved is accepted (the same command again with --resume added); another is
+# refused, naming the saved one
+cp r8.ckpt r9.ckpt
+expect_ok "$MTP" train --resume r9.ckpt --threads 1 --eval-every 0 --steps 9 --tokenizer bpe:300
+expect_fail 2 "--tokenizer bpe:400 differs from the run being resumed (a BPE of 300 tokens)" "$MTP" train --resume r8.ckpt --steps 9 --tokenizer bpe:400
+expect_fail 2 "--tokenizer bytes differs from the run being resumed (a BPE of 300 tokens)" "$MTP" train --resume r8.ckpt --steps 9 --tokenizer bytes
 
 # ---- 5. the token cache ------------------------------------------------------------------------------
 

@@ -53,6 +53,18 @@ for threads in 1 2; do
     check "$t: the losses change from step to step" test "$(sed -n 5p "$t-a.losses")" != "$(sed -n 8p "$t-a.losses")"
     check "$t: final checkpoints byte-identical (8 straight vs 4 + resume)" cmp "$t-a.ckpt" "$t-b.ckpt"
     check "$t: info shows step 8" test "$(info_step "$t-b.ckpt")" = 8
+    # the very command of the first half again, --steps 8 and --resume added: its flags equal the
+    # saved settings, so it is accepted and gives the same run; a different value is refused
+    if [ "$threads" = 1 ]; then
+        run_ok "$t-d1" "$MTP" train "${MODEL[@]}" "${CONST[@]}" --threads 1 --steps 4 --out "$t-d.ckpt"
+        run_ok "$t-d2" "$MTP" train "${MODEL[@]}" "${CONST[@]}" --threads 1 --steps 8 --out "$t-d.ckpt" --resume "$t-d.ckpt"
+        check "$t: the same command with --resume: byte-identical to 8 straight" cmp "$t-a.ckpt" "$t-d.ckpt"
+        if "$MTP" train --batch 3 --steps 9 --resume "$t-d.ckpt" >"$t-d3.out" 2>"$t-d3.err"; then
+            fail "$t: --batch 3 on a run saved with batch 2 was accepted"
+        else
+            check "$t: --batch 3 refused, naming the saved value" grep -q -- '--batch 3 differs from the run being resumed (2)' "$t-d3.err"
+        fi
+    fi
     # resuming a finished run with the same --steps trains nothing and leaves the weights as they are
     cp "$t-a.ckpt" "$t-c.ckpt"
     run_ok "$t-c" "$MTP" train --resume "$t-c.ckpt" --threads "$threads"
