@@ -14,6 +14,10 @@
 #include "mtp/core/mpk.h"
 #include "mtp/mtp.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the checkpoint stores little-endian float32 tensors, written and read as the memory holds them"
+#endif
+
 /* ---- writing -------------------------------------------------------------------------------- */
 
 /* tensors: [{name, dtype, shape, crc32, data}, ...] with data taken from buf (laid out like params) */

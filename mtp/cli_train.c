@@ -193,7 +193,7 @@ static int check_resume_conflicts(const TrainArgs *a, const MtpModel *m, const M
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].saved) {
-            cli_error("train", "%s %.9g differs from the run being resumed (%.9g): a resumed run keeps its settings",
+            cli_error("train", "%s %.7g differs from the run being resumed (%.7g): a resumed run keeps its settings",
                       f[i].flag, f[i].given, f[i].saved);
             return -1;
         }

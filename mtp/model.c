@@ -9,6 +9,16 @@
 
 int mtp_config_check(const MtpConfig *c, char *err, size_t errlen) {
     if (trunk_config_check(&c->trunk, err, errlen) || heads_config_check(&c->heads, err, errlen)) return -1;
+    /* a tensor's data is one msgpack bin in the checkpoint, whose length is 32 bits: msgpack-c would
+       write a larger one with its length cut, and the file would not load */
+    const TrunkConfig *t = &c->trunk;
+    const size_t widest = (size_t)t->dim * (t->vocab > t->ffn ? (t->vocab > t->dim ? t->vocab : t->dim)
+                                                              : (t->ffn > t->dim ? t->ffn : t->dim));
+    if (widest * sizeof(float) > UINT32_MAX) {
+        snprintf(err, errlen, "a tensor of %zu floats (dim %d by vocab %d or ffn %d) is over the checkpoint's limit "
+                 "of 4 GiB per tensor", widest, t->dim, t->vocab, t->ffn);
+        return -1;
+    }
     return 0;
 }
 

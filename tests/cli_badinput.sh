@@ -178,6 +178,9 @@ expect_fail 2 "is not a valid integer" "$MTP" train --data builtin:arith --out x
 expect_fail 2 "is not a valid integer" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 99999999999999999999
 expect_fail 2 "--dim must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 0
 expect_fail 2 "--dim must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim -5
+# a tensor over 4 GiB cannot be a msgpack bin: refused before anything is allocated
+flags_without --dim --ffn --attn-heads
+expect_fail 2 "over the checkpoint's limit of 4 GiB per tensor" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 16384 --ffn 65536 --attn-heads 64
 expect_fail 2 "--dim must be between" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim=-5
 expect_fail 2 "--dim given twice" "$MTP" train --data builtin:arith --out x.ckpt "${FLAGS[@]}" --dim 32 --dim 32
 flags_without --dim --attn-heads
@@ -288,11 +291,11 @@ expect_fail 1 "trunc.ckpt" "$MTP" train --resume trunc.ckpt --out good.ckpt --th
 unchanged
 expect_fail 1 "text.ckpt" "$MTP" train --resume text.ckpt --out good.ckpt --threads 1
 unchanged
-expect_fail 2 "--dim 64 conflicts" "$MTP" train --resume good.ckpt --dim 64 --threads 1
+expect_fail 2 "--dim 64 differs from the run being resumed" "$MTP" train --resume good.ckpt --dim 64 --threads 1
 unchanged
-expect_fail 2 "--head-type linear conflicts" "$MTP" train --resume good.ckpt --head-type linear --threads 1
+expect_fail 2 "--head-type linear differs from the run being resumed" "$MTP" train --resume good.ckpt --head-type linear --threads 1
 unchanged
-expect_fail 2 "--lr cannot change" "$MTP" train --resume good.ckpt --lr 0.1 --threads 1
+expect_fail 2 "--lr 0.1 differs from the run being resumed" "$MTP" train --resume good.ckpt --lr 0.1 --threads 1
 unchanged
 expect_fail 1 "no-such-file.txt" "$MTP" train --resume good.ckpt --data no-such-file.txt --threads 1
 unchanged
@@ -502,7 +505,7 @@ run "$MTP" info wide.ckpt
 check "info shows the wider vocab" grep -q "vocab 300" out.txt
 run "$MTP" generate --model wide.ckpt --prompt "Compute 1 + 2." --lookahead 2 --max-tokens 10 --threads 1
 check "generate with a wider vocab" test "$RC" -eq 0
-expect_fail 2 "--vocab 301 conflicts with the checkpoint being resumed (300)" "$MTP" train --resume wide.ckpt --steps 6 --vocab 301
+expect_fail 2 "--vocab 301 differs from the run being resumed (300)" "$MTP" train --resume wide.ckpt --steps 6 --vocab 301
 
 echo "cli_badinput: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]
