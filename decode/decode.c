@@ -1,6 +1,7 @@
 /* decode.c - the inference engine: trunk and heads over key/value caches. */
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,16 @@ void decode_free(DecodeState *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Fails a call: the reason into s->err, -1. */
+static int fail(DecodeState *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(DecodeState *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 /* Head i's output rows in heads_h. */
 static float *head_rows(const DecodeState *s, int i) {
     return s->heads_h + (size_t)i * s->pass_rows * s->model.tc.dim;
@@ -127,14 +138,31 @@ static void head_logits(DecodeState *s, int R, int n_logits) {
     s->n_rows = R, s->n_logits = n_logits, s->drafted_row = -1;
 }
 
-void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) {
-    assert(R >= 1 && R <= s->max_rows);
+/* What a pass of R rows needs: rows within max_rows, room in the context, heads kept. */
+static int check_pass(DecodeState *s, int R, int n_logits) {
+    if (R < 1 || R > s->max_rows)
+        return fail(s, "a pass of %d rows (the engine runs 1..%d)", R, s->max_rows);
+    if (s->len + R > s->model.tc.ctx)
+        return fail(s, "a pass of %d rows at position %d goes past the context (%d)", R, s->len, s->model.tc.ctx);
+    if (n_logits < 1 || n_logits > s->n_heads)
+        return fail(s, "logits of %d heads asked of an engine keeping %d", n_logits, s->n_heads);
+    return 0;
+}
+
+int decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits) {
+    if (check_pass(s, R, n_logits)) return -1;
     run_rows(s, tokens, R);
     head_logits(s, R, n_logits);
+    return 0;
 }
 
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits) {
     const int D = s->model.tc.dim;
+    if (n < 1) return fail(s, "a prompt of %d tokens (at least 1)", n);
+    if (s->len + n > s->model.tc.ctx)
+        return fail(s, "a prompt of %d tokens at position %d goes past the context (%d)", n, s->len, s->model.tc.ctx);
+    if (n_logits < 1 || n_logits > s->n_heads)
+        return fail(s, "logits of %d heads asked of an engine keeping %d", n_logits, s->n_heads);
     int R = 0;
     for (int done = 0; done < n; done += R) {
         R = n - done < s->pass_rows ? n - done : s->pass_rows;
@@ -165,7 +193,11 @@ static void draft_row(DecodeState *s, int row) {
 
 const float *decode_logits(DecodeState *s, int head, int row) {
     const int V = s->model.tc.vocab;
-    assert(head < s->n_heads && row < s->n_rows);
+    if (head < 0 || head >= s->n_heads || row < 0 || row >= s->n_rows) {
+        fail(s, "logits of head %d at row %d (the engine keeps %d heads; the last pass ran %d rows)", head + 1, row,
+             s->n_heads, s->n_rows);
+        return NULL;
+    }
     if (head < s->n_logits) return s->logits + ((size_t)head * s->max_rows + row) * V;
     if (s->drafted_row != row) {
         /* every drafting head at this row at once: a draft is only read off the row that ends up
@@ -178,18 +210,20 @@ const float *decode_logits(DecodeState *s, int head, int row) {
     return s->drafts + (size_t)head * V;
 }
 
-void decode_truncate(DecodeState *s, int len) {
-    assert(len >= 0 && len <= s->len);
+int decode_truncate(DecodeState *s, int len) {
+    if (len < 0 || len > s->len) return fail(s, "a rollback to %d positions of %d", len, s->len);
     s->len = len;
+    return 0;
 }
 
 /* ---- draft trees --------------------------------------------------------------------------------- */
 
-void decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits) {
-    assert(t->n >= 1 && t->n <= s->max_rows && t->n <= MTP_TREE_ROWS_MAX);
+int decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits) {
+    char msg[160];
+    if (decode_tree_check(t, DECODE_TREE_MAX, msg, sizeof msg)) return fail(s, "%s", msg);
+    if (check_pass(s, t->n, n_logits)) return -1;
     MtpAttnTree mask;
     for (int i = 0; i < t->n; i++) {
-        assert(i == 0 ? t->parent[0] == -1 : t->parent[i] >= 0 && t->parent[i] < i);
         mask.depth[i] = t->depth[i];
         mask.ancestors[i] = (i ? mask.ancestors[t->parent[i]] : 0) | (uint64_t)1 << i;
     }
@@ -198,15 +232,19 @@ void decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree
     run_rows(s, tokens, t->n);
     s->scratch.attn.tree = NULL;
     head_logits(s, t->n, n_logits);
+    return 0;
 }
 
-void decode_keep_path(DecodeState *s, const int *path, int m) {
+int decode_keep_path(DecodeState *s, const int *path, int m) {
     const DecodeModel *md = &s->model;
     const TrunkConfig *c = &md->tc;
     const int len0 = s->len - s->n_rows;
-    assert(m >= 1 && m <= s->n_rows && path[0] == 0);
+    if (m < 1 || m > s->n_rows || path[0] != 0 || len0 < 0)
+        return fail(s, "a path of %d nodes kept from a pass of %d rows (it starts at the root, node 0)", m, s->n_rows);
+    for (int k = 1; k < m; k++)
+        if (path[k] <= path[k - 1] || path[k] >= s->n_rows)
+            return fail(s, "path node %d is %d: nodes go up, below %d", k, path[k], s->n_rows);
     for (int k = 1; k < m; k++) {
-        assert(path[k] > path[k - 1] && path[k] < s->n_rows);
         /* path[k] >= k: moving in order never overwrites a position still to be read */
         if (path[k] == k) continue;
         for (int l = 0; l < c->layers + cached_heads(md, s->n_heads); l++) {
@@ -215,6 +253,7 @@ void decode_keep_path(DecodeState *s, const int *path, int m) {
         }
     }
     s->len = len0 + m;
+    return 0;
 }
 
 /* ---- measuring a pass -------------------------------------------------------------------------- */

@@ -56,6 +56,7 @@ typedef struct {
     float *drafts_work;   /* the drafts' working rows: h, hn, u (n_heads - 1, D) and rstd (n_heads - 1) */
     int drafted_row;      /* row of the last forward whose drafts are in drafts, or -1 */
     double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
+    char err[200];        /* what the last call that returned -1 (or NULL) found wrong */
     float *mem;
 } DecodeState;
 
@@ -66,8 +67,12 @@ void decode_free(DecodeState *s);
 
 /* Runs tokens (R <= max_rows, len + R <= ctx) at positions len..len+R-1 and advances len. Every
  * kept head runs on every row (their caches stay complete); the logits of heads 1..n_logits
- * (n_logits <= n_heads) are computed for every row. */
-void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
+ * (n_logits <= n_heads) are computed for every row.
+ *
+ * Every entry point checks what it is given: a call outside its preconditions (here a row count,
+ * the context or n_logits out of range; below an empty prompt, a malformed tree or path, a bad
+ * request) changes nothing and returns -1 (or NULL) with the reason in s->err. */
+int decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
 /* Prompt prefill: n tokens (len + n <= ctx) in one pass, or in passes of pass_rows for a prompt
  * longer than DECODE_PREFILL_ROWS (the attention's scratch grows with rows x context). Afterwards
  * the last token's row is row 0, with logits of heads 1..n_logits and drafts of the others; the
@@ -76,10 +81,11 @@ void decode_forward(DecodeState *s, const int32_t *tokens, int R, int n_logits);
 int decode_prefill(DecodeState *s, const int32_t *tokens, int n, int n_logits);
 /* Logits (V) of head (0-based) for row r of the last forward: computed by the forward for heads
  * below its n_logits; for the others, on the first call for that row, every drafting head's at
- * once, for that row alone (valid until the next forward or a call for another row). */
+ * once, for that row alone (valid until the next forward or a call for another row). NULL for a
+ * head not kept or a row the last forward did not run. */
 const float *decode_logits(DecodeState *s, int head, int row);
-/* Rolls the caches back to len positions (len <= s->len). */
-void decode_truncate(DecodeState *s, int len);
+/* Rolls the caches back to len positions (0 <= len <= s->len). */
+int decode_truncate(DecodeState *s, int len);
 
 /* ---- draft trees ------------------------------------------------------------------------------- */
 
@@ -114,12 +120,12 @@ void decode_tree_prune(DecodeTree *dst, const DecodeTree *src, int max_nodes, in
  * len.. (len + t->n <= ctx, t->n <= max_rows), each row over the cache and its ancestors at
  * position len + its depth, and advances len by t->n; logits as decode_forward. Only the path
  * decode_keep_path keeps is valid afterwards. A chain tree computes what decode_forward does. */
-void decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits);
+int decode_forward_tree(DecodeState *s, const int32_t *tokens, const DecodeTree *t, int n_logits);
 /* After a tree's pass from len0 = s->len - t->n: keeps nodes path[0..m) (path[0] = 0, each node
  * the child of the one before) and drops the others. Their keys and values move to positions
  * len0..len0+m-1 of every cache and len becomes len0 + m; the rows of the pass stay readable
  * (decode_logits) by node index until the next forward. */
-void decode_keep_path(DecodeState *s, const int *path, int m);
+int decode_keep_path(DecodeState *s, const int *path, int m);
 
 /* ---- calibration: which trees pay, measured ---------------------------------------------------- */
 
@@ -222,8 +228,10 @@ typedef struct {
  * alone; lookahead K > 1 is blockwise parallel decoding (Stern et al. 2018): heads 1..K propose K
  * tokens, one forward pass over them verifies them with head 1, the longest agreeing prefix is
  * kept, and the same pass gives the next proposal, so each pass yields 1..K tokens and the output
- * is head 1's greedy output. s must be fresh (len 0), built with max_rows >= K and n_heads >= K.
- * Returns the number of tokens written to out (capacity max_new). */
+ * is head 1's greedy output. s must be fresh (len 0), built with max_rows >= K and n_heads >= K
+ * (and max_rows >= the tree's nodes, its depth below K). Returns the number of tokens written to
+ * out (capacity max_new), or -1 with s->err for a request it cannot run (an empty or too long
+ * prompt, a lookahead or tree the engine was not built for, a malformed tree). */
 int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st);
 
 /* ---- sampling ---------------------------------------------------------------------------------- */
@@ -237,7 +245,8 @@ void decode_sampling_probs(float *p, const float *logits, int V, const DecodeSam
  * the draft x of head j is kept with probability min(1, p(x) / q(x)), q being head j's
  * distribution (under the same sampling settings) where it drafted and p head 1's at that
  * position; on rejection the token is drawn from norm(max(0, p - q)) and the block ends. The
- * output is distributed exactly as head-1 sampling. Returns -1 when out of memory. */
+ * output is distributed exactly as head-1 sampling. Returns -1 with s->err when out of memory or for
+ * a request decode_greedy would refuse, or without a temperature above 0 and an rng. */
 int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st);
 
 #endif

@@ -4,6 +4,7 @@
  * token for token, sampled output in distribution. */
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,14 +57,30 @@ typedef struct {
     double t0;
 } Generation;
 
+/* What decode_greedy and decode_sample refuse: the reason into s->err, 0 when the request runs. */
+static int bad_request(DecodeState *s, const DecodeRequest *req) {
+    const int ctx = s->model.tc.ctx, K = req->lookahead;
+    const char *why = NULL;
+    char msg[160] = "";
+    if (s->len != 0) why = "the engine is not fresh (decode_truncate(s, 0) first)";
+    else if (!req->prompt || req->n_prompt < 1 || req->n_prompt > ctx) why = "the prompt is empty or longer than the context";
+    else if (req->max_new < 0) why = "max_new is negative";
+    else if (K < 1 || K > s->max_rows || K > s->n_heads) why = "the lookahead is not one the engine was built for";
+    else if (req->tree && decode_tree_check(req->tree, K, msg, sizeof msg)) why = msg;
+    else if (req->tree && req->tree->n > s->max_rows) why = "the tree has more nodes than the engine has rows";
+    if (why)
+        snprintf(s->err, sizeof s->err, "request (prompt %d tokens, lookahead %d, tree %d nodes; engine of %d rows, "
+                 "%d heads, context %d): %s", req->n_prompt, K, req->tree ? req->tree->n : 0, s->max_rows, s->n_heads,
+                 ctx, why);
+    return why != NULL;
+}
+
 /* Checks the request, runs the prompt's pass and returns the row to read the first block off (the
- * caller sets st->t_prefill: greedy decoding counts its first proposal in). */
+ * caller sets st->t_prefill: greedy decoding counts its first proposal in), or -1 with s->err. */
 static int gen_start(Generation *g, DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
-    assert(s->len == 0 && req->n_prompt >= 1 && req->n_prompt <= s->model.tc.ctx && req->lookahead >= 1 &&
-           req->lookahead <= s->max_rows && req->lookahead <= s->n_heads && req->lookahead <= HEADS_MAX);
-    assert(!req->tree || (req->tree->n <= s->max_rows && decode_tree_depth(req->tree) < req->lookahead));
-    *g = (Generation){s, req, out, 0, st, mtp_now()};
     memset(st, 0, sizeof *st);
+    if (bad_request(s, req)) return -1;
+    *g = (Generation){s, req, out, 0, st, mtp_now()};
     s->t_lazy = 0;
     return decode_prefill(s, req->prompt, req->n_prompt, 1);
 }
@@ -163,6 +180,7 @@ static int greedy_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
     const int V = s->model.tc.vocab;
     Generation g;
     int row = gen_start(&g, s, req, out, st);
+    if (row < 0) return -1;
     int32_t root = argmax(decode_logits(s, 0, row), V), tokens[DECODE_TREE_MAX];
     st->t_prefill = mtp_now() - g.t0;
     while (g.produced < req->max_new) {
@@ -203,7 +221,9 @@ int decode_greedy(DecodeState *s, const DecodeRequest *req, int32_t *out, Decode
     const int K = req->lookahead, V = s->model.tc.vocab;
     Generation g;
     int32_t block[HEADS_MAX];
-    int row = gen_start(&g, s, req, out, st), drafted = chain_length(s, row, K, req->draft_min_p);
+    const int row = gen_start(&g, s, req, out, st);
+    if (row < 0) return -1;
+    int drafted = chain_length(s, row, K, req->draft_min_p);
     propose(block, s, row, drafted);
     st->t_prefill = mtp_now() - g.t0;
     s->t_lazy = 0; /* the first drafts belong to the prefill */
@@ -370,6 +390,7 @@ static int sample_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
     const int V = s->model.tc.vocab;
     Generation g;
     int row = gen_start(&g, s, req, out, st);
+    if (row < 0) return -1;
     st->t_prefill = mtp_now() - g.t0;
     s->t_lazy = 0;
     int32_t first = -1, tokens[DECODE_TREE_MAX]; /* first: the next root, when a rejection drew it */
@@ -418,10 +439,17 @@ static int sample_tree(DecodeState *s, const DecodeRequest *req, int32_t *out, D
 
 int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, DecodeStats *st) {
     const int K = req->lookahead, V = s->model.tc.vocab;
-    assert(req->sampling.temperature > 0 && req->rng);
+    memset(st, 0, sizeof *st);
+    if (!(req->sampling.temperature > 0) || !req->rng) {
+        snprintf(s->err, sizeof s->err, "sampling needs a temperature above 0 (got %g) and an rng",
+                 (double)req->sampling.temperature);
+        return -1;
+    }
+    if (bad_request(s, req)) return -1;
     SampleWork w = {malloc((size_t)(K + 1) * V * sizeof(float)), NULL, malloc((size_t)V * sizeof(int))};
     if (!w.q || !w.order) {
         free(w.q), free(w.order);
+        snprintf(s->err, sizeof s->err, "out of memory for sampling's distributions (%d x %d floats)", K + 1, V);
         return -1;
     }
     w.p = w.q + (size_t)K * V;
@@ -432,6 +460,10 @@ int decode_sample(DecodeState *s, const DecodeRequest *req, int32_t *out, Decode
     }
     Generation g;
     int row = gen_start(&g, s, req, out, st);
+    if (row < 0) {
+        free(w.q), free(w.order);
+        return -1;
+    }
     st->t_prefill = mtp_now() - g.t0;
     s->t_lazy = 0;
     int32_t block[HEADS_MAX], first = -1; /* the block's first token when it came from a rejection */

@@ -114,15 +114,21 @@ static int rank_of(const float *logits, int V, int32_t x) {
 
 int decode_cal_tally(DecodeCalTally *tally, DecodeState *s, const int32_t *seq, int n, int from) {
     const int H = s->n_heads, V = s->model.tc.vocab, depth = H - 1;
-    assert(s->len == 0 && from >= 0 && n <= s->model.tc.ctx);
-    if (tally->depth == 0) tally->depth = depth;
-    assert(tally->depth == depth);
+    if (s->len != 0 || from < 0 || n > s->model.tc.ctx || (tally->n && tally->depth != depth)) {
+        snprintf(s->err, sizeof s->err, "calibration tally: %d tokens from %d (context %d, engine at %d, %d heads "
+                 "against the tally's %d)", n, from, s->model.tc.ctx, s->len, H, tally->depth + 1);
+        return -1;
+    }
+    tally->depth = depth;
     if (depth == 0 || from > n - 2) return 0;
     const long need = tally->n + (n - 1 - from);
     if (need > tally->cap) {
         const long cap = need > 2 * tally->cap ? need : 2 * tally->cap;
         uint8_t *r = realloc(tally->ranks, (size_t)cap * depth);
-        if (!r) return -1;
+        if (!r) {
+            snprintf(s->err, sizeof s->err, "out of memory for the ranks of %ld positions", cap);
+            return -1;
+        }
         tally->ranks = r, tally->cap = cap;
     }
     /* position from is the prefill's last row; the rest go in passes of max_rows, every head's

@@ -128,6 +128,7 @@ static int calibrate_prompt(const CalibrateArgs *a, Calibrate *c, DecodeState *s
     DecodeStats st;
     decode_truncate(s, 0);
     const int got = decode_greedy(s, &req, c->seq + np, &st);
+    if (got < 0) return -1; /* the message is in s->err */
     c->tokens += got;
     decode_truncate(s, 0);
     /* the last token may lie past the context (emitted, never run) */
@@ -154,7 +155,7 @@ static int calibrate_run(const CalibrateArgs *a, Calibrate *c) {
     int rc = 0;
     for (int i = 0; i < c->pr.n && rc == 0; i++) {
         if (calibrate_prompt(a, c, &s, i)) {
-            cli_error("calibrate", "out of memory");
+            cli_error("calibrate", "%s", s.err);
             rc = EXIT_FAIL;
         }
         const double now = mtp_now();

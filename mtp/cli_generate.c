@@ -203,9 +203,9 @@ static int generate_run(GenerateArgs *a, Generate *g) {
     double t0 = mtp_now();
     g->n = a->temperature > 0 ? decode_sample(&s, &req, g->out, &g->st) : decode_greedy(&s, &req, g->out, &g->st);
     g->seconds = mtp_now() - t0;
+    if (g->n < 0) cli_error("generate", "%s", s.err);
     decode_free(&s);
     if (g->n >= 0) return 0;
-    cli_error("generate", "out of memory");
     return EXIT_FAIL;
 }
 

@@ -289,6 +289,7 @@ typedef enum {
     FM_CFG_NEG,     /* layers -1 */
     FM_CFG_NO_DIM,
     FM_HUGE_CFG,    /* dims implying billions of parameters */
+    FM_HUGE_TENSOR, /* a tensor too large for a msgpack bin */
     FM_TENSORS_HUGE,/* tensors: array32 declaring 0xFFFFFFFF */
     FM_DEEP,        /* an unknown key holding 100000 nested arrays */
     /* a "calibration" key (make_calibration's for the model's heads, 9 trees), with one defect */
@@ -528,7 +529,8 @@ static void craft(const char *path, const MtpModel *m, FileMut fm, int target, T
         case K_CONFIG:
         case K_DUP:
             pk_str(&pk, "config");
-            if (fm == FM_HUGE_CFG) pack_config(&pk, DS_BYTE_VOCAB, 16384, 256, 128, 65536, 16, 4, "transformer");
+            if (fm == FM_HUGE_CFG) pack_config(&pk, DS_BYTE_VOCAB, 16384, 256, 128, 32768, 16, 4, "transformer");
+            else if (fm == FM_HUGE_TENSOR) pack_config(&pk, DS_BYTE_VOCAB, 16384, 1, 128, 65536, 16, 4, "transformer");
             else if (fm == FM_CFG_DIV) pack_config(&pk, c->vocab, c->dim, c->layers, 5, c->ffn, c->ctx, m->cfg.heads.n,
                                                   heads_type_name(m->cfg.heads.type));
             else if (fm == FM_CFG_NO_DIM) {
@@ -563,7 +565,7 @@ static void craft(const char *path, const MtpModel *m, FileMut fm, int target, T
             if (fm == FM_TENSORS_HUGE) {
                 static const uint8_t h[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
                 raw(&sb, h, sizeof h);
-            } else if (fm == FM_HUGE_CFG) msgpack_pack_array(&pk, 0);
+            } else if (fm == FM_HUGE_CFG || fm == FM_HUGE_TENSOR) msgpack_pack_array(&pk, 0);
             else pack_tensor_list(&pk, &sb, m, m->params, target, tm);
             break;
         case K_TRAIN:
@@ -726,7 +728,8 @@ static void test_crafted(void) {
         {FM_CFG_DIV, "dim 32 attn_heads 5", "divisible", NULL},
         {FM_CFG_NEG, "layers -1", "layers", NULL},
         {FM_CFG_NO_DIM, "config without dim", "dim", NULL},
-        {FM_HUGE_CFG, "dim 16384 layers 256 ffn 65536 in a small file", "parameters", NULL},
+        {FM_HUGE_CFG, "dim 16384 layers 256 ffn 32768 in a small file", "parameters", NULL},
+        {FM_HUGE_TENSOR, "a tensor of 4 GiB (dim 16384 by ffn 65536)", "4 GiB per tensor", NULL},
         {FM_TENSORS_HUGE, "tensors is array32 of 0xFFFFFFFF", NULL, NULL},
         {FM_DEEP, "100000 nested arrays", NULL, NULL},
         {FM_TRAIN_SMALL, "train state without room for moments", "optimizer moments", NULL},

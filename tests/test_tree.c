@@ -341,6 +341,62 @@ static void check_calibration(MtpRng *r) {
     mtp_model_free(&m);
 }
 
+/* Calls outside their preconditions return -1 (or NULL) with a message and change nothing, in
+ * Release builds too (no assert stands between them and memory). */
+static void check_refusals(void) {
+    char err[256];
+    MtpModel m;
+    random_model(&m, 41, 24, 2, HEAD_LINEAR, 5);
+    DecodeState s;
+    CHECK(decode_build(&s, mtp_decode_model(&m), 4, NH, err, sizeof err) == 0);
+    const int32_t toks[CTX + 1] = {1, 2, 3};
+    int refused = 0;
+#define REFUSED(call)                                                                     \
+    do {                                                                                  \
+        s.err[0] = 0;                                                                     \
+        const int len_ = s.len;                                                           \
+        CHECK_MSG((call) == -1 && s.err[0] && s.len == len_, "%s was not refused", #call); \
+        refused++;                                                                        \
+    } while (0)
+    REFUSED(decode_prefill(&s, toks, 0, 1));
+    REFUSED(decode_prefill(&s, toks, CTX + 1, 1));
+    REFUSED(decode_prefill(&s, toks, 3, NH + 1));
+    CHECK(decode_prefill(&s, toks, 3, 1) == 0 && s.len == 3);
+    REFUSED(decode_forward(&s, toks, 0, 1));
+    REFUSED(decode_forward(&s, toks, 5, 1)); /* more rows than the engine's 4 */
+    REFUSED(decode_truncate(&s, 4));
+    REFUSED(decode_truncate(&s, -1));
+    DecodeTree t;
+    decode_tree_chain(&t, 3);
+    t.parent[2] = 2; /* not an earlier node */
+    REFUSED(decode_forward_tree(&s, toks, &t, 1));
+    decode_tree_chain(&t, 5); /* more nodes than rows */
+    REFUSED(decode_forward_tree(&s, toks, &t, 1));
+    decode_tree_chain(&t, 3);
+    CHECK(decode_forward_tree(&s, toks, &t, 1) == 0 && s.len == 6);
+    REFUSED(decode_keep_path(&s, (int[]){1, 2}, 2)); /* not from the root */
+    REFUSED(decode_keep_path(&s, (int[]){0, 2, 1}, 3));
+    CHECK(decode_logits(&s, NH, 0) == NULL && s.err[0]);
+    CHECK(decode_logits(&s, 0, 3) == NULL);
+    CHECK(decode_truncate(&s, 0) == 0);
+    DecodeStats st;
+    int32_t out[8];
+    DecodeRequest req = {.prompt = toks, .n_prompt = 0, .max_new = 8, .lookahead = 2, .eos = -1};
+    REFUSED(decode_greedy(&s, &req, out, &st));
+    req.n_prompt = 3, req.lookahead = 5;
+    REFUSED(decode_greedy(&s, &req, out, &st));
+    req.lookahead = 2, req.tree = &t; /* depth 2 is not below the lookahead */
+    REFUSED(decode_greedy(&s, &req, out, &st));
+    req.tree = NULL;
+    REFUSED(decode_sample(&s, &req, out, &st)); /* no temperature, no rng */
+    CHECK(decode_greedy(&s, &req, out, &st) == 8);
+    CHECK(decode_greedy(&s, &req, out, &st) == -1 && strstr(s.err, "not fresh"));
+#undef REFUSED
+    fprintf(stderr, "%d calls outside their preconditions refused\n", refused);
+    decode_free(&s);
+    mtp_model_free(&m);
+}
+
 int main(void) {
     char err[256];
     CHECK(mtp_core_init(1, MTP_FP32, err, sizeof err) == 0);
@@ -362,6 +418,7 @@ int main(void) {
         }
     }
     mtp_core_set_precision(MTP_FP32);
+    check_refusals();
     check_calibration(&r);
     DsOptions o;
     ds_options_init(&o);

@@ -318,32 +318,34 @@ static double ce_row(float *logits, int32_t target, int V, float grad_scale, int
     return loss;
 }
 
+/* Rows go in blocks of CE_BLOCK, their losses summed in row order after each block: the same
+ * total for any thread count, and no allocation that could fail. */
+enum { CE_BLOCK = 256 };
+
 static double ce_rows(float *logits, const int32_t *targets, int M, int V, float grad_scale, int write_grad,
                       long *correct) {
-    double *row_loss = malloc((size_t)M * sizeof(double));
-    char *row_ok = malloc((size_t)M);
-    assert(row_loss && row_ok);
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        float *row = logits + (size_t)m * V;
-        int ok = 0;
-        if (targets[m] < 0) {
-            row_loss[m] = 0.0;
-            if (write_grad) memset(row, 0, (size_t)V * sizeof(float));
-        } else {
-            assert(targets[m] < V);
-            row_loss[m] = ce_row(row, targets[m], V, grad_scale, write_grad, &ok);
-        }
-        row_ok[m] = (char)ok;
-    }
     double total = 0.0;
     long n_ok = 0;
-    for (int m = 0; m < M; m++) {
-        total += row_loss[m];
-        n_ok += row_ok[m];
+    for (int m0 = 0; m0 < M; m0 += CE_BLOCK) {
+        const int rows = M - m0 < CE_BLOCK ? M - m0 : CE_BLOCK;
+        double row_loss[CE_BLOCK];
+        char row_ok[CE_BLOCK];
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            const int m = m0 + i;
+            float *row = logits + (size_t)m * V;
+            int ok = 0;
+            if (targets[m] < 0) {
+                row_loss[i] = 0.0;
+                if (write_grad) memset(row, 0, (size_t)V * sizeof(float));
+            } else {
+                assert(targets[m] < V);
+                row_loss[i] = ce_row(row, targets[m], V, grad_scale, write_grad, &ok);
+            }
+            row_ok[i] = (char)ok;
+        }
+        for (int i = 0; i < rows; i++) total += row_loss[i], n_ok += row_ok[i];
     }
-    free(row_loss);
-    free(row_ok);
     if (correct) *correct = n_ok;
     return total;
 }
@@ -359,20 +361,22 @@ double mtp_cross_entropy_loss(const float *logits, const int32_t *targets, int M
 /* ---- reductions ----------------------------------------------------------------------------- */
 
 double mtp_sumsq(const float *x, size_t n) {
-    /* fixed-size chunks summed in order: the same result for any thread count */
-    enum { CHUNK = 1 << 14 };
-    size_t nchunks = (n + CHUNK - 1) / CHUNK;
-    double *part = malloc((nchunks ? nchunks : 1) * sizeof(double));
-    assert(part);
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
-        part[c] = s;
-    }
+    /* fixed-size chunks summed in order: the same result for any thread count; the chunks' sums go
+       in groups on the stack (no allocation that could fail) */
+    enum { CHUNK = 1 << 14, GROUP = 256 };
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
     double total = 0.0;
-    for (size_t c = 0; c < nchunks; c++) total += part[c];
-    free(part);
+    for (size_t g0 = 0; g0 < nchunks; g0 += GROUP) {
+        const size_t g = nchunks - g0 < GROUP ? nchunks - g0 : GROUP;
+        double part[GROUP];
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < g; c++) {
+            const size_t i0 = (g0 + c) * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+            double s = 0.0;
+            for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+            part[c] = s;
+        }
+        for (size_t c = 0; c < g; c++) total += part[c];
+    }
     return total;
 }
