@@ -120,7 +120,9 @@ static int append_file(int fd, off_t at, int val_fd) {
 }
 
 /* Removes "<path>.tmp.<pid>" and "<path>.val.tmp.<pid>" files left by builds that were killed
-   (their process is gone): they are never read, but a big corpus leaves big ones. */
+   (their process is gone): they are never read, but a big corpus leaves big ones. Called by every
+   load, not only by builds: a build killed while another process finished the cache leaves one
+   beside a valid cache, which no later run would rebuild. */
 static void remove_stale_temps(const char *path) {
     mpk_remove_stale_temps(path);
     size_t n = strlen(path) + 5;
@@ -133,7 +135,6 @@ static void remove_stale_temps(const char *path) {
 
 static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     const char *path = o->cache_path;
-    remove_stale_temps(path);
     size_t plen = strlen(path) + 32;
     char *tmp = malloc(plen), *vtmp = malloc(plen);
     if (!tmp || !vtmp) {
@@ -400,6 +401,7 @@ static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, 
 
 int ds_cache_load(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *err, size_t errlen) {
     char why[DS_MAX_SPEC + 64] = "";
+    remove_stale_temps(o->cache_path);
     MapResult r = map_cache(c, o, info, why, sizeof why, err, errlen);
     if (r == MAP_OK) return 0;
     if (r == MAP_ERROR) return -1;
