@@ -128,7 +128,7 @@ fi
 # ---- token cache -------------------------------------------------------------------------------
 
 if [[ -f $SHARED/tinyshakespeare.txt && -f $SHARED/gsm8k_train.jsonl ]]; then
-    corpus_from="$SHARED/tinyshakespeare.txt and gsm8k_train.jsonl, repeated"
+    corpus_from="tinyshakespeare.txt and gsm8k_train.jsonl of ../shared/data, repeated"
     for ((r = 0; r < 8; r++)); do cat "$SHARED/tinyshakespeare.txt" "$SHARED/gsm8k_train.jsonl"; done >big.txt
     head -c 1000000 "$SHARED/tinyshakespeare.txt" >piece.txt
 else
