@@ -161,7 +161,8 @@ static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     double t0 = mtp_now();
     if (rc == 0) rc = ds_build_sources(o, &train, &val, info, err, errlen);
     if (rc && (train.errnum || val.errnum)) /* a write failed (disk full): say where, not only which source */
-        mtp_fail(err, errlen, "token cache %s: writing %s: %s", path, tmp, strerror(train.errnum ? train.errnum : val.errnum));
+        mtp_fail(err, errlen, "token cache %s: writing %s: %s", path, tmp,
+                 strerror(train.errnum ? train.errnum : val.errnum));
     if (rc == 0 && append_file(fd, (off_t)(room + train.count * sizeof(int32_t)), vfd))
         rc = mtp_fail(err, errlen, "token cache %s: writing: %s", tmp, strerror(errno));
     if (rc == 0) {
