@@ -82,13 +82,17 @@ TMPFS="no"
 STALE="skipped"
 mkdir -p "$MNT"
 trap 'umount "$MNT" 2>/dev/null' EXIT
+kib_pages() { # kib_pages BYTES: KiB of the whole 4 KiB pages that hold BYTES
+    local pages=$((($1 + 4095) / 4096))
+    echo $((pages * 4))
+}
 mount_tmpfs() { # mount_tmpfs KIB: a fresh tmpfs of that size at $MNT
     umount "$MNT" 2>/dev/null
     mount -t tmpfs -o size="$1"k tmpfs "$MNT" 2>/dev/null
 }
 if mount_tmpfs 64; then
     TMPFS="yes"
-    fits_once=$(((CK * 3 / 2 + 4095) / 4096 * 4)) # KiB: room for 1.5 checkpoints
+    fits_once=$(kib_pages $((CK * 3 / 2))) # room for 1.5 checkpoints
     echo "tmpfs of $fits_once KiB: one checkpoint fits, two do not"
 
     mount_tmpfs "$fits_once"
@@ -114,7 +118,7 @@ if mount_tmpfs 64; then
 
     # a killed save's temp file (as large as a checkpoint) fills the disk: without it the disk holds
     # two checkpoints, with it the next save does not fit unless it removes the temp file first
-    mount_tmpfs $(((CK * 5 / 2 + 4095) / 4096 * 4))
+    mount_tmpfs "$(kib_pages $((CK * 5 / 2)))"
     cp base.mtp "$MNT/ck.mtp"
     true &
     dead=$!
@@ -159,7 +163,7 @@ expect_full "shim: token cache, fsync fails with ENOSPC" c2.tokens none \
     fail "building a stale cache"
 for k in $((TOK / 2)) fsync; do
     cp stale.tokens c2.tokens
-    how=(ENOSPC_AFTER=$k) && [[ $k == fsync ]] && how=(ENOSPC_FSYNC=1)
+    how=("ENOSPC_AFTER=$k") && [[ $k == fsync ]] && how=(ENOSPC_FSYNC=1)
     expect_full "shim: rebuilding a stale cache, ${how[0]}" c2.tokens stale.tokens \
         env "${how[@]}" LD_PRELOAD="$SHIM" "$MTP" train --data builtin:arith "${TINY[@]}" --steps 2 --out c.mtp --token-cache c2.tokens
 done
