@@ -12,10 +12,8 @@
  * A cache is trusted only when its header matches the current options and every source's size and
  * modification time; it is then checked for size and token range before use, so even a damaged
  * file cannot make training index outside the embedding. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,35 +120,21 @@ static int append_file(int fd, off_t at, int val_fd) {
 }
 
 /* Removes "<path>.tmp.<pid>" and "<path>.val.tmp.<pid>" files left by builds that were killed
-   (their process is gone): they are never read, but a big corpus leaves big ones. */
+   (their process is gone): they are never read, but a big corpus leaves big ones. Called by every
+   load, not only by builds: a build killed while another process finished the cache leaves one
+   beside a valid cache, which no later run would rebuild. */
 static void remove_stale_temps(const char *path) {
-    char dir[4096];
-    mpk_dir_of(path, dir, sizeof dir);
-    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-    size_t bl = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *rest = e->d_name;
-        if (strncmp(rest, base, bl) != 0) continue;
-        rest += bl;
-        if (strncmp(rest, ".val", 4) == 0) rest += 4;
-        if (strncmp(rest, ".tmp.", 5) != 0) continue;
-        char *end;
-        long pid = strtol(rest + 5, &end, 10);
-        if (end == rest + 5 || *end || pid <= 0) continue;               /* not a name we give */
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;         /* its builder may be running */
-        char p[8192];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
+    mpk_remove_stale_temps(path);
+    size_t n = strlen(path) + 5;
+    char *val = malloc(n);
+    if (!val) return;
+    snprintf(val, n, "%s.val", path);
+    mpk_remove_stale_temps(val);
+    free(val);
 }
 
 static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     const char *path = o->cache_path;
-    remove_stale_temps(path);
     size_t plen = strlen(path) + 32;
     char *tmp = malloc(plen), *vtmp = malloc(plen);
     if (!tmp || !vtmp) {
@@ -176,6 +160,9 @@ static int build_cache(const DsOptions *o, char *err, size_t errlen) {
     DsSourceInfo info[DS_MAX_SOURCES];
     double t0 = mtp_now();
     if (rc == 0) rc = ds_build_sources(o, &train, &val, info, err, errlen);
+    if (rc && (train.errnum || val.errnum)) /* a write failed (disk full): say where, not only which source */
+        mtp_fail(err, errlen, "token cache %s: writing %s: %s", path, tmp,
+                 strerror(train.errnum ? train.errnum : val.errnum));
     if (rc == 0 && append_file(fd, (off_t)(room + train.count * sizeof(int32_t)), vfd))
         rc = mtp_fail(err, errlen, "token cache %s: writing: %s", tmp, strerror(errno));
     if (rc == 0) {
@@ -417,6 +404,7 @@ static MapResult map_cache(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, 
 
 int ds_cache_load(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *err, size_t errlen) {
     char why[DS_MAX_SPEC + 64] = "";
+    remove_stale_temps(o->cache_path);
     MapResult r = map_cache(c, o, info, why, sizeof why, err, errlen);
     if (r == MAP_OK) return 0;
     if (r == MAP_ERROR) return -1;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BIG_LEN 70000   /* > 65535: str32/bin32/ext32 */
@@ -774,6 +775,79 @@ static void test_files(void) {
     CHECK(rmdir(dir) == 0);
 }
 
+static void touch(const char *dir, const char *name) {
+    char p[1100];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (f) fputs("partial checkpoint", f), fclose(f);
+}
+
+static int exists(const char *dir, const char *name) {
+    char p[1100];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Temp files of killed writers: removed when their pid is gone, kept when it is alive or when the
+ * name is not exactly "<target>.tmp.<decimal pid>"; the writer removes them when it opens. */
+static void test_stale_temps(void) {
+    char dir[] = "/tmp/test_mpk_stale.XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK_MSG(0, "mkdtemp failed");
+        return;
+    }
+    /* a pid that is surely gone: a child that exited and was reaped */
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    CHECK(child > 0 && waitpid(child, NULL, 0) == child);
+    CHECK(kill(child, 0) == -1 && errno == ESRCH);
+    char dead[64], live[64], ppid[64], path[512], err[512];
+    snprintf(dead, sizeof dead, "ckpt.mpk.tmp.%ld", (long)child);
+    snprintf(live, sizeof live, "ckpt.mpk.tmp.%ld", (long)getpid());
+    snprintf(ppid, sizeof ppid, "ckpt.mpk.tmp.%ld", (long)getppid());
+    snprintf(path, sizeof path, "%s/ckpt.mpk", dir);
+    char keep[][64] = {"ckpt.mpk", "ckpt.mpk.tmp.", "ckpt.mpk.tmp.abc", "ckpt.mpk.tmp.0", "ckpt.mpk.tmp.99999999999",
+                       "ckpt.mpk.tmp.-1", "other.mpk.tmp.1", "ckpt.mpk.tokens", "xckpt.mpk.tmp.1", "", "", "", "", "",
+                       "", ""};
+    /* names that hold the dead pid but are not this target's temp files */
+    snprintf(keep[9], 64, "ckpt.mpk.tmp.%ldx", (long)child);
+    snprintf(keep[10], 64, "ckpt.mpk.tmp.+%ld", (long)child);
+    snprintf(keep[11], 64, "ckpt.mpk.tmp. %ld", (long)child);
+    snprintf(keep[12], 64, "ckpt.mpk.tokens.tmp.%ld", (long)child); /* the token cache's: its own call */
+    snprintf(keep[13], 64, "ckpt.mpk.val.tmp.%ld", (long)child);
+    snprintf(keep[14], 64, "other.mpk.tmp.%ld", (long)child);
+    snprintf(keep[15], 64, "ckpt.mpk.tmp.%ld.1", (long)child);
+    int nkeep = (int)(sizeof keep / sizeof keep[0]);
+    for (int i = 0; i < nkeep; i++) touch(dir, keep[i]);
+    touch(dir, dead), touch(dir, live), touch(dir, ppid);
+
+    CHECK(mpk_remove_stale_temps(path) == 1);
+    CHECK(!exists(dir, dead));
+    CHECK(exists(dir, live) && exists(dir, ppid)); /* live processes: this one and its parent */
+    for (int i = 0; i < nkeep; i++) CHECK_MSG(exists(dir, keep[i]), "%s removed", keep[i]);
+    CHECK(mpk_remove_stale_temps(path) == 0); /* nothing more */
+
+    /* "<path>.val" reaches the token cache's staging name; the writer's open cleans its own target */
+    char val[600];
+    snprintf(val, sizeof val, "%s.val", path);
+    CHECK(mpk_remove_stale_temps(val) == 1 && !exists(dir, keep[13]));
+    touch(dir, dead);
+    MpkWriter w;
+    CHECK_MSG(mpk_writer_open(&w, path, err, sizeof err) == 0, "%s", err);
+    CHECK(!exists(dir, dead) && exists(dir, ppid));
+    CHECK(strcmp(w.tmp_path + strlen(dir) + 1, live) == 0); /* its own temp file has that name */
+    mpk_writer_abort(&w);
+
+    /* a missing directory: nothing to do, no error */
+    CHECK(mpk_remove_stale_temps("/nonexistent-dir-of-test-mpk/x.mpk") == 0);
+
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(dirfd(d), e->d_name, 0);
+    if (d) closedir(d);
+    CHECK(rmdir(dir) == 0);
+}
+
 int main(void) {
     test_round_trip(0);
     test_round_trip(1);
@@ -785,5 +859,6 @@ int main(void) {
     test_fuzz();
     test_crc();
     test_files();
+    test_stale_temps();
     TEST_DONE();
 }

@@ -13,9 +13,12 @@
 #include "mtp/core/core.h"
 #include "mtp/core/mpk.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +522,8 @@ int mpk_writer_open(MpkWriter *w, const char *path, char *err, size_t errlen) {
         return -1;
     }
     memcpy(w->path, path, n + 1);
+    /* before this save's own temp file takes room: the ones of saves to this path that were killed */
+    mpk_remove_stale_temps(path);
     snprintf(w->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
@@ -535,6 +540,31 @@ void mpk_dir_of(const char *path, char *dir, size_t dirlen) {
     if (!slash) snprintf(dir, dirlen, ".");
     else if (slash == path) snprintf(dir, dirlen, "/");
     else snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+}
+
+int mpk_remove_stale_temps(const char *path) {
+    char dir[4096];
+    mpk_dir_of(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *rest = e->d_name;
+        if (strncmp(rest, base, bl) != 0 || strncmp(rest + bl, ".tmp.", 5) != 0) continue;
+        rest += bl + 5;
+        if (*rest < '1' || *rest > '9') continue; /* not a name we give: strtol would take " +12" */
+        char *end;
+        errno = 0;
+        long pid = strtol(rest, &end, 10);
+        if (*end || errno || pid > INT_MAX) continue;
+        /* 0: alive; EPERM: alive, another user's; ESRCH: gone, its temp file can never be finished */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 int mpk_fsync_dir(const char *path, char *dir, size_t dirlen) {

@@ -132,6 +132,9 @@ void mpk_file_unmap(MpkFile *f);
  * directory so rename cannot cross filesystems), then fflush + fsync + close + rename over the
  * target + fsync of the directory. Until commit the target is untouched, so a crash or a full disk
  * mid-save leaves the previous checkpoint intact. abort (or any failure) removes the temp file.
+ * A process killed mid-save (SIGKILL, OOM killer, power cut) cannot remove its temp file, so open
+ * first removes those of earlier writers to the same path that are gone (mpk_remove_stale_temps):
+ * a run killed again and again keeps at most one temp file per writer still alive.
  *
  *     MpkWriter w;
  *     if (mpk_writer_open(&w, path, err, sizeof err)) return -1;
@@ -168,6 +171,16 @@ void mpk_pack_key_double(msgpack_packer *pk, const char *key, double v);
 void mpk_pack_key_bool(msgpack_packer *pk, const char *key, int v);
 void mpk_pack_key_str(msgpack_packer *pk, const char *key, const char *v);
 void mpk_pack_key_bin(msgpack_packer *pk, const char *key, const void *data, size_t n);
+
+/* Removes the files "<path>.tmp.<pid>" beside path whose process is gone (kill(pid, 0) fails with
+ * ESRCH): temp files of atomic writes that were killed, never to be finished or read. A temp file
+ * of a live process (this one included, or another user's: EPERM) is kept, and so is every other
+ * name (the pid must be decimal digits, no sign, no blanks, no suffix). Returns how many it removed;
+ * errors (an unreadable directory, a failed unlink) are ignored: cleanup is best effort. Pids are
+ * those of this machine's pid namespace, so writers on other hosts sharing the directory (NFS) or
+ * in other containers look dead: do not share an output directory between them while they save.
+ * mpk_writer_open calls it; the token cache calls it for its own temp names. */
+int mpk_remove_stale_temps(const char *path);
 
 /* The directory holding path ("." for a bare name, "/" for a file in the root) into dir. */
 void mpk_dir_of(const char *path, char *dir, size_t dirlen);
