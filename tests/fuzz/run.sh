@@ -76,11 +76,13 @@ if ((replay)); then
             continue
         fi
         log=$BUILD/logs/replay-$t.log
-        if "$BUILD/bin/fuzz_$t" -runs=1 "${files[@]}" >"$log" 2>&1; then
+        # shellcheck disable=SC2086
+        if "$BUILD/bin/fuzz_$t" -runs=1 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 ${FUZZ_FLAGS:-} \
+            "${files[@]}" >"$log" 2>&1; then
             printf '%-11s %4d inputs  ok\n' "$t" "${#files[@]}"
         else
             printf '%-11s %4d inputs  FAILED (log: %s)\n' "$t" "${#files[@]}" "$log"
-            grep -m1 -E "^Running: " "$log" | tail -1
+            grep -E "^Running: " "$log" | tail -1
             grep -m3 -E "ERROR: |runtime error|fuzz check failed" "$log"
             status=1
         fi
