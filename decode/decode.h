@@ -56,7 +56,7 @@ typedef struct {
     float *drafts_work;   /* the drafts' working rows: h, hn, u (n_heads - 1, D) and rstd (n_heads - 1) */
     int drafted_row;      /* row of the last forward whose drafts are in drafts, or -1 */
     double t_lazy;        /* seconds decode_logits spent computing drafting heads' logits */
-    char err[200];        /* what the last call that returned -1 (or NULL) found wrong */
+    char err[320];        /* what the last call that returned -1 (or NULL) found wrong */
     float *mem;
 } DecodeState;
 
