@@ -64,7 +64,10 @@ static int pack_weights(DecodeState *s, const DecodeModel *m) {
 int decode_build(DecodeState *s, DecodeModel m, int max_rows, int n_heads, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     const int T = m.tc.ctx;
-    assert(max_rows >= 1 && n_heads >= 1 && n_heads <= m.hc.n);
+    if (max_rows < 1 || n_heads < 1 || n_heads > m.hc.n) {
+        snprintf(err, errlen, "an engine of %d rows keeping %d heads (the model has %d)", max_rows, n_heads, m.hc.n);
+        return -1;
+    }
     /* pass_rows go through the trunk at once (a prompt of up to that many tokens is one pass);
      * logits are only ever computed for max_rows rows */
     s->model = m, s->max_rows = max_rows, s->n_heads = n_heads, s->drafted_row = -1;

@@ -164,8 +164,9 @@ typedef struct {
  * Returns -1 when out of memory. */
 int decode_cal_tally(DecodeCalTally *tally, DecodeState *s, const int32_t *seq, int n, int from);
 void decode_cal_tally_free(DecodeCalTally *tally);
-/* The calibration of a tally: rates, and trees of 1..max_nodes nodes (max_nodes <= DECODE_TREE_MAX). */
-void decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally, int heads, int max_nodes);
+/* The calibration of a tally: rates, and trees of 1..max_nodes nodes. Returns -1 (c empty) unless
+ * 1 <= heads <= HEADS_MAX, 1 <= max_nodes <= DECODE_TREE_MAX and the tally counts heads - 1 ranks. */
+int decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally, int heads, int max_nodes);
 
 /* ---- greedy generation ------------------------------------------------------------------------ */
 

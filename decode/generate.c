@@ -2,7 +2,6 @@
  * (blockwise parallel decoding, speculative sampling) or a tree of them (Medusa's trees, verified
  * with SpecInfer's rule when sampling). Whatever the drafts, the output is head 1's: greedy output
  * token for token, sampled output in distribution. */
-#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,6 @@
  * A tree's node is a token at a depth: the root is head 1's next token, a node at depth d one of
  * head d+1's candidates. The engine runs a tree as the rows of one pass (decode.c); this file
  * only knows shapes and counts. */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,12 +161,12 @@ static int deepest_match(const DecodeTree *t, int n, const uint8_t *ranks, int d
     return node;
 }
 
-void decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally, int heads, int max_nodes) {
+int decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally, int heads, int max_nodes) {
     const int depth = heads - 1;
     const long N = tally->n;
-    assert(heads >= 1 && heads <= HEADS_MAX && max_nodes >= 1 && max_nodes <= DECODE_TREE_MAX);
-    assert(N == 0 || tally->depth == depth);
     memset(c, 0, sizeof *c);
+    if (heads < 1 || heads > HEADS_MAX || max_nodes < 1 || max_nodes > DECODE_TREE_MAX || (N && tally->depth != depth))
+        return -1;
     c->heads = heads, c->positions = N;
     /* rates: head d + 2's candidate j right, given heads 2..d+1 had theirs among their candidates */
     for (int d = 0; d < depth; d++) {
@@ -215,4 +214,5 @@ void decode_calibration_build(DecodeCalibration *c, const DecodeCalTally *tally,
         c->expected[k] = c->expected[k - 1] + (N ? (double)counts[best][best_rank] / N : 0.0);
         c->n_trees = k + 1;
     }
+    return 0;
 }

@@ -172,7 +172,10 @@ static int calibrate_run(const CalibrateArgs *a, Calibrate *c) {
         cli_error("calibrate", "no positions to measure: the prompts leave no room to generate");
         rc = EXIT_FAIL;
     }
-    if (rc == 0) decode_calibration_build(&c->cal, &c->tally, H, a->max_nodes);
+    if (rc == 0 && decode_calibration_build(&c->cal, &c->tally, H, a->max_nodes)) {
+        cli_error("calibrate", "cannot build trees of %d nodes for %d heads", a->max_nodes, H);
+        rc = EXIT_FAIL;
+    }
     return rc;
 }
 

@@ -302,7 +302,9 @@ static void check_calibration(MtpRng *r) {
     CHECK_MSG(tally.n == expect_n && memcmp(tally.ranks, want, (size_t)expect_n * (NH - 1)) == 0,
               "the tally's ranks differ from head 1's ranks computed one token at a time");
     DecodeCalibration cal;
-    decode_calibration_build(&cal, &tally, NH, 16);
+    CHECK(decode_calibration_build(&cal, &tally, NH, 16) == 0);
+    DecodeCalibration none;
+    CHECK(decode_calibration_build(&none, &tally, NH + 1, 16) == -1 && decode_calibration_build(&none, &tally, NH, 33) == -1);
     CHECK(decode_calibration_check(&cal, err, sizeof err) == 0);
     CHECK(cal.n_trees == 16 && cal.positions == expect_n);
     /* rates by brute force */
