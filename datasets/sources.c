@@ -58,6 +58,43 @@ int ds_source_stat(const char *spec, uint64_t *size, int64_t *mtime_ns, char *er
     return 0;
 }
 
+int ds_source_sample_fd(int fd, uint64_t size, uint64_t *hash, const char *path, char *err, size_t errlen) {
+    uint8_t *buf = malloc(DS_SAMPLE_BYTES);
+    if (!buf) return mtp_fail(err, errlen, "out of memory");
+    uint64_t h = 14695981039346656037ull;
+    /* the first block, then the last (the same bytes again when they overlap: still a fixed hash) */
+    const uint64_t n = size < DS_SAMPLE_BYTES ? size : DS_SAMPLE_BYTES, at[2] = {0, size - n};
+    int rc = 0;
+    for (int b = 0; b < 2 && rc == 0; b++) {
+        size_t got = 0;
+        while (got < n) {
+            const ssize_t r = pread(fd, buf + got, n - got, (off_t)(at[b] + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                rc = mtp_fail(err, errlen, "%s: reading: %s", path, r < 0 ? strerror(errno) : "the file got shorter");
+                break;
+            }
+            got += (size_t)r;
+        }
+        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    }
+    free(buf);
+    *hash = h;
+    return rc;
+}
+
+int ds_source_sample(const char *spec, uint64_t *hash, char *err, size_t errlen) {
+    *hash = 0;
+    if (ds_source_kind(spec) == DS_SRC_ARITH) return 0;
+    uint64_t size;
+    int64_t mtime;
+    const int fd = ds_source_open(spec, &size, &mtime, err, errlen);
+    if (fd < 0) return -1;
+    const int rc = ds_source_sample_fd(fd, size, hash, spec, err, errlen);
+    close(fd);
+    return rc;
+}
+
 uint64_t ds_sources_bytes(const DsOptions *o) {
     uint64_t bytes = 0;
     for (int i = 0; i < o->n_sources; i++) {
@@ -197,6 +234,10 @@ static int stream_region(Builder *b, DsSink *s, int fd, const char *path, uint64
 static int build_text(Builder *b, const char *path, DsSourceInfo *info, char *err, size_t errlen) {
     int fd = ds_source_open(path, &info->size, &info->mtime_ns, err, errlen);
     if (fd < 0) return -1;
+    if (ds_source_sample_fd(fd, info->size, &info->sample, path, err, errlen)) {
+        close(fd);
+        return -1;
+    }
     uint64_t cut = ds_text_train_bytes(info->size, b->opt->val_frac);
     uint64_t t0 = b->train->count, v0 = b->val->count;
     const int32_t bos = DS_BOS;
@@ -212,7 +253,9 @@ static int build_text(Builder *b, const char *path, DsSourceInfo *info, char *er
 static int build_jsonl(Builder *b, const char *path, DsSourceInfo *info, char *err, size_t errlen) {
     int fd = ds_source_open(path, &info->size, &info->mtime_ns, err, errlen);
     if (fd < 0) return -1;
+    const int sampled = ds_source_sample_fd(fd, info->size, &info->sample, path, err, errlen);
     close(fd);
+    if (sampled) return -1;
     long lines = ds_count_lines(path, err, errlen);
     if (lines < 0) return -1;
     long train_lines = ds_jsonl_train_lines(lines, b->opt->val_frac);

@@ -20,6 +20,13 @@ int ds_source_open(const char *path, uint64_t *size, int64_t *mtime_ns, char *er
 /* Size and modification time of a source file (0 and 0 for builtins); -1 with a message when it
    cannot be opened, is empty or is not a regular file. */
 int ds_source_stat(const char *spec, uint64_t *size, int64_t *mtime_ns, char *err, size_t errlen);
+/* A cheap check of a file's content: FNV-1a 64 of its first and last DS_SAMPLE_BYTES (the whole
+   file when smaller). A token cache trusts a source whose size, modification time and sample are
+   unchanged. */
+#define DS_SAMPLE_BYTES 65536
+int ds_source_sample_fd(int fd, uint64_t size, uint64_t *hash, const char *path, char *err, size_t errlen);
+/* The same by spec (0 for builtins); -1 with a message when it cannot be read. */
+int ds_source_sample(const char *spec, uint64_t *hash, char *err, size_t errlen);
 
 /* Bytes of all the source files of o (builtins count 0), for progress and for saying whether
    building will take a while. */
@@ -38,6 +45,7 @@ int ds_read_full(int fd, uint8_t *buf, size_t n, const char *path, uint64_t at, 
 typedef struct {
     uint64_t size;                 /* bytes of the file (0 for builtins) */
     int64_t mtime_ns;
+    uint64_t sample;               /* ds_source_sample of the file (0 for builtins) */
     uint64_t start;                /* its first training token in the training array */
     uint64_t train_tokens, val_tokens;
     long skipped;                  /* bad JSONL lines skipped */

@@ -9,9 +9,13 @@
  * complete and fsync'd: a cache file that exists was finished. The validation tokens are staged in
  * a second, already-unlinked temp file and appended after the training tokens.
  *
- * A cache is trusted only when its header matches the current options and every source's size and
- * modification time; it is then checked for size and token range before use, so even a damaged
- * file cannot make training index outside the embedding. */
+ * A cache is trusted only when its header matches the current options and every source's size,
+ * modification time and sample (an FNV-1a hash of its first and last 64 KiB: a file rewritten in
+ * place with its size and time kept, as `cp -p` or an editor restoring the time can do, is caught
+ * where the change reaches either end, at the cost of reading 128 KiB per source at each start; a
+ * hash of the whole file would cost a full read of corpora of gigabytes); it is then checked for
+ * size and token range before use, so even a damaged file cannot make training index outside the
+ * embedding. */
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
@@ -75,10 +79,11 @@ static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceIn
     msgpack_pack_array(pk, (size_t)o->n_sources);
     for (int i = 0; i < o->n_sources; i++) {
         const DsSourceInfo *s = &info[i];
-        msgpack_pack_map(pk, 7);
+        msgpack_pack_map(pk, 8);
         mpk_pack_key_str(pk, "spec", o->sources[i].spec);
         mpk_pack_key_uint(pk, "size", s->size);
         mpk_pack_key_int(pk, "mtime_ns", s->mtime_ns);
+        mpk_pack_key_uint(pk, "sample", s->sample);
         mpk_pack_key_uint(pk, "start", s->start);
         mpk_pack_key_uint(pk, "train_tokens", s->train_tokens);
         mpk_pack_key_uint(pk, "val_tokens", s->val_tokens);
@@ -208,6 +213,7 @@ typedef struct {
     const char *spec[DS_MAX_SOURCES]; /* in the mapped header, like the field names */
     uint32_t spec_len[DS_MAX_SOURCES];
     DsSourceInfo info[DS_MAX_SOURCES];
+    int have_sample[DS_MAX_SOURCES]; /* caches from before the content check have none: rebuilt */
 } CacheHeader;
 
 static int read_source(MpkReader *r, CacheHeader *h, int i) {
@@ -222,6 +228,7 @@ static int read_source(MpkReader *r, CacheHeader *h, int i) {
         if (strcmp(key, "spec") == 0) rc = mpk_read_str(r, &h->spec[i], &h->spec_len[i]);
         else if (strcmp(key, "size") == 0) rc = mpk_read_uint(r, &s->size);
         else if (strcmp(key, "mtime_ns") == 0) rc = mpk_read_int(r, &s->mtime_ns);
+        else if (strcmp(key, "sample") == 0) rc = mpk_read_uint(r, &s->sample), h->have_sample[i] = 1;
         else if (strcmp(key, "start") == 0) rc = mpk_read_uint(r, &s->start);
         else if (strcmp(key, "train_tokens") == 0) rc = mpk_read_uint(r, &s->train_tokens);
         else if (strcmp(key, "val_tokens") == 0) rc = mpk_read_uint(r, &s->val_tokens);
@@ -309,7 +316,14 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
             *failed = 1;
             return "a source cannot be read";
         }
-        if (size != h->info[i].size || mtime != h->info[i].mtime_ns) {
+        uint64_t sample = 0;
+        if (size == h->info[i].size && mtime == h->info[i].mtime_ns &&
+            ds_source_sample(o->sources[i].spec, &sample, err, errlen)) {
+            *failed = 1;
+            return "a source cannot be read";
+        }
+        if (size != h->info[i].size || mtime != h->info[i].mtime_ns || !h->have_sample[i] ||
+            sample != h->info[i].sample) {
             snprintf(buf, cap, "%s changed since the cache was built", o->sources[i].spec);
             return buf;
         }

@@ -1009,6 +1009,18 @@ static void test_cache(const DsBpe *tokA, const DsBpe *tokB) {
     ts[1].tv_nsec = (ts[1].tv_nsec + 1) % 1000000000; /* a nanosecond is a change too */
     CHECK(utimensat(AT_FDCWD, env.text, ts, 0) == 0);
     CACHE_LOAD(&env, &o, 2, NULL);
+    /* rewritten in place with the size and the time put back (cp -p, an editor): the sample of the
+       first and last 64 KiB sees a change at either end */
+    for (int end = 0; end < 2; end++) {
+        CACHE_LOAD(&env, &o, 1, NULL);
+        CHECK(stat(env.text, &st) == 0);
+        struct timespec keep[2] = {st.st_atim, st.st_mtim};
+        const size_t at = end ? tn : 0;
+        tb[at] = tb[at] == 'q' ? 'r' : 'q';
+        write_file(env.text, tb, tn + 1);
+        CHECK(utimensat(AT_FDCWD, env.text, keep, 0) == 0);
+        CACHE_LOAD(&env, &o, 2, NULL);
+    }
 
     /* other options */
     o.tokenizer = tokB;
