@@ -265,14 +265,12 @@ static int build_jsonl(Builder *b, const char *path, DsSourceInfo *info, char *e
     const int32_t bos = DS_BOS, eos = DS_EOS;
     DsRecord rec;
     int r, rc = 0;
-    uint64_t read_bytes = 0;
     while (rc == 0 && (r = ds_jsonl_next(j, &rec, err, errlen)) == 1) {
         DsSink *s = rec.line <= train_lines ? b->train : b->val;
         if (s == b->train && b->opt->val_only) continue;
         if (ds_sink_put(s, &bos, 1) || put_text(b, s, (const uint8_t *)rec.text, rec.len) || ds_sink_put(s, &eos, 1))
             rc = sink_fail(s, path, err, errlen);
         progress(b, rec.len);
-        read_bytes += rec.len;
     }
     if (rc == 0 && r < 0) rc = -1;
     info->skipped = ds_jsonl_skipped(j);
