@@ -171,7 +171,7 @@ int ds_bpe_n_merges(const DsBpe *t) { return t->n_merges; }
 const int32_t *ds_bpe_merges(const DsBpe *t) { return t->merges; }
 uint64_t ds_bpe_hash(const DsBpe *t) { return t->hash; }
 
-static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
+uint64_t ds_fnv1a64(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ull;
     return h;
@@ -179,7 +179,7 @@ static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
 
 static uint64_t fnv1a64_i32(uint64_t h, int32_t v) {
     uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    return fnv1a64(h, le, 4); /* little-endian whatever the host, so the hash is portable */
+    return ds_fnv1a64(h, le, 4); /* little-endian whatever the host, so the hash is portable */
 }
 
 /* Why part id p of merge i is not acceptable, or NULL. */
@@ -259,7 +259,7 @@ int ds_bpe_from_merges(DsBpe **out, const int32_t *merges, int n_merges, char *e
         }
     }
 
-    uint64_t h = fnv1a64(0xCBF29CE484222325ull, BPE_FORMAT_TAG, sizeof BPE_FORMAT_TAG - 1);
+    uint64_t h = ds_fnv1a64(DS_FNV_OFFSET, BPE_FORMAT_TAG, sizeof BPE_FORMAT_TAG - 1);
     h = fnv1a64_i32(h, n_merges);
     for (int i = 0; i < 2 * n_merges; i++) h = fnv1a64_i32(h, merges[i]);
     t->hash = h;

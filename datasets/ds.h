@@ -129,6 +129,11 @@ int ds_bpe_vocab(const DsBpe *t);                     /* model vocabulary: DS_BY
 int ds_bpe_n_merges(const DsBpe *t);
 const int32_t *ds_bpe_merges(const DsBpe *t);         /* (n_merges, 2), owned by t */
 
+/* FNV-1a 64: h = DS_FNV_OFFSET to start, the previous result to continue. The tokenizer hash, the
+   sources' content samples and the token cache key use it (cheap, and fixed across hosts). */
+#define DS_FNV_OFFSET 0xCBF29CE484222325ull
+uint64_t ds_fnv1a64(uint64_t h, const void *p, size_t n);
+
 /* FNV-1a 64 over a format tag (which versions the pre-tokenization rule) and the merge list:
    equal hashes mean equal encodings, for cache files and checkpoint checks. */
 uint64_t ds_bpe_hash(const DsBpe *t);
@@ -314,6 +319,57 @@ int ds_training_text(uint8_t **text, size_t *n, const DsOptions *opt, size_t max
 
 /* The hash that identifies a tokenizer's encoding (NULL: bytes). */
 uint64_t ds_tokenizer_hash(const DsBpe *t);
+
+/* ---- the shared token cache folder (tokcache.c, cachedir.c) -------------------------------------
+ *
+ * mtp train keeps its token caches in one folder that every model shares: $XDG_CACHE_HOME/mtp/tokens
+ * (the XDG base directory convention; an unset, empty or relative XDG_CACHE_HOME means
+ * $HOME/.cache). A cache there is named "<key>.tokens", the key being 16 hex digits of
+ * ds_cache_key: a hash of everything in the header that decides the tokens except the state of the
+ * source files (format version, tokenizer hash and vocabulary, val_frac, val_only, each source by
+ * canonical path, builtin:arith's seed and difficulty, the JSONL fields and bad-line policy). Two
+ * models trained on the same corpus with the same tokenizer find the same file; a source that
+ * changed makes that file stale, and it is rebuilt in place. */
+#define DS_CACHE_KEY_HEX 16
+
+/* The key of o's cache (o as ds_load takes it: sources or the spec shorthand). */
+uint64_t ds_cache_key(const DsOptions *o);
+
+/* The shared folder into dir (created, mode 0700, with its parents when create is set). -1 with a
+   message when there is no HOME to put it in or it cannot be created. */
+int ds_cache_dir(char *dir, size_t cap, int create, char *err, size_t errlen);
+
+/* The default cache path of o: "<folder>/<key>.tokens" (the folder created). -1 with a message. */
+int ds_cache_default_path(char *path, size_t cap, const DsOptions *o, char *err, size_t errlen);
+
+/* 1 when name (a file name, no folder) is one the folder's caches get: "<16 hex>.tokens". */
+int ds_cache_is_cache_name(const char *name);
+
+typedef enum {
+    DS_CACHE_CURRENT,  /* well-formed, and every source file as it was when the cache was built */
+    DS_CACHE_STALE,    /* well-formed, but a source changed or is gone: the next run rebuilds it */
+    DS_CACHE_DAMAGED,  /* the magic is right but the header or the data is not */
+    DS_CACHE_FOREIGN,  /* not a token cache (wrong magic, too short, not a regular file) */
+} DsCacheStatus;
+
+/* What ds_cache_inspect reads of a cache file. */
+typedef struct {
+    DsCacheStatus status;
+    char reason[DS_MAX_SPEC + 64];   /* why it is stale, damaged or foreign ("" when current) */
+    uint64_t bytes;                  /* the file's size */
+    int64_t mtime_ns, atime_ns;      /* built; last read (as the filesystem keeps access times) */
+    uint64_t tokenizer_hash;         /* the header's, for a cache that is not foreign */
+    int64_t vocab;
+    uint64_t train_tokens, val_tokens;
+    int val_only, n_sources;
+    char spec[DS_MAX_SOURCES][DS_MAX_SPEC]; /* the sources as the run that built it named them */
+} DsCacheInfo;
+
+/* Reads the cache file at path into info without using or changing it: its header, the data's
+   size, and whether each source file is still what the cache was built from (sizes, times and
+   content samples; 128 KiB read per source). -1 with a message only when path cannot be
+   examined at all (it does not exist, out of memory); a file that is not a cache is FOREIGN. */
+int ds_cache_inspect(const char *path, DsCacheInfo *info, char *err, size_t errlen);
 
 
 /* ---- held-out problems (problems.c) --------------------------------------------------------------

@@ -61,7 +61,7 @@ int ds_source_stat(const char *spec, uint64_t *size, int64_t *mtime_ns, char *er
 int ds_source_sample_fd(int fd, uint64_t size, uint64_t *hash, const char *path, char *err, size_t errlen) {
     uint8_t *buf = malloc(DS_SAMPLE_BYTES);
     if (!buf) return mtp_fail(err, errlen, "out of memory");
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = DS_FNV_OFFSET;
     /* the first block, then the last (the same bytes again when they overlap: still a fixed hash) */
     const uint64_t n = size < DS_SAMPLE_BYTES ? size : DS_SAMPLE_BYTES, at[2] = {0, size - n};
     int rc = 0;
@@ -76,7 +76,7 @@ int ds_source_sample_fd(int fd, uint64_t size, uint64_t *hash, const char *path,
             }
             got += (size_t)r;
         }
-        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
+        h = ds_fnv1a64(h, buf, got);
     }
     free(buf);
     *hash = h;

@@ -17,6 +17,7 @@
  * size and token range before use, so even a damaged file cannot make training index outside the
  * embedding. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -45,6 +46,12 @@ void ds_cache_unmap(void *map, size_t size) {
 }
 
 static const char *or_empty(const char *s) { return s ? s : ""; } /* a NULL field name: not used */
+
+/* The canonical path of a file source into buf (realpath), or 0 when it has none (builtins, a file
+   that cannot be resolved now): two specs naming the same file share a cache. */
+static int canonical_path(const char *spec, char *buf) {
+    return ds_source_kind(spec) != DS_SRC_ARITH && realpath(spec, buf) != NULL;
+}
 
 static int tokenizer_vocab(const DsOptions *o) { return o->tokenizer ? ds_bpe_vocab(o->tokenizer) : DS_BYTE_VOCAB; }
 
@@ -79,8 +86,11 @@ static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceIn
     msgpack_pack_array(pk, (size_t)o->n_sources);
     for (int i = 0; i < o->n_sources; i++) {
         const DsSourceInfo *s = &info[i];
-        msgpack_pack_map(pk, 8);
+        char real[PATH_MAX];
+        const int has_path = canonical_path(o->sources[i].spec, real);
+        msgpack_pack_map(pk, 8 + has_path);
         mpk_pack_key_str(pk, "spec", o->sources[i].spec);
+        if (has_path) mpk_pack_key_str(pk, "path", real);
         mpk_pack_key_uint(pk, "size", s->size);
         mpk_pack_key_int(pk, "mtime_ns", s->mtime_ns);
         mpk_pack_key_uint(pk, "sample", s->sample);
@@ -95,7 +105,10 @@ static void pack_header(msgpack_packer *pk, const DsOptions *o, const DsSourceIn
 static size_t header_room(const DsOptions *o) {
     size_t n = PREAMBLE + 1024 + strlen(or_empty(o->jsonl.question)) + strlen(or_empty(o->jsonl.answer)) +
                strlen(or_empty(o->jsonl.text));
-    for (int i = 0; i < o->n_sources; i++) n += strlen(o->sources[i].spec) + 160;
+    for (int i = 0; i < o->n_sources; i++) {
+        char real[PATH_MAX];
+        n += strlen(o->sources[i].spec) + (canonical_path(o->sources[i].spec, real) ? strlen(real) : 0) + 170;
+    }
     return (n + PAGE - 1) / PAGE * PAGE;
 }
 
@@ -212,6 +225,8 @@ typedef struct {
     int n_sources;
     const char *spec[DS_MAX_SOURCES]; /* in the mapped header, like the field names */
     uint32_t spec_len[DS_MAX_SOURCES];
+    const char *path[DS_MAX_SOURCES]; /* canonical paths (caches from before them have none) */
+    uint32_t path_len[DS_MAX_SOURCES];
     DsSourceInfo info[DS_MAX_SOURCES];
     int have_sample[DS_MAX_SOURCES]; /* caches from before the content check have none: rebuilt */
 } CacheHeader;
@@ -226,6 +241,7 @@ static int read_source(MpkReader *r, CacheHeader *h, int i) {
         if (mpk_read_key(r, key, sizeof key)) return -1;
         int rc = 0;
         if (strcmp(key, "spec") == 0) rc = mpk_read_str(r, &h->spec[i], &h->spec_len[i]);
+        else if (strcmp(key, "path") == 0) rc = mpk_read_str(r, &h->path[i], &h->path_len[i]);
         else if (strcmp(key, "size") == 0) rc = mpk_read_uint(r, &s->size);
         else if (strcmp(key, "mtime_ns") == 0) rc = mpk_read_int(r, &s->mtime_ns);
         else if (strcmp(key, "sample") == 0) rc = mpk_read_uint(r, &s->sample), h->have_sample[i] = 1;
@@ -291,7 +307,17 @@ static int read_header(MpkReader *r, CacheHeader *h) {
     return 0;
 }
 
-/* Why the cache does not match the options, or NULL when it does. */
+/* 1 when the header's source i is spec: the same spec, or the same file named another way
+   ("data.txt" and "/home/me/data.txt"). */
+static int same_source(const CacheHeader *h, int i, const char *spec) {
+    if (h->spec[i] && mpk_str_eq(h->spec[i], h->spec_len[i], spec)) return 1;
+    char real[PATH_MAX];
+    return h->path[i] && canonical_path(spec, real) && mpk_str_eq(h->path[i], h->path_len[i], real);
+}
+
+/* Why the cache does not match the options, or NULL when it does. ds_cache_key hashes every field
+   checked here except the sources' sizes, times and samples: a cache in the shared folder is found
+   by its options and then checked against the files. */
 static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *buf, size_t cap, char *err,
                                 size_t errlen, int *failed) {
     *failed = 0;
@@ -301,7 +327,7 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
     if (h->val_only != (o->val_only != 0)) return h->val_only ? "it holds no training tokens" : "built for training";
     if (h->n_sources != o->n_sources) return "other data sources";
     for (int i = 0; i < o->n_sources; i++)
-        if (!h->spec[i] || !mpk_str_eq(h->spec[i], h->spec_len[i], o->sources[i].spec)) return "other data sources";
+        if (!same_source(h, i, o->sources[i].spec)) return "other data sources";
     if (any_kind(o, DS_SRC_ARITH) && (h->seed != o->seed || h->difficulty != o->difficulty))
         return "another builtin:arith seed or difficulty";
     if (any_kind(o, DS_SRC_JSONL) &&
@@ -331,6 +357,47 @@ static const char *stale_reason(const CacheHeader *h, const DsOptions *o, char *
     return NULL;
 }
 
+/* ---- the key of the shared folder -------------------------------------------------------------- */
+
+static uint64_t hash_str(uint64_t h, const char *tag, const char *s) {
+    h = ds_fnv1a64(h, tag, strlen(tag) + 1);
+    return ds_fnv1a64(h, s, strlen(s) + 1); /* with its NUL: "ab"+"c" differs from "a"+"bc" */
+}
+
+static uint64_t hash_u64(uint64_t h, const char *tag, uint64_t v) {
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i)); /* the same key on any host */
+    return ds_fnv1a64(ds_fnv1a64(h, tag, strlen(tag) + 1), le, 8);
+}
+
+uint64_t ds_cache_key(const DsOptions *o) {
+    const int n = o->n_sources ? o->n_sources : (o->spec && o->spec[0]) ? 1 : 0;
+    uint64_t h = hash_str(DS_FNV_OFFSET, "format", CACHE_FORMAT);
+    h = hash_u64(h, "version", CACHE_VERSION);
+    h = hash_u64(h, "tokenizer", ds_tokenizer_hash(o->tokenizer));
+    h = hash_u64(h, "vocab", (uint64_t)tokenizer_vocab(o));
+    uint64_t frac;
+    memcpy(&frac, &o->val_frac, sizeof frac); /* stale_reason compares the doubles exactly too */
+    h = hash_u64(h, "val_frac", frac);
+    h = hash_u64(h, "val_only", o->val_only != 0);
+    int arith = 0, jsonl = 0;
+    for (int i = 0; i < n; i++) {
+        const char *spec = o->n_sources ? o->sources[i].spec : o->spec;
+        char real[PATH_MAX];
+        h = hash_str(h, "source", canonical_path(spec, real) ? real : spec);
+        arith |= ds_source_kind(spec) == DS_SRC_ARITH;
+        jsonl |= ds_source_kind(spec) == DS_SRC_JSONL;
+    }
+    if (arith) h = hash_u64(hash_u64(h, "seed", o->seed), "difficulty", (uint64_t)o->difficulty);
+    if (jsonl) {
+        h = hash_str(h, "question", or_empty(o->jsonl.question));
+        h = hash_str(h, "answer", or_empty(o->jsonl.answer));
+        h = hash_str(h, "text", or_empty(o->jsonl.text));
+        h = hash_u64(h, "skip_bad_lines", o->jsonl.skip_bad_lines != 0);
+    }
+    return h;
+}
+
 typedef enum { MAP_OK, MAP_MISSING, MAP_STALE, MAP_ERROR } MapResult;
 
 /* Maps the file at path when it is a token cache (it starts with the magic). */
@@ -357,9 +424,9 @@ static MapResult map_file(const char *path, uint8_t **map, size_t *size, char *e
 }
 
 /* 1 when the data the header describes is what the file holds: the sources' training tokens in
-   order and filling the training array, the file's size exactly that of the tokens, and every
-   token an id training may index the embedding with. */
-static int data_ok(const CacheHeader *h, const uint8_t *map, size_t size, uint32_t off, int32_t vocab) {
+   order and filling the training array, the file's size exactly that of the tokens (layout_ok),
+   and every token an id training may index the embedding with (data_ok). */
+static int layout_ok(const CacheHeader *h, size_t size, uint32_t off) {
     uint64_t sum = 0, n_tok = h->n_train + h->n_val;
     int ok = h->n_train <= (size - off) / 4 && h->n_val <= (size - off) / 4 && off + n_tok * 4 == size;
     for (int i = 0; i < h->n_sources && ok; i++) {
@@ -367,7 +434,12 @@ static int data_ok(const CacheHeader *h, const uint8_t *map, size_t size, uint32
         ok = s->start == sum && s->train_tokens <= h->n_train - sum;
         sum += s->train_tokens;
     }
-    if (!ok || sum != h->n_train) return 0;
+    return ok && sum == h->n_train;
+}
+
+static int data_ok(const CacheHeader *h, const uint8_t *map, size_t size, uint32_t off, int32_t vocab) {
+    if (!layout_ok(h, size, off)) return 0;
+    const uint64_t n_tok = h->n_train + h->n_val;
     const int32_t *tok = (const int32_t *)(map + off);
     long bad = 0;
 #pragma omp parallel for reduction(+ : bad) schedule(static)
@@ -438,4 +510,101 @@ int ds_cache_load(DsCorpus *c, const DsOptions *o, DsSourceInfo *info, char *err
         mtp_fail(err, errlen, "token cache %s: %s right after it was built (was a source modified meanwhile?)",
                  o->cache_path, why);
     return -1;
+}
+
+/* ---- inspecting a cache (mtp cache list|clean) ----------------------------------------------- */
+
+/* Whether every source of h is still the file the cache was built from; why not into reason. A
+   source is found by its canonical path when the header has one (the spec may be relative to
+   another folder), by its spec otherwise. */
+static int sources_current(const CacheHeader *h, char *reason, size_t cap) {
+    for (int i = 0; i < h->n_sources; i++) {
+        char where[PATH_MAX], err[DS_MAX_SPEC + 256];
+        const char *spec = h->path[i] ? h->path[i] : h->spec[i];
+        const uint32_t len = h->path[i] ? h->path_len[i] : h->spec_len[i];
+        if (!spec || len >= sizeof where) return snprintf(reason, cap, "a source has no usable name"), 0;
+        memcpy(where, spec, len);
+        where[len] = '\0';
+        if (ds_source_kind(where) == DS_SRC_ARITH) continue;
+        uint64_t size, sample;
+        int64_t mtime;
+        if (ds_source_stat(where, &size, &mtime, err, sizeof err) || ds_source_sample(where, &sample, err, sizeof err))
+            return snprintf(reason, cap, "%.1000s", err), 0; /* a message naming the file: cut only if absurd */
+        if (size != h->info[i].size || mtime != h->info[i].mtime_ns || !h->have_sample[i] || sample != h->info[i].sample)
+            return snprintf(reason, cap, "%.1000s changed since the cache was built", where), 0;
+    }
+    return 1;
+}
+
+/* The header's fields into info; the status from the header, the layout and the sources. */
+static void inspect_header(DsCacheInfo *info, const uint8_t *map, size_t size, CacheHeader *h) {
+    uint32_t hl, off;
+    memcpy(&hl, map + 8, 4);
+    memcpy(&off, map + 12, 4);
+    MpkReader r;
+    if (!((size_t)PREAMBLE + hl <= off && off % PAGE == 0 && off <= size)) {
+        info->status = DS_CACHE_DAMAGED;
+        snprintf(info->reason, sizeof info->reason, "damaged header");
+        return;
+    }
+    mpk_reader_init(&r, map + PREAMBLE, hl);
+    if (read_header(&r, h) || mpk_left(&r) != 0) {
+        info->status = DS_CACHE_DAMAGED;
+        snprintf(info->reason, sizeof info->reason, "damaged header");
+        return;
+    }
+    info->tokenizer_hash = h->tok_hash, info->vocab = h->vocab, info->val_only = h->val_only;
+    info->train_tokens = h->n_train, info->val_tokens = h->n_val, info->n_sources = h->n_sources;
+    for (int i = 0; i < h->n_sources; i++) {
+        const uint32_t n = h->spec[i] ? (h->spec_len[i] < DS_MAX_SPEC ? h->spec_len[i] : DS_MAX_SPEC - 1) : 0;
+        if (n) memcpy(info->spec[i], h->spec[i], n);
+        info->spec[i][n] = '\0';
+    }
+    if (!h->have_format || h->version != CACHE_VERSION) {
+        info->status = DS_CACHE_STALE;
+        snprintf(info->reason, sizeof info->reason, "written by another version");
+    } else if (!layout_ok(h, size, off)) {
+        info->status = DS_CACHE_DAMAGED;
+        snprintf(info->reason, sizeof info->reason, "damaged data (the size does not match the header)");
+    } else if (!sources_current(h, info->reason, sizeof info->reason)) {
+        info->status = DS_CACHE_STALE;
+    }
+}
+
+int ds_cache_inspect(const char *path, DsCacheInfo *info, char *err, size_t errlen) {
+    memset(info, 0, sizeof *info);
+    struct stat st;
+    if (stat(path, &st) != 0) return mtp_fail(err, errlen, "%s: %s", path, strerror(errno));
+    info->bytes = (uint64_t)st.st_size;
+    info->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    info->atime_ns = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
+    info->status = DS_CACHE_FOREIGN;
+    if (!S_ISREG(st.st_mode)) return snprintf(info->reason, sizeof info->reason, "not a regular file"), 0;
+    /* without touching its access time, which `mtp cache clean --unused-days` reads as last use
+       (O_NOATIME is only for the file's owner: others open it plainly) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return mtp_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    const size_t size = (size_t)st.st_size;
+    void *m = size >= 8 ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED || memcmp(m, DS_CACHE_MAGIC, 8) != 0) {
+        if (m != MAP_FAILED) munmap(m, size);
+        return snprintf(info->reason, sizeof info->reason, "not a token cache"), 0;
+    }
+    if (size < PREAMBLE) { /* the magic, cut short */
+        munmap(m, size);
+        info->status = DS_CACHE_DAMAGED;
+        return snprintf(info->reason, sizeof info->reason, "damaged header"), 0;
+    }
+    CacheHeader *h = calloc(1, sizeof *h);
+    if (!h) {
+        munmap(m, size);
+        return mtp_fail(err, errlen, "out of memory");
+    }
+    info->status = DS_CACHE_CURRENT;
+    inspect_header(info, m, size, h);
+    free(h);
+    munmap(m, size);
+    return 0;
 }

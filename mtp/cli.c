@@ -58,14 +58,16 @@ static int parse_value(const char *cmd, CliOpt *o, const char *v) {
         *(int *)o->target = (int)x;
         return 0;
     }
-    case OPT_FLOAT: {
+    case OPT_FLOAT:
+    case OPT_DOUBLE: {
         double x = strtod(v, &end);
         if (end == v || *end || errno || !isfinite(x)) break;
         if (x < o->min || x > o->max) {
             cli_error(cmd, "%s must be between %g and %g (got %s)", o->name, o->min, o->max, v);
             return -1;
         }
-        *(float *)o->target = (float)x;
+        if (o->type == OPT_DOUBLE) *(double *)o->target = x;
+        else *(float *)o->target = (float)x;
         return 0;
     }
     case OPT_STR:
@@ -285,6 +287,18 @@ static int prompts_line(CliPrompts *p, const DsBpe *tok, const char *line, size_
     return prompts_add(p, tok, (const uint8_t *)js->data + js->off[k], js->n[k], ctx);
 }
 
+/* The next line of f into line (its newline included, NUL bytes kept, which fgets would cut at),
+   at most cap bytes of it; 0 at the end of the file. */
+static size_t read_line(FILE *f, char *line, size_t cap) {
+    size_t n = 0;
+    for (int c; n < cap && (c = getc(f)) != EOF;) {
+        line[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    line[n] = '\0';
+    return n;
+}
+
 int cli_prompts_from_file(CliPrompts *p, const DsBpe *tok, const char *path, int ctx, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -294,9 +308,9 @@ int cli_prompts_from_file(CliPrompts *p, const DsBpe *tok, const char *path, int
     char *line = malloc(PROMPTS_MAX_LINE + 2);
     DsJsonOut js = {0};
     int rc = 0, lineno = 0;
-    while (rc == 0 && line && fgets(line, PROMPTS_MAX_LINE + 2, f)) {
+    size_t n;
+    while (rc == 0 && line && (n = read_line(f, line, PROMPTS_MAX_LINE + 1)) > 0) {
         lineno++;
-        size_t n = strlen(line);
         if (n > PROMPTS_MAX_LINE) {
             snprintf(err, errlen, "--prompts %s: line %d is longer than %d bytes", path, lineno, PROMPTS_MAX_LINE);
             rc = -1;

@@ -27,7 +27,7 @@
 
 /* ---- option parsing ------------------------------------------------------------------------- */
 
-typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG, OPT_STRS } CliOptType;
+typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_DOUBLE, OPT_STR, OPT_FLAG, OPT_STRS } CliOptType;
 
 /* OPT_STRS: an option that may be repeated ("--data a.txt --data b.txt"), values in order */
 #define CLI_MAX_STRS 16
@@ -39,7 +39,7 @@ typedef struct {
 typedef struct {
     const char *name;  /* "--dim" */
     CliOptType type;
-    void *target;      /* int*, uint64_t*, float*, const char**, int* (flag), CliStrs* */
+    void *target;      /* int*, uint64_t*, float*, double*, const char**, int* (flag), CliStrs* */
     double min, max;   /* numeric range (inclusive) */
     int given;         /* set by cli_parse: times given */
 } CliOpt;
@@ -237,5 +237,6 @@ int cmd_bench(int argc, char **argv);      /* cli_bench.c */
 int cmd_bench_passes(int argc, char **argv); /* cli_passes.c: mtp bench --passes */
 int cmd_tokenize(int argc, char **argv);   /* cli_tokenize.c */
 int cmd_calibrate(int argc, char **argv);  /* cli_calibrate.c */
+int cmd_cache(int argc, char **argv);      /* cli_cache.c */
 
 #endif

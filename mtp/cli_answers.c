@@ -53,7 +53,7 @@ typedef struct {
     CliData data;
     int limit, lookahead, max_tokens, threads, json, verbose, help, difficulty;
     int val_frac_given, difficulty_given;
-    float val_frac;
+    double val_frac;
     CliTreeArgs tree;
     MtpPrecision prec;
 } AnswersArgs;
@@ -76,11 +76,11 @@ typedef struct {
 } Answers;
 
 static int answers_parse(int argc, char **argv, AnswersArgs *a) {
-    *a = (AnswersArgs){.precision = "fp32", .val_frac = 0.1f, .tree = CLI_TREE_ARGS_DEFAULT};
+    *a = (AnswersArgs){.precision = "fp32", .val_frac = 0.1, .tree = CLI_TREE_ARGS_DEFAULT};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--task", OPT_STR, &a->task, 0, 0, 0},
                      CLI_DATA_OPTS(&a->data),
-                     {"--val-frac", OPT_FLOAT, &a->val_frac, 1e-6, 0.999999, 0},
+                     {"--val-frac", OPT_DOUBLE, &a->val_frac, 1e-6, 0.999999, 0},
                      {"--limit", OPT_INT, &a->limit, 0, 1e9, 0},
                      {"--difficulty", OPT_INT, &a->difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
                      {"--lookahead", OPT_INT, &a->lookahead, 1, HEADS_MAX, 0},

@@ -30,7 +30,7 @@ typedef struct {
     const char *model_path, *precision, *task;
     CliData data;
     int batches, batch, threads, json, help, val_frac_given;
-    float val_frac;
+    double val_frac;
     MtpPrecision prec;
 } EvalArgs;
 
@@ -59,13 +59,13 @@ static int eval_task(int argc, char **argv, int *answers) {
 }
 
 static int eval_parse(int argc, char **argv, EvalArgs *a) {
-    *a = (EvalArgs){.precision = "fp32", .task = "loss", .batches = 32, .batch = 8, .val_frac = 0.1f};
+    *a = (EvalArgs){.precision = "fp32", .task = "loss", .batches = 32, .batch = 8, .val_frac = 0.1};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model_path, 0, 0, 0},
                      {"--task", OPT_STR, &a->task, 0, 0, 0},
                      CLI_DATA_OPTS(&a->data),
                      {"--batches", OPT_INT, &a->batches, 0, 1e9, 0},
                      {"--batch", OPT_INT, &a->batch, 1, 4096, 0},
-                     {"--val-frac", OPT_FLOAT, &a->val_frac, 1e-6, 0.999999, 0},
+                     {"--val-frac", OPT_DOUBLE, &a->val_frac, 1e-6, 0.999999, 0},
                      {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
                      {"--precision", OPT_STR, &a->precision, 0, 0, 0},
                      {"--json", OPT_FLAG, &a->json, 0, 0, 0},

@@ -42,7 +42,7 @@ static void put_escaped(FILE *f, const uint8_t *b, int n, int json) {
 typedef struct {
     const char *model, *tok_path, *text, *file, *learn_spec, *out;
     CliData data;
-    float val_frac;
+    double val_frac;
     int difficulty, json, help;
     uint64_t seed;
 } TokenizeArgs;
@@ -55,7 +55,7 @@ typedef struct {
 } Tokenize;
 
 static int tokenize_parse(int argc, char **argv, TokenizeArgs *a) {
-    *a = (TokenizeArgs){.val_frac = 0.1f, .seed = 1};
+    *a = (TokenizeArgs){.val_frac = 0.1, .seed = 1};
     CliOpt opts[] = {{"--model", OPT_STR, &a->model, 0, 0, 0},
                      {"--tokenizer", OPT_STR, &a->tok_path, 0, 0, 0},
                      {"--text", OPT_STR, &a->text, 0, 0, 0},
@@ -63,7 +63,7 @@ static int tokenize_parse(int argc, char **argv, TokenizeArgs *a) {
                      {"--json", OPT_FLAG, &a->json, 0, 0, 0},
                      {"--learn", OPT_STR, &a->learn_spec, 0, 0, 0},
                      CLI_DATA_OPTS(&a->data),
-                     {"--val-frac", OPT_FLOAT, &a->val_frac, 1e-6, 0.999999, 0},
+                     {"--val-frac", OPT_DOUBLE, &a->val_frac, 1e-6, 0.999999, 0},
                      {"--difficulty", OPT_INT, &a->difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
                      {"--data-seed", OPT_U64, &a->seed, 0, 0, 0},
                      {"--out", OPT_STR, &a->out, 0, 0, 0},

@@ -35,8 +35,10 @@ static const char *TRAIN_HELP =
     "                       257..65536, learned on the training split and stored in the\n"
     "                       checkpoint), or FILE (the tokenizer of a tokenizer file or\n"
     "                       checkpoint)\n"
-    "  --token-cache FILE   the tokenized corpus, memory-mapped (default OUT.tokens; built\n"
-    "                       once, rebuilt when the data or tokenizer changes); none = memory\n"
+    "  --token-cache FILE   the tokenized corpus, memory-mapped: built once, rebuilt when the\n"
+    "                       data changes; none = in memory. Default: a file of the folder\n"
+    "                       every model shares (see mtp cache --help), named by the corpus,\n"
+    "                       tokenizer and split\n"
     "model:\n"
     "  --heads N            output heads (default 4)\n"
     "  --head-type T        transformer (one block per head, default) or linear (x + silu(Wx))\n"
@@ -83,7 +85,8 @@ static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
 typedef struct {
     CliData data;
     const char *out, *resume, *log, *head_type, *precision, *tokenizer, *token_cache;
-    float val_frac, min_lr;
+    double val_frac; /* exact, as given: a library caller's 0.1 finds the same token cache */
+    float min_lr;
     int difficulty;
     uint64_t data_seed;
     MtpConfig cfg;
@@ -189,7 +192,7 @@ static int check_resume_conflicts(const TrainArgs *a, const MtpModel *m, const M
         {"--warmup", a->opt.warmup, o->warmup},           {"--difficulty", a->difficulty, x->run.difficulty},
         {"--lr", a->opt.lr, o->lr},                       {"--min-lr", a->min_lr, o->min_lr},
         {"--weight-decay", a->opt.weight_decay, o->weight_decay},
-        {"--grad-clip", a->opt.grad_clip, o->grad_clip},  {"--val-frac", a->val_frac, (float)x->run.val_frac},
+        {"--grad-clip", a->opt.grad_clip, o->grad_clip},  {"--val-frac", (float)a->val_frac, (float)x->run.val_frac}, /* older runs saved a float */
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (cli_opt(opts, f[i].flag)->given && f[i].given != f[i].saved) {
@@ -236,7 +239,7 @@ static int make_tokenizer(const char *spec, const MtpRunInfo *run, DsBpe **tok) 
 }
 
 static int train_parse(int argc, char **argv, TrainArgs *a) {
-    *a = (TrainArgs){.head_type = "transformer", .precision = "auto", .val_frac = 0.1f, .min_lr = -1.0f,
+    *a = (TrainArgs){.head_type = "transformer", .precision = "auto", .val_frac = 0.1, .min_lr = -1.0f,
                      .data_seed = 1, .cfg = {{DS_BYTE_VOCAB, 256, 4, 8, 688, 256}, {4, HEAD_TRANSFORMER}},
                      .eval_every = 100, .eval_batches = 8};
     mtp_train_options_default(&a->opt);
@@ -244,7 +247,7 @@ static int train_parse(int argc, char **argv, TrainArgs *a) {
         CLI_DATA_OPTS(&a->data),
         {"--tokenizer", OPT_STR, &a->tokenizer, 0, 0, 0},
         {"--token-cache", OPT_STR, &a->token_cache, 0, 0, 0},
-        {"--val-frac", OPT_FLOAT, &a->val_frac, 1e-6, 0.999999, 0},
+        {"--val-frac", OPT_DOUBLE, &a->val_frac, 1e-6, 0.999999, 0},
         {"--difficulty", OPT_INT, &a->difficulty, 0, DS_ARITH_MAX_DIFFICULTY, 0},
         {"--data-seed", OPT_U64, &a->data_seed, 0, 0, 0},
         {"--out", OPT_STR, &a->out, 0, 0, 0},
@@ -416,9 +419,12 @@ static int train_open(TrainArgs *a, Train *t) {
     mtp_run_data_options(&t->run, &dopt);
     dopt.min_tokens = (size_t)t->cm.m.cfg.trunk.ctx + 1;
     dopt.tokenizer = t->cm.m.tokenizer;
-    char cache[4096 + 16];
-    snprintf(cache, sizeof cache, "%s.tokens", a->out);
+    char cache[8192];
     if (a->token_cache) snprintf(cache, sizeof cache, "%s", a->token_cache);
+    else if (ds_cache_default_path(cache, sizeof cache, &dopt, err, sizeof err)) { /* the shared folder */
+        cli_error("train", "%s", err);
+        return EXIT_FAIL;
+    }
     if (strcmp(cache, "none") != 0) dopt.cache_path = cache;
     if (ds_load(&t->data, &dopt, err, sizeof err) || mtp_trainer_build(&t->tr, &t->cm.m, &a->opt, err, sizeof err)) {
         cli_error("train", "%s", err);

@@ -6,8 +6,9 @@
 #  - tokenizers: --tokenizer bytes | bpe:N | FILE, mtp info, mtp tokenize (pieces give back the text
 #    byte for byte), mtp tokenize --learn;
 #  - weighted mixing of repeated --data SPEC[:WEIGHT], and resuming such a run bit for bit;
-#  - the token cache (OUT.tokens by default): reused, rebuilt when a source changes, --token-cache
-#    none, never overwriting a file that is not a cache, never left half-built by SIGKILL;
+#  - the token cache at a path of its own (--token-cache FILE; train_ok gives OUT.tokens): reused,
+#    rebuilt when a source changes, --token-cache none, never overwriting a file that is not a
+#    cache, never left half-built by SIGKILL (the shared default folder: tests/cli_cache.sh);
 #  - mtp eval --task answers, mtp eval (loss), generate and bench on such models.
 # Tiny models (ctx 64) so the whole script takes seconds.
 #
@@ -19,13 +20,15 @@ TINY=(--dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 64 --batch 2 --heads 2 -
     --eval-every 0 --eval-batches 2 --precision fp32)
 CONST=(--lr 3e-3 --min-lr 3e-3 --warmup 2) # a learning rate that does not depend on --steps (see cli_resume.sh)
 
-# train_ok OUT [ARGS...]: mtp train --out OUT with the tiny model, 5 steps unless ARGS say otherwise
+# train_ok OUT [ARGS...]: mtp train --out OUT with the tiny model, 5 steps and the token cache
+# OUT.tokens unless ARGS say otherwise
 train_ok() {
     local out=$1
     shift
-    local steps=(--steps 5)
+    local steps=(--steps 5) cache=(--token-cache "$out.tokens")
     [[ " $* " == *" --steps "* ]] && steps=()
-    expect_ok "$MTP" train "${TINY[@]}" "${steps[@]}" --out "$out" "$@"
+    [[ " $* " == *" --token-cache "* ]] && cache=()
+    expect_ok "$MTP" train "${TINY[@]}" "${steps[@]}" "${cache[@]}" --out "$out" "$@"
 }
 
 # json_get FILE EXPR: evaluates the python expression EXPR on j = the JSON object in FILE
@@ -303,7 +306,7 @@ expect_fail 2 "--tokenizer bytes differs from the run being resumed (a BPE of 30
 
 cp words.txt tc.txt
 train_ok tc.ckpt --data tc.txt
-check "the default cache OUT.tokens is created" test -f tc.ckpt.tokens
+check "the cache OUT.tokens is created" test -f tc.ckpt.tokens
 check "... and starts with MTPTOKS1" test "$(head -c 8 tc.ckpt.tokens)" = MTPTOKS1
 check "... and is well-formed" eval 'cache_tokens tc.ckpt.tokens >/dev/null'
 S0=$(fstat tc.ckpt.tokens)
@@ -363,7 +366,8 @@ tab = bytes((b"abcdefghijklmnopqrstuvwxyz  0123456789 .,\n" * 7)[:256])
 with open("big.txt", "wb") as f:
     for i in range(20): f.write(os.urandom(1 << 20).translate(tab))
 '
-"$MTP" train "${TINY[@]}" --steps 1 --data big.txt --tokenizer tok.file --out kill.ckpt >kill.out 2>kill.err &
+"$MTP" train "${TINY[@]}" --steps 1 --data big.txt --tokenizer tok.file --out kill.ckpt --token-cache kill.ckpt.tokens \
+    >kill.out 2>kill.err &
 PID=$!
 TMP=
 for ((i = 0; i < 4000; i++)); do # up to 20 s

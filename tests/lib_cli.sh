@@ -1,7 +1,8 @@
 # lib_cli.sh - what the command-line tests share; sourced by tests/cli_*.sh with their arguments
-# MTP_EXE SCRATCH_DIR: sets MTP (absolute path of the executable), moves into a fresh SCRATCH_DIR,
-# and defines the pass/fail bookkeeping (PASS, FAIL, pass, fail, check), running commands (run,
-# show, expect_fail, expect_ok), losses (per-step losses of a --log file) and python3.
+# MTP_EXE SCRATCH_DIR: sets MTP (absolute path of the executable), moves into a fresh SCRATCH_DIR
+# (XDG_CACHE_HOME inside it), and defines the pass/fail bookkeeping (PASS, FAIL, pass, fail,
+# check), running commands (run, show, expect_fail, expect_ok), losses (per-step losses of a --log
+# file) and python3.
 set -u
 MTP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 DIR=$2
@@ -11,6 +12,9 @@ cd "$DIR" || exit 2
 # Threads that wait sleep instead of spinning: the results are the same (static schedules), and on
 # a machine shared with other work spinning threads make a multi-threaded run many times slower.
 export OMP_WAIT_POLICY=passive
+# mtp train's shared token cache folder inside the scratch folder, never the user's ~/.cache
+# (hidden, so that listings of the scratch folder do not see it)
+export XDG_CACHE_HOME=$PWD/.xdg-cache
 # python3 for JSON; resolved once (a version-manager shim can take half a second per start)
 PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
 if [[ -z $PYTHON ]]; then

@@ -152,7 +152,7 @@ for ((i = 1; c_kills < NC && i <= 3 * NC; i++)); do # runs until NC kills (some 
     c_runs=$((c_runs + 1))
     rm -f c.mtp c.mtp.tokens
     ((i % 2 == 0)) && cp stale.tokens c.mtp.tokens
-    start_kill "$(rand_ms $((run_ms * 11 / 10)))" "${CACHE_RUN[@]}"
+    start_kill "$(rand_ms $((run_ms * 11 / 10)))" "${CACHE_RUN[@]}" --token-cache c.mtp.tokens
     if [[ $KRC -eq 0 ]]; then
         c_done=$((c_done + 1)) # finished before the kill
     elif [[ $KRC -ne 137 ]]; then
@@ -174,7 +174,7 @@ for ((i = 1; c_kills < NC && i <= 3 * NC; i++)); do # runs until NC kills (some 
         fail "cache kill $i: the cache file is neither absent, the old one nor a complete new one"
     fi
     before=$(stat -c %i:%Y c.mtp.tokens 2>/dev/null)
-    if "${CACHE_RUN[@]}" >next.out 2>next.err && cmp -s c.mtp.tokens ref.tokens; then
+    if "${CACHE_RUN[@]}" --token-cache c.mtp.tokens >next.out 2>next.err && cmp -s c.mtp.tokens ref.tokens; then
         c_next=$((c_next + 1))
         [[ $(stat -c %i:%Y c.mtp.tokens) != "$before" ]] && c_rebuilt=$((c_rebuilt + 1))
     else
