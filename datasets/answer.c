@@ -122,3 +122,41 @@ int ds_answer_extract(const char *text, size_t n, char *out, size_t cap) {
     out[k.len] = '\0';
     return (int)k.len;
 }
+
+/* ---- voting ------------------------------------------------------------------------------------ */
+
+int ds_vote_majority(const char *const *answers, int n) {
+    /* O(n^2) string compares: n is a count of samples (tens), not of tokens */
+    int best = -1, best_count = 0;
+    for (int i = 0; i < n; i++) {
+        if (!answers[i][0]) continue;
+        int count = 0, first = i;
+        for (int j = 0; j <= i; j++)
+            if (strcmp(answers[j], answers[i]) == 0) {
+                if (!count) first = j;
+                count++;
+            }
+        /* answer i reached `count` now; only a strictly higher count overtakes, so in a tie the one
+           that got there first keeps it */
+        if (count > best_count) best = first, best_count = count;
+    }
+    return best;
+}
+
+void ds_vote_curve(double *majority, double *pass, const char *const *answers, const char *const *refs, int n_probs,
+                   int n, const int *ks, int n_ks) {
+    for (int j = 0; j < n_ks; j++) {
+        const int k = ks[j] < 1 ? 1 : ks[j] > n ? n : ks[j];
+        long maj = 0, hit = 0;
+        for (int p = 0; p < n_probs; p++) {
+            const char *const *a = answers + (size_t)p * n;
+            const int m = ds_vote_majority(a, k);
+            maj += m >= 0 && strcmp(a[m], refs[p]) == 0;
+            int any = 0;
+            for (int s = 0; s < k && !any; s++) any = a[s][0] && strcmp(a[s], refs[p]) == 0;
+            hit += any;
+        }
+        majority[j] = n_probs ? (double)maj / n_probs : 0;
+        pass[j] = n_probs ? (double)hit / n_probs : 0;
+    }
+}

@@ -77,6 +77,19 @@ size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty);
    has no "####", the answer is empty, or it does not fit in cap-1 bytes (out is then ""). */
 int ds_answer_extract(const char *text, size_t n, char *out, size_t cap);
 
+/* Self-consistency voting (Wang et al. 2022): the answer of several sampled chains is the one most
+   of them give. answers[0..n) are normalized answers (ds_answer_extract); "" is a chain without
+   one, which does not vote. Returns the index of the first occurrence of the majority answer, or -1
+   when no chain has an answer. A tie goes to the answer that reached the winning count first. */
+int ds_vote_majority(const char *const *answers, int n);
+
+/* majority@k and pass@k of n_probs problems with n sampled answers each (answers[p * n + s]) and
+   their references (refs[p]): for each k = ks[j] (1 <= k <= n), the fraction of problems whose
+   majority over their first k answers is the reference, and the fraction where one of their first
+   k answers is. Taking the first k of the same samples gives the whole curve from one run. */
+void ds_vote_curve(double *majority, double *pass, const char *const *answers, const char *const *refs, int n_probs,
+                   int n, const int *ks, int n_ks);
+
 /* ---- byte-level BPE tokenizer (bpe.c) ----------------------------------------------------------
  *
  * Ids stay compatible with the byte tokenizer: 0..255 are the bytes, 256..258 BOS/EOS/PAD (never

@@ -226,6 +226,30 @@ int cli_prompts_from_file(CliPrompts *p, const DsBpe *tok, const char *path, int
 int cli_prompts_from_data(CliPrompts *p, const DsOptions *o, const DsBpe *tok, int ctx, int held_out, int count,
                           char *err, size_t errlen);
 
+/* ---- figures (cli_plot.c) --------------------------------------------------------------------- */
+
+/* A line of a figure: n points (x, y), each labeled with label[j] when label is given. */
+typedef struct {
+    const char *title;
+    const double *x, *y;
+    const int *label;
+    int n;
+} CliSeries;
+
+typedef struct {
+    const char *title, *xlabel, *ylabel;
+    const char *label_name; /* the points' labels read "label_name=value" */
+    int logx;               /* a base-2 logarithmic x axis */
+    const CliSeries *series;
+    int n_series;
+} CliFigure;
+
+/* --plot FILE: a .png or .svg name, and gnuplot on PATH; else -1 after printing the error (so a
+ * long run does not end without its picture). */
+int cli_plot_check(const char *cmd, const char *path);
+/* Draws fig into path (PNG or SVG by its extension) with gnuplot, atomically; -1 with a message. */
+int cli_plot(const char *path, const CliFigure *fig, char *err, size_t errlen);
+
 /* ---- the commands (each in its cli_*.c, called by main.c) ----------------------------------- */
 
 int cmd_train(int argc, char **argv);      /* cli_train.c */

@@ -101,7 +101,7 @@ echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 log "+ mtp train ${ARGS[*]} --out $DIR/big.mtp   (in the cgroup)"
 t0=$(date +%s.%N)
 set +e
-in_cgroup "$MTP" train "${ARGS[@]}" --out "$DIR/big.mtp" >"$DIR/cache.out" 2>"$DIR/cache.err" &
+in_cgroup "$MTP" train "${ARGS[@]}" --out "$DIR/big.mtp" --token-cache "$DIR/big.mtp.tokens" >"$DIR/cache.out" 2>"$DIR/cache.err" &
 job=$!
 sample_anon "$DIR/anon1" $job &
 wait $job
