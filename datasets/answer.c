@@ -160,3 +160,17 @@ void ds_vote_curve(double *majority, double *pass, const char *const *answers, c
         pass[j] = n_probs ? (double)hit / n_probs : 0;
     }
 }
+
+int ds_star_filter(int *keep, const char *const *chains, const size_t *lens, int n, const char *ref) {
+    int kept = 0;
+    for (int s = 0; s < n; s++) {
+        char answer[64];
+        if (!ref[0] || ds_answer_extract(chains[s], lens[s], answer, sizeof answer) < 0 || strcmp(answer, ref) != 0)
+            continue;
+        int seen = 0;
+        for (int j = 0; j < kept && !seen; j++)
+            seen = lens[keep[j]] == lens[s] && memcmp(chains[keep[j]], chains[s], lens[s]) == 0;
+        if (!seen) keep[kept++] = s;
+    }
+    return kept;
+}

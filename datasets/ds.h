@@ -401,6 +401,18 @@ typedef struct {
 /* Up to limit problems (0: all) of opt's sources, source after source, into a new array. An error
    when no source can give any ("... has no held-out problems: use a .jsonl file or builtin:arith"). */
 int ds_heldout_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen);
+/* The same from the training split (builtin:arith's training stream, a .jsonl file's training lines),
+   for training on problems (mtp star). */
+int ds_train_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen);
+/* Removes from p[0..n) every problem whose prompt is that of one of drop[0..n_drop) (freeing it),
+   keeping the order; returns the new count. Training on problems must never see a held-out one,
+   and two streams or lines can repeat a short question. O(n * n_drop) prompt compares. */
+int ds_problems_drop(DsProblem *p, int n, const DsProblem *drop, int n_drop);
 void ds_problems_free(DsProblem *p, int n);
+
+/* STaR's filter (Zelikman et al. 2022; rejection-sampling fine-tuning, Yuan et al. 2023): of a
+   problem's n sampled chains (chains[s], lens[s] bytes), the indices of the distinct ones whose
+   answer (ds_answer_extract) is ref, in order, into keep; returns their count. */
+int ds_star_filter(int *keep, const char *const *chains, const size_t *lens, int n, const char *ref);
 
 #endif

@@ -33,14 +33,16 @@ static int add(Problems *ps, const char *text, size_t len, size_t prompt_len) {
     return 0;
 }
 
-static int from_arith(Problems *ps, const DsOptions *o, char *err, size_t errlen) {
+/* builtin:arith's examples of one split: the streams the corpus has (validation: its own seed). */
+static int from_arith(Problems *ps, const DsOptions *o, int train, char *err, size_t errlen) {
     MtpRng rng;
-    mtp_rng_seed(&rng, o->seed ^ DS_ARITH_VAL_SEED_XOR); /* the validation stream, as the corpus has it */
+    mtp_rng_seed(&rng, train ? o->seed : o->seed ^ DS_ARITH_VAL_SEED_XOR);
+    const size_t bytes = train ? DS_ARITH_TRAIN_BYTES : DS_ARITH_VAL_BYTES;
     size_t cap = 1 << 16, text = 0;
     char *buf = malloc(cap);
     if (!buf) return mtp_fail(err, errlen, "out of memory");
     int rc = 0;
-    while (rc == 0 && text < DS_ARITH_VAL_BYTES && !full(ps)) {
+    while (rc == 0 && text < bytes && !full(ps)) {
         size_t len = ds_arith_example(buf, cap, &rng, o->difficulty);
         if (len >= cap) continue; /* no level writes that much */
         const char *nl = memchr(buf, '\n', len);
@@ -51,7 +53,7 @@ static int from_arith(Problems *ps, const DsOptions *o, char *err, size_t errlen
     return rc ? mtp_fail(err, errlen, "out of memory") : 0;
 }
 
-static int from_jsonl(Problems *ps, const char *path, const DsOptions *o, char *err, size_t errlen) {
+static int from_jsonl(Problems *ps, const char *path, const DsOptions *o, int train, char *err, size_t errlen) {
     long lines = ds_count_lines(path, err, errlen);
     if (lines < 0) return -1;
     long first_val = ds_jsonl_train_lines(lines, o->val_frac) + 1;
@@ -60,13 +62,15 @@ static int from_jsonl(Problems *ps, const char *path, const DsOptions *o, char *
     DsRecord rec;
     int r = 0, rc = 0;
     while (rc == 0 && !full(ps) && (r = ds_jsonl_next(j, &rec, err, errlen)) == 1)
-        if (rec.line >= first_val && add(ps, rec.text, rec.len, rec.prompt_len)) rc = mtp_fail(err, errlen, "out of memory");
+        if ((rec.line >= first_val) != train && add(ps, rec.text, rec.len, rec.prompt_len))
+            rc = mtp_fail(err, errlen, "out of memory");
     if (rc == 0 && r < 0) rc = -1;
     ds_jsonl_close(j);
     return rc;
 }
 
-int ds_heldout_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen) {
+static int split_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, int train, char *err,
+                          size_t errlen) {
     *out = NULL, *n = 0;
     Problems ps = {.limit = limit};
     int nsrc = opt->n_sources, rc = 0;
@@ -78,18 +82,38 @@ int ds_heldout_problems(DsProblem **out, int *n, const DsOptions *opt, int limit
     }
     for (int i = 0; i < nsrc && rc == 0 && !full(&ps); i++) {
         DsSourceKind k = ds_source_kind(src[i].spec);
-        if (k == DS_SRC_ARITH) rc = from_arith(&ps, opt, err, errlen);
-        else if (k == DS_SRC_JSONL) rc = from_jsonl(&ps, src[i].spec, opt, err, errlen);
+        if (k == DS_SRC_ARITH) rc = from_arith(&ps, opt, train, err, errlen);
+        else if (k == DS_SRC_JSONL) rc = from_jsonl(&ps, src[i].spec, opt, train, err, errlen);
     }
     if (rc == 0 && ps.n == 0)
-        rc = mtp_fail(err, errlen, "%s has no held-out problems with a \"####\" answer: use a .jsonl file or "
-                      "builtin:arith", nsrc == 1 ? src[0].spec : "the data");
+        rc = mtp_fail(err, errlen, "%s has no %s problems with a \"####\" answer: use a .jsonl file or "
+                      "builtin:arith", nsrc == 1 ? src[0].spec : "the data", train ? "training" : "held-out");
     if (rc) {
         ds_problems_free(ps.p, ps.n);
         return -1;
     }
     *out = ps.p, *n = ps.n;
     return 0;
+}
+
+int ds_heldout_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen) {
+    return split_problems(out, n, opt, limit, 0, err, errlen);
+}
+
+int ds_train_problems(DsProblem **out, int *n, const DsOptions *opt, int limit, char *err, size_t errlen) {
+    return split_problems(out, n, opt, limit, 1, err, errlen);
+}
+
+int ds_problems_drop(DsProblem *p, int n, const DsProblem *drop, int n_drop) {
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        for (int j = 0; j < n_drop && !found; j++)
+            found = p[i].prompt_len == drop[j].prompt_len && memcmp(p[i].text, drop[j].text, p[i].prompt_len) == 0;
+        if (found) free(p[i].text);
+        else p[kept++] = p[i];
+    }
+    return kept;
 }
 
 void ds_problems_free(DsProblem *p, int n) {

@@ -262,5 +262,6 @@ int cmd_bench_passes(int argc, char **argv); /* cli_passes.c: mtp bench --passes
 int cmd_tokenize(int argc, char **argv);   /* cli_tokenize.c */
 int cmd_calibrate(int argc, char **argv);  /* cli_calibrate.c */
 int cmd_cache(int argc, char **argv);      /* cli_cache.c */
+int cmd_star(int argc, char **argv);       /* cli_star.c */
 
 #endif

@@ -18,6 +18,7 @@ static const char *MAIN_HELP =
     "  bench     decoding speed at each lookahead against lookahead 1\n"
     "  calibrate measure which draft trees pay on a model and store them in its checkpoint\n"
     "  tokenize  show how a model's tokenizer splits a text\n"
+    "  star      self-train on the model's own verified chains of thought (STaR)\n"
     "  cache     list or clean the shared token caches of mtp train\n"
     "\n"
     "Run 'mtp COMMAND --help' for the options of a command.\n";
@@ -28,7 +29,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train}, {"eval", cmd_eval},   {"info", cmd_info},
     {"generate", cmd_generate}, {"bench", cmd_bench}, {"tokenize", cmd_tokenize},
-    {"calibrate", cmd_calibrate}, {"cache", cmd_cache},
+    {"calibrate", cmd_calibrate}, {"cache", cmd_cache}, {"star", cmd_star},
 };
 
 int main(int argc, char **argv) {
@@ -39,7 +40,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc, argv);
     fprintf(stderr,
-            "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, calibrate, tokenize, cache; see "
+            "mtp: error: unknown command '%s' (commands: train, eval, info, generate, bench, calibrate, tokenize, star, cache; see "
             "mtp --help)\n",
             argv[1]);
     return EXIT_USAGE;
