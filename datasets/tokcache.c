@@ -530,7 +530,8 @@ static int sources_current(const CacheHeader *h, char *reason, size_t cap) {
         int64_t mtime;
         if (ds_source_stat(where, &size, &mtime, err, sizeof err) || ds_source_sample(where, &sample, err, sizeof err))
             return snprintf(reason, cap, "%.1000s", err), 0; /* a message naming the file: cut only if absurd */
-        if (size != h->info[i].size || mtime != h->info[i].mtime_ns || !h->have_sample[i] || sample != h->info[i].sample)
+        if (size != h->info[i].size || mtime != h->info[i].mtime_ns || !h->have_sample[i] ||
+            sample != h->info[i].sample)
             return snprintf(reason, cap, "%.1000s changed since the cache was built", where), 0;
     }
     return 1;

@@ -477,8 +477,8 @@ static int vote_report(const AnswersArgs *a, const Answers *e) {
                e->skipped, a->samples);
         printf("     k  majority@k   pass@k   s/problem at lookahead %d   at lookahead 1\n", a->lookahead);
         for (int j = 0; j < c.n; j++)
-            printf("%6d  %9.1f%%  %6.1f%%  %26.3f  %15.3f\n", c.k[j], 100 * c.majority[j], 100 * c.pass[j], c.seconds[j],
-                   c.base[j]);
+            printf("%6d  %9.1f%%  %6.1f%%  %26.3f  %15.3f\n", c.k[j], 100 * c.majority[j], 100 * c.pass[j],
+                   c.seconds[j], c.base[j]);
         printf("chains         %.1f tokens on average, %.2f tokens per forward pass, %.1f%% without an answer\n",
                mean_tok, tpf, cells > 0 ? 100 * e->no_answer / cells : 0);
         if (a->lookahead > 1)

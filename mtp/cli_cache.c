@@ -150,7 +150,7 @@ static void put_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f) fprintf(f, "\\u%04x", *p); /* bytes, not code points: a path may be any bytes */
+        else if (*p < 0x20 || *p >= 0x7f) fprintf(f, "\\u%04x", *p); /* a path's bytes, whatever they encode */
         else fputc(*p, f);
     }
     fputc('"', f);

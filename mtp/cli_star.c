@@ -118,7 +118,9 @@ static int star_parse(int argc, char **argv, StarArgs *a) {
     return cli_precision("star", a->precision, &a->prec) ? EXIT_USAGE : 0;
 }
 
-static void round_path(char *buf, size_t cap, const char *prefix, int r) { snprintf(buf, cap, "%s.round%d.mtp", prefix, r); }
+static void round_path(char *buf, size_t cap, const char *prefix, int r) {
+    snprintf(buf, cap, "%s.round%d.mtp", prefix, r);
+}
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -276,8 +278,8 @@ static int star_finetune(const StarArgs *a, Star *s, int r, RoundResult *res) {
     for (int step = 0; step < a->steps && rc == 0; step++) {
         MtpStepStats st;
         if (mtp_train_step(&tr, &c, &st)) {
-            cli_error("star", "round %d: fine-tuning diverged at step %d (loss or gradient not finite); try a lower --lr",
-                      r, step + 1);
+            cli_error("star", "round %d: fine-tuning diverged at step %d (loss or gradient not finite); try a "
+                      "lower --lr", r, step + 1);
             rc = EXIT_FAIL;
         }
         loss = st.loss[0];

@@ -40,7 +40,8 @@ static void check_split(const DsOptions *o, int limit, const char *what) {
     char err[512];
     DsProblem *tr, *held;
     int nt, nh;
-    if (ds_train_problems(&tr, &nt, o, limit, err, sizeof err) || ds_heldout_problems(&held, &nh, o, 0, err, sizeof err)) {
+    if (ds_train_problems(&tr, &nt, o, limit, err, sizeof err) ||
+        ds_heldout_problems(&held, &nh, o, 0, err, sizeof err)) {
         CHECK_MSG(0, "%s: %s", what, err);
         return;
     }
