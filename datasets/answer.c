@@ -115,7 +115,9 @@ int ds_answer_extract(const char *text, size_t n, char *out, size_t cap) {
     Sink k = {out, cap, 0};
     if (is_number(c)) sink_number(&k, c);
     else sink_rest(&k, &c);
-    if (k.len == 0 || k.len >= cap || k.len > INT_MAX) {
+    /* a NUL inside would make the C string the callers compare a prefix of the answer: "3\0" + "9"
+       would count as "3". No answer has one; such text is not an answer. */
+    if (k.len == 0 || k.len >= cap || k.len > INT_MAX || memchr(out, '\0', k.len)) {
         out[0] = '\0';
         return -1;
     }

@@ -74,7 +74,8 @@ size_t ds_arith_example(char *buf, size_t cap, MtpRng *rng, int difficulty);
    separators (',') removed, a leading '+' dropped, a trailing '.' dropped, and for a number
    "-0" made "0" and leading zeros dropped ("007" -> "7", "3.50" stays "3.50": only exact text is
    compared). Writes it NUL-terminated into out (cap >= 1) and returns its length, or -1 when text
-   has no "####", the answer is empty, or it does not fit in cap-1 bytes (out is then ""). */
+   has no "####", the answer is empty, holds a NUL byte (callers compare C strings), or it does not
+   fit in cap-1 bytes (out is then ""). */
 int ds_answer_extract(const char *text, size_t n, char *out, size_t cap);
 
 /* Self-consistency voting (Wang et al. 2022): the answer of several sampled chains is the one most
