@@ -49,7 +49,8 @@ static const char *STAR_HELP =
     "\n"
     "PREFIX.jsonl: a line {\"type\":\"run\",...options} then per round {\"type\":\"round\",\"round\":N,\n"
     "\"problems\":P,\"solved\":S,\"new_solved\":N,\"chains_kept\":C,\"train_tokens\":T,\"steps\":S,\n"
-    "\"loss\":L,\"heldout_problems\":H,\"greedy_accuracy\":G,\"majority_accuracy\":M,\"seconds\":s}.\n";
+    "\"loss\":L,\"heldout_problems\":H,\"greedy_accuracy\":G,\"majority_accuracy\":M,\"seconds\":s,\n"
+    "\"solved_set\":HEX}; loss is head 1's mean over the round's fine-tuning steps.\n";
 
 typedef struct {
     const char *model_path, *out, *precision;
@@ -282,10 +283,10 @@ static int star_finetune(const StarArgs *a, Star *s, int r, RoundResult *res) {
                       "lower --lr", r, step + 1);
             rc = EXIT_FAIL;
         }
-        loss = st.loss[0];
+        loss += st.loss[0];
     }
     mtp_trainer_free(&tr);
-    res->steps = a->steps, res->loss = loss;
+    res->steps = a->steps, res->loss = loss / a->steps; /* head 1's mean over the round's steps */
     return rc;
 }
 
