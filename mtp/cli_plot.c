@@ -67,8 +67,10 @@ static void write_script(FILE *f, const char *out, const CliFigure *fig) {
     put_quoted(f, fig->xlabel);
     fprintf(f, " noenhanced\nset ylabel ");
     put_quoted(f, fig->ylabel);
-    fprintf(f, " noenhanced\nset grid\nset key bottom right box noenhanced\nset yrange [0:*]\n");
-    if (fig->logx) fprintf(f, "set logscale x 2\nset format x '%%g'\n");
+    /* room above the highest point for its label */
+    fprintf(f, " noenhanced\nset grid\nset key bottom right box noenhanced\nset yrange [0:*]\n"
+               "set offsets 0, 0, graph 0.12, 0\n");
+    if (fig->logx) fprintf(f, "set logscale x 2\nset format x '%%.3g'\n");
     for (int i = 0; i < fig->n_series; i++) {
         const CliSeries *s = &fig->series[i];
         fprintf(f, "$s%d << EOD\n", i);
