@@ -338,9 +338,9 @@ static int resume_ranks(const char *path, MtpCheckpointExtra *ck) {
     if (saved == now) return 0;
     const long global = (long)ck->opt.accum * saved;
     if (global % now) {
-        cli_error("train", "%s was trained by %d rank%s with --accum %d (%ld micro-batches a step), which %d ranks "
+        cli_error("train", "%s was trained by %d rank%s with --accum %d (%ld micro-batch%s a step), which %d ranks "
                   "cannot share evenly: resume it with %d rank%s (or a number that divides %ld)", path, saved,
-                  saved == 1 ? "" : "s", ck->opt.accum, global, now, saved, saved == 1 ? "" : "s", global);
+                  saved == 1 ? "" : "s", ck->opt.accum, global, global == 1 ? "" : "es", now, saved, saved == 1 ? "" : "s", global);
         return -1;
     }
     ck->opt.accum = (int)(global / now);
