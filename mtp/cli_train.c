@@ -85,6 +85,7 @@ static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
 
 #define TRAIN_MAX_OPTS 40
+#define MTP_ALLREDUCE_OVERLAP 1 /* the default of MTP_ALLREDUCE: overlap */
 
 typedef struct {
     CliData data;
@@ -486,6 +487,9 @@ static int train_open(TrainArgs *a, Train *t) {
         return EXIT_FAIL;
     }
     if (dist_rank() == 0) dist_barrier(); /* the cache is whole: the other ranks may map it */
+    /* MTP_ALLREDUCE=blocking|overlap: how the gradients' sum runs (README: measured both) */
+    const char *how = getenv("MTP_ALLREDUCE");
+    t->tr.overlap = how ? strcmp(how, "overlap") == 0 : MTP_ALLREDUCE_OVERLAP;
     if (a->resume) {
         mtp_trainer_restore(&t->tr, &t->cm.x);
         mtp_checkpoint_extra_free(&t->cm.x);

@@ -75,6 +75,11 @@ typedef struct {
     BlockScratch scratch;
     float *dz;       /* (M, D) */
     int32_t *inputs; /* (B, T) */
+    /* optional: mtp_forward_backward calls it for each range of the gradient buffer whose
+       gradients are final, in the backward's order (heads, the trunk's blocks last to first, the
+       token embedding); the trainer starts their sum across ranks there */
+    void (*grads_ready)(void *ctx, float *g, size_t n);
+    void *ready_ctx;
 } MtpWorkspace;
 
 /* Sized for the current core precision: build it after mtp_core_init / mtp_core_set_precision. */
@@ -114,6 +119,9 @@ typedef struct {
     MtpRng data_rng;      /* batch sampling: its state is the data position */
     uint64_t batches_drawn;
     int rank, ranks;      /* data parallel (mtp/dist.h): this process's share of each step; 0 of 1 alone */
+    int overlap;          /* with ranks: sum each bucket of gradients (a block's) as soon as the last
+                             micro-batch's backward has made it final, overlapping the rest of the
+                             backward; 0: one blocking sum after it */
 } MtpTrainer;
 
 typedef struct {

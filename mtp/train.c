@@ -86,6 +86,13 @@ static void adamw_update(MtpTrainer *t, float lr, float grad_scale) {
     }
 }
 
+/* A range of the gradients is final: start its sum across ranks, and let MPI move the earlier ones on. */
+static void start_sum(void *ctx, float *g, size_t n) {
+    (void)ctx;
+    dist_sum_start(g, n);
+    dist_progress();
+}
+
 /* This rank's micro-batches of a step, their gradients (scaled for the step's accum * ranks) added
  * into t->grads and their statistics into acc. Every micro-batch of the step is drawn, on every
  * rank: drawing is a copy, and it keeps the data position the same on all ranks. */
@@ -97,7 +104,10 @@ static void local_batches(MtpTrainer *t, const DsCorpus *data, HeadStats *acc) {
         t->batches_drawn++;
         if (k / A != t->rank) continue;
         HeadStats hs[HEADS_MAX];
+        const int last = k == t->rank * A + A - 1;
+        t->ws.grads_ready = t->ranks > 1 && t->overlap && last ? start_sum : NULL;
         mtp_forward_backward(&t->ws, t->grads, t->batch, 1.0f / total, hs);
+        t->ws.grads_ready = NULL;
         for (int i = 0; i < n; i++) {
             acc[i].loss += hs[i].loss;
             acc[i].count += hs[i].count;
@@ -112,9 +122,14 @@ static double sum_across_ranks(MtpTrainer *t, HeadStats *acc) {
     const int n = t->model->cfg.heads.n;
     double v[3 * HEADS_MAX]; /* counts are exact in a double up to 2^53 */
     for (int i = 0; i < n; i++) v[3 * i] = acc[i].loss, v[3 * i + 1] = acc[i].count, v[3 * i + 2] = acc[i].correct;
-    double t0 = mtp_now();
-    dist_sum_floats(t->grads, t->model->n_params);
-    double waited = mtp_now() - t0;
+    double waited;
+    if (t->overlap) {
+        waited = dist_sum_wait(); /* started during the backward */
+    } else {
+        double t0 = mtp_now();
+        dist_sum_floats(t->grads, t->model->n_params);
+        waited = mtp_now() - t0;
+    }
     dist_sum_doubles(v, 3 * n);
     for (int i = 0; i < n; i++) acc[i] = (HeadStats){v[3 * i], (long)v[3 * i + 1], (long)v[3 * i + 2]};
     return waited;
