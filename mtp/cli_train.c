@@ -79,7 +79,9 @@ static const char *TRAIN_HELP =
     "\n"
     "mpirun -np P mtp train ... trains one model with P data-parallel ranks: --batch and\n"
     "--accum are per rank, the global batch is batch x accum x P rows, the same run as one\n"
-    "process with --accum accum x P (see README, Training on several cores or machines).\n";
+    "process with --accum accum x P (see README, Training on several cores or machines).\n"
+    "Rank 0 prints, logs and saves. mpirun SIGKILLs the ranks 1 s after forwarding Ctrl-C:\n"
+    "give it --mca odls_base_sigkill_timeout 60 for the ranks to save first.\n";
 
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
