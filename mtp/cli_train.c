@@ -347,6 +347,10 @@ static int resume_ranks(const char *path, MtpCheckpointExtra *ck) {
         return -1;
     }
     ck->opt.accum = (int)(global / now);
+    if (dist_rank() == 0)
+        fprintf(stderr, "mtp train: %s was trained by %d rank%s with --accum %d; %d rank%s continue%s it with --accum %d "
+                "(the same global batch)\n", path, saved, saved == 1 ? "" : "s", (int)(global / saved), now,
+                now == 1 ? "" : "s", now == 1 ? "s" : "", ck->opt.accum);
     return 0;
 }
 

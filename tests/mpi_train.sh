@@ -84,7 +84,8 @@ run_ok rest "${MPI[@]}" -np 2 "$MTP" train --resume half.ckpt --steps 12 --threa
 check "resume, same ranks: 6 + 6 steps == 12 straight, byte for byte" cmp two.ckpt half.ckpt
 check "resume, same ranks: per-step losses identical" cmp <(losses two.jsonl 1 12) <(losses half.jsonl 1 12)
 run_ok rest1 "$MTP" train --resume half1.ckpt --steps 12 --threads 1 --eval-every 0 --log half1.jsonl
-check "resume by one process (--accum 2, the same global batch): reaches step 12" test "$(info_step half1.ckpt)" = 12
+check "resume by one process: reaches step 12" test "$(info_step half1.ckpt)" = 12
+check "resume by one process: says it continues with --accum 2" grep -q 'was trained by 2 ranks with --accum 1; 1 rank continues it with --accum 2 (the same global batch)' rest1.err
 if close two.jsonl half1.jsonl 7 12 >close1.txt 2>&1; then pass; else
     fail "2 ranks resumed by one process: $(cat close1.txt)"
 fi

@@ -46,7 +46,8 @@ STEPS=$((WARM + TIMED))
 mkdir -p "$SCRATCH"
 export OMP_WAIT_POLICY=passive
 MPI=(mpirun --allow-run-as-root --bind-to core -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY -x MTP_ALLREDUCE)
-REF=(--data builtin:arith --batch 16 --precision "$PREC" --eval-every 0 --eval-batches 1 --steps "$STEPS")
+REF=(--data builtin:arith --batch 16 --precision "$PREC" --eval-every 0 --eval-batches 1 --steps "$STEPS"
+  --token-cache "$SCRATCH/arith.tokens")
 BIG=(--dim 768 --layers 10 --attn-heads 12 --ffn 2048)
 log() { echo "[mpi_bench $(date +%H:%M:%S)] $*" >&2; }
 busy() { top -b -n2 -d0.5 -w 200 2>/dev/null | awk '/^top -/{n++} n==2 && $1 ~ /^[0-9]+$/ && $9>5 && $12!="top" {printf "%s(%s%%) ", $12, $9}' | head -c 300; }
@@ -70,7 +71,8 @@ done
 log "allreduce microbenchmark"
 NREF=$("$MTP" info "$SCRATCH/1r1t.1.mpk" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["params"]["total"])')
 run big $T "$SCRATCH/big.rss.0" "$MTP" train --data builtin:arith "${BIG[@]}" --batch 2 --precision "$PREC" --eval-every 0 \
-  --eval-batches 1 --steps 4 --threads "$(nproc)" --out "$SCRATCH/big.mpk" --log "$SCRATCH/big.jsonl"
+  --eval-batches 1 --steps 4 --threads "$(nproc)" --token-cache "$SCRATCH/arith.tokens" --out "$SCRATCH/big.mpk" \
+  --log "$SCRATCH/big.jsonl"
 NBIG=$("$MTP" info "$SCRATCH/big.mpk" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["params"]["total"])')
 run allreduce mpirun --allow-run-as-root --bind-to core -np 2 "$ARB" 1 16 256 4096 65536 1048576 "$NREF" "$NBIG"
 
