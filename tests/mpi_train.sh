@@ -118,8 +118,11 @@ LONG=(--data builtin:arith --dim 32 --layers 1 --attn-heads 2 --ffn 64 --ctx 32 
 sig_run() {
     local name=$1 who=$2
     rm -f "$name.jsonl"
-    "${TMO[@]}" "${MPI[@]}" -np 2 "$MTP" train "${LONG[@]}" --steps 100000 --out "$name.ckpt" --log "$name.jsonl" \
-        >"$name.out" 2>"$name.err" &
+    # mpirun SIGKILLs the ranks 1 s after forwarding a SIGTERM by default, which a loaded machine may
+    # not give them to finish their step and save: a longer wait, as README advises (mpirun then
+    # takes about twice it to return once a rank exits 130, so only here, and short)
+    "${TMO[@]}" "${MPI[@]}" --mca odls_base_sigkill_timeout 5 -np 2 "$MTP" train "${LONG[@]}" --steps 100000 \
+        --out "$name.ckpt" --log "$name.jsonl" >"$name.out" 2>"$name.err" &
     local pid=$!
     for ((i = 0; i < 1200; i++)); do
         if [[ -f $name.jsonl ]] && [[ $(grep -c '"type":"step"' "$name.jsonl") -ge 5 ]]; then break; fi
