@@ -141,6 +141,7 @@ void heads_train(const HeadsPass *p, HeadStats *stats, const float *z, const int
             mtp_add_inplace(dz, a->dh, (size_t)M * D);
             mtp_linear_backward(dz, dw->lin[i], a->dhn, z, w->lin[i], M, D, D, 1);
         }
+        if (p->head_done) p->head_done(p->done_ctx, i);
     }
 }
 

@@ -94,6 +94,10 @@ typedef struct {
     HeadsActs *acts;        /* one head's activations, reused by every head */
     BlockScratch *scratch;  /* shared with the trunk */
     float *dz;              /* (M, D) heads_train writes dL/dz here, summed over the heads */
+    /* optional: called by heads_train after head i's backward (its own weights' gradients are
+       final; the shared final norm and unembedding only after the last head's) */
+    void (*head_done)(void *ctx, int i);
+    void *done_ctx;
 } HeadsPass;
 
 /* Forward, loss and backward of every head in turn on z (M, D), the trunk output of a batch of

@@ -67,7 +67,7 @@ static void pack_config(msgpack_packer *pk, const MtpConfig *c) {
 /* What the model was trained on: the data sources with their weights, and the options that make
    the same corpus again (eval and resume rebuild it from these). */
 static void pack_run(msgpack_packer *pk, const MtpRunInfo *run) {
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, run->ranks > 1 ? 8 : 7);
     mpk_pack_key_str(pk, "data", run->data_spec);
     mpk_pack_str(pk, "sources");
     int n_src = run->n_sources ? run->n_sources : 1;
@@ -87,6 +87,7 @@ static void pack_run(msgpack_packer *pk, const MtpRunInfo *run) {
     mpk_pack_key_uint(pk, "data_seed", run->data_seed);
     mpk_pack_key_int(pk, "difficulty", run->difficulty);
     mpk_pack_key_str(pk, "precision", mtp_precision_name(run->precision));
+    if (run->ranks > 1) mpk_pack_key_int(pk, "ranks", run->ranks); /* the data position is per its global batch */
 }
 
 static void pack_options(msgpack_packer *pk, const MtpTrainOptions *o) {
@@ -357,6 +358,9 @@ static int read_run(MpkReader *r, MtpRunInfo *run) {
             char p[16];
             if (mpk_read_cstr(r, p, sizeof p, "precision")) return -1;
             run->precision = strcmp(p, "bf16") == 0 ? MTP_BF16 : MTP_FP32;
+        } else if (strcmp(key, "ranks") == 0) {
+            if (mpk_read_int_in(r, "ranks", 1, 1 << 24, &v)) return -1;
+            run->ranks = (int)v;
         } else if (strcmp(key, "sources") == 0) {
             if (read_run_sources(r, run)) return -1;
         } else if (strcmp(key, "jsonl") == 0) {

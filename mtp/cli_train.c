@@ -1,6 +1,7 @@
 /* cli_train.c - `mtp train`: build or resume a model, train it, show progress, save checkpoints. */
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "mtp/cli.h"
 #include "mtp/core/mpk.h"
+#include "mtp/dist.h"
 #include "mtp/mtp.h"
 
 static const char *TRAIN_HELP =
@@ -75,12 +77,19 @@ static const char *TRAIN_HELP =
     "  --eval-batches K     validation batches per evaluation (default 8)\n"
     "  --log FILE.jsonl     append one JSON object per step and per evaluation\n"
     "\n"
-    "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint to --out and exits with status 130;\n--resume continues it.\n";
+    "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint to --out and exits with status 130;\n--resume continues it.\n"
+    "\n"
+    "mpirun -np P mtp train ... trains one model with P data-parallel ranks: --batch and\n"
+    "--accum are per rank, the global batch is batch x accum x P rows, the same run as one\n"
+    "process with --accum accum x P (see README, Training on several cores or machines).\n"
+    "Rank 0 prints, logs and saves. mpirun SIGKILLs the ranks 1 s after forwarding Ctrl-C:\n"
+    "give it --mca odls_base_sigkill_timeout 60 for the ranks to save first.\n";
 
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_sigint(int sig) { (void)sig, g_interrupted = 1; }
 
 #define TRAIN_MAX_OPTS 40
+#define MTP_ALLREDUCE_OVERLAP 0 /* the default of MTP_ALLREDUCE: blocking, measured faster here (README, MPI) */
 
 typedef struct {
     CliData data;
@@ -106,6 +115,8 @@ typedef struct {
     double t0;        /* the loop's start, its first step, and the tokens it has trained on */
     int first_step;
     long tokens_done;
+    int stop;           /* the ranks agreed to stop on a signal */
+    double allreduce_s; /* waiting for the gradients' sums, over the run */
 } Train;
 
 static void fmt_duration(char *buf, size_t n, double s) {
@@ -153,13 +164,25 @@ static void run_eval(MtpTrainer *t, const DsCorpus *data, int batches, FILE *log
     }
 }
 
+/* Every rank calls it; rank 0 writes. With several ranks it first checks that they all hold the
+ * same weights (a CRC of them): they apply the same update to the same sums, so a difference means
+ * a broken reduction, and such a checkpoint is not written. */
 static int save(const char *path, MtpTrainer *t, const MtpRunInfo *run, int tty) {
     char err[512];
+    if (t->ranks > 1 && !dist_same_u64(mpk_crc32(0, t->model->params, t->model->n_params * sizeof(float)))) {
+        cli_error("train", "rank %d: the ranks' weights differ at step %d (a reduction that is not the same on "
+                  "every rank); not saved, %s keeps its previous contents", t->rank, t->step, path);
+        return -1;
+    }
+    /* the others wait for the write: one exiting first (130 after a signal) would make mpirun end
+       the job, rank 0's save included; a failed write aborts them all from rank 0 */
+    if (t->rank != 0) return dist_barrier(), 0;
     if (mtp_checkpoint_save(path, t->model, t, run, err, sizeof err)) {
         if (tty) fputs("\r\033[K", stderr);
         cli_error("train", "saving checkpoint: %s", err);
         return -1;
     }
+    dist_barrier();
     return 0;
 }
 
@@ -315,17 +338,40 @@ static int train_check(TrainArgs *a) {
     return 0;
 }
 
+/* A run saved by R ranks with --accum A drew A*R micro-batches a step: its data position counts
+ * steps of that global batch. P ranks continue it with --accum A*R/P when P divides A*R (the same
+ * micro-batches, summed in another order: equal to a few roundings, bitwise only with P = R);
+ * otherwise the position would mean another thing, and the resume is refused naming R. */
+static int resume_ranks(const char *path, MtpCheckpointExtra *ck) {
+    const int saved = ck->run.ranks > 1 ? ck->run.ranks : 1, now = dist_ranks();
+    if (saved == now) return 0;
+    const long global = (long)ck->opt.accum * saved;
+    if (global % now) {
+        cli_error("train", "%s was trained by %d rank%s with --accum %d (%ld micro-batch%s a step), which %d ranks "
+                  "cannot share evenly: resume it with %d rank%s (or a number that divides %ld)", path, saved,
+                  saved == 1 ? "" : "s", ck->opt.accum, global, global == 1 ? "" : "es", now, saved, saved == 1 ? "" : "s", global);
+        return -1;
+    }
+    ck->opt.accum = (int)(global / now);
+    if (dist_rank() == 0)
+        fprintf(stderr, "mtp train: %s was trained by %d rank%s with --accum %d; %d rank%s continue%s it with --accum %d "
+                "(the same global batch)\n", path, saved, saved == 1 ? "" : "s", (int)(global / saved), now,
+                now == 1 ? "" : "s", now == 1 ? "s" : "", ck->opt.accum);
+    return 0;
+}
+
 /* --resume: the model, its optimizer state and its run's settings from the checkpoint; --steps,
  * --precision and the corpus options may change. */
 static int train_resume(TrainArgs *a, Train *t) {
     const CliOpen how = {.path = a->resume, .train_state = 1}; /* the core starts in train_open */
     int rc = cli_open_model("train", &how, &t->cm);
     if (rc) return rc;
-    const MtpCheckpointExtra *ck = &t->cm.x;
+    MtpCheckpointExtra *ck = &t->cm.x;
     if (!ck->has_train) {
         cli_error("train", "%s has no training state to resume from", a->resume);
         return EXIT_FAIL;
     }
+    if (resume_ranks(a->resume, ck)) return EXIT_USAGE;
     if (check_resume_conflicts(a, &t->cm.m, ck)) return EXIT_USAGE;
     t->run = ck->run;
     int steps = cli_opt(a->opts, "--steps")->given ? a->opt.steps : ck->opt.steps;
@@ -380,6 +426,7 @@ static void log_run(FILE *log, const TrainArgs *a, const Train *t) {
     fprintf(log, "{\"type\":\"run\",\"step\":%d,\"steps\":%d,\"threads\":%d,", t->tr.step, a->opt.steps,
             mtp_core_threads());
     cli_precision_json(log, &a->prec);
+    if (t->tr.ranks > 1) fprintf(log, ",\"ranks\":%d,\"global_batch\":%d", t->tr.ranks, a->opt.batch * a->opt.accum * t->tr.ranks);
     fprintf(log, "}\n");
     fflush(log);
 }
@@ -390,9 +437,17 @@ static void train_announce(const TrainArgs *a, const Train *t) {
     MtpParamCounts pc = mtp_param_counts(&m->cfg);
     char tok_desc[32] = "bytes";
     if (m->tokenizer) snprintf(tok_desc, sizeof tok_desc, "bpe:%d", 256 + ds_bpe_n_merges(m->tokenizer));
-    fprintf(stderr, "mtp train: %s | tokenizer %s | %.2fM parameters, %d %s head%s | %d thread%s, %s\n", t->data.desc,
-            tok_desc, pc.total / 1e6, n, heads_type_name(m->cfg.heads.type), n == 1 ? "" : "s", mtp_core_threads(),
-            mtp_core_threads() == 1 ? "" : "s", mtp_precision_name(a->prec.prec));
+    const int th = mtp_core_threads(), R = t->tr.ranks;
+    char par[64], global[128] = ""; /* ranks and the global batch said only with MPI: one process prints as ever */
+    snprintf(par, sizeof par, "%d thread%s", th, th == 1 ? "" : "s");
+    if (R > 1) {
+        snprintf(par, sizeof par, "%d ranks x %d thread%s", R, th, th == 1 ? "" : "s");
+        snprintf(global, sizeof global, " | global batch %d rows = --batch %d x --accum %d x %d ranks",
+                 a->opt.batch * a->opt.accum * R, a->opt.batch, a->opt.accum, R);
+    }
+    fprintf(stderr, "mtp train: %s | tokenizer %s | %.2fM parameters, %d %s head%s | %s, %s%s\n", t->data.desc,
+            tok_desc, pc.total / 1e6, n, heads_type_name(m->cfg.heads.type), n == 1 ? "" : "s", par,
+            mtp_precision_name(a->prec.prec), global);
     if (a->prec.is_auto) {
         char why[128];
         cli_precision_why(why, sizeof why, &a->prec);
@@ -405,15 +460,31 @@ static void train_announce(const TrainArgs *a, const Train *t) {
         fprintf(stderr, "mtp train: resuming %s at step %d of %d\n", a->resume, t->tr.step, a->opt.steps);
 }
 
+/* --threads, or for one of several ranks OMP_NUM_THREADS, or the cores it sees shared by the ranks
+ * on its machine (all of them would oversubscribe the cores P times); 0 alone: all cores. */
+static int rank_threads(int threads) {
+    if (threads || dist_ranks() == 1) return threads;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0) return atoi(env);
+    const int share = omp_get_num_procs() / dist_local_ranks();
+    return share > 0 ? share : 1;
+}
+
 /* The core and the precision (picked now with auto: the trainer's memory depends on it), the
  * corpus (through its token cache), the trainer (restored on --resume) and --log. */
 static int train_open(TrainArgs *a, Train *t) {
     t->tty = isatty(STDERR_FILENO);
-    int rc = cli_start_core("train", a->threads, a->prec.prec);
+    int rc = cli_start_core("train", rank_threads(a->threads), a->prec.prec);
     if (rc) return rc;
     const TrunkConfig *c = &t->cm.m.cfg.trunk; /* the largest product of a block: the SwiGLU's input */
     cli_pick_products(&a->prec, a->opt.batch * c->ctx, 2 * c->ffn, c->dim);
+    if (dist_ranks() > 1) { /* every rank measured; all take rank 0's pick, or their sums would not match */
+        dist_bcast(&a->prec, sizeof a->prec);
+        mtp_core_set_precision(a->prec.prec);
+    }
     t->run.precision = a->prec.prec; /* the checkpoint records the pick, never "auto" */
+    t->run.ranks = dist_ranks();
+    if (dist_rank() > 0) dist_barrier(); /* the token cache: rank 0 builds it (below), then the others map it */
     char err[1024];
     DsOptions dopt;
     mtp_run_data_options(&t->run, &dopt);
@@ -430,10 +501,15 @@ static int train_open(TrainArgs *a, Train *t) {
         cli_error("train", "%s", err);
         return EXIT_FAIL;
     }
+    if (dist_rank() == 0) dist_barrier(); /* the cache is whole: the other ranks may map it */
+    /* MTP_ALLREDUCE=blocking|overlap: how the gradients' sum runs (README: measured both) */
+    const char *how = getenv("MTP_ALLREDUCE");
+    t->tr.overlap = how ? strcmp(how, "overlap") == 0 : MTP_ALLREDUCE_OVERLAP;
     if (a->resume) {
         mtp_trainer_restore(&t->tr, &t->cm.x);
         mtp_checkpoint_extra_free(&t->cm.x);
     }
+    if (dist_rank() > 0) return 0; /* one writer: rank 0 logs, prints and saves */
     if (a->log && !(t->log = fopen(a->log, "a"))) {
         cli_error("train", "cannot open --log %s: %s", a->log, strerror(errno));
         return EXIT_FAIL;
@@ -443,15 +519,18 @@ static int train_open(TrainArgs *a, Train *t) {
     return 0;
 }
 
-static void log_step(FILE *log, int step, const MtpStepStats *s, int n, double dt, double flops) {
+static void log_step(FILE *log, int step, const MtpStepStats *s, int n, double dt, double flops, int ranks) {
     fprintf(log, "{\"type\":\"step\",\"step\":%d,\"loss\":", step);
     log_json_array(log, s->loss, n);
     fprintf(log, ",\"total_loss\":");
     log_json_number(log, s->total_loss);
     fprintf(log, ",\"lr\":%.6g,\"grad_norm\":", s->lr);
     log_json_number(log, s->grad_norm);
-    fprintf(log, ",\"tokens\":%ld,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f}\n", s->tokens, dt,
+    fprintf(log, ",\"tokens\":%ld,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_flops\":%.0f", s->tokens, dt,
             s->tokens / dt, flops);
+    /* with ranks: rank 0's wait for the gradients' sum, and its products (each rank computes 1/ranks) */
+    if (ranks > 1) fprintf(log, ",\"allreduce_s\":%.4f", s->allreduce_s);
+    fputs("}\n", log);
     fflush(log);
 }
 
@@ -481,60 +560,75 @@ static int train_run(const TrainArgs *a, Train *t) {
     t->t0 = mtp_now();
     t->first_step = tr->step;
     double last_print = 0;
-    while (tr->step < a->opt.steps && !g_interrupted) {
+    /* the ranks stop at the same step: each may get the signal in another one */
+    while (tr->step < a->opt.steps && !(t->stop = dist_any(g_interrupted))) {
         double ts = mtp_now(), flops0 = mtp_matmul_flops();
         MtpStepStats s;
         int diverged = mtp_train_step(tr, &t->data, &s) != 0;
         double dt = mtp_now() - ts, step_flops = mtp_matmul_flops() - flops0;
         t->tokens_done += s.tokens;
         double elapsed = mtp_now() - t->t0;
-        if (t->log) log_step(t->log, tr->step + diverged, &s, t->cm.m.cfg.heads.n, dt, step_flops);
-        if (diverged) {
+        t->allreduce_s += s.allreduce_s;
+        if (t->log) log_step(t->log, tr->step + diverged, &s, t->cm.m.cfg.heads.n, dt, step_flops, tr->ranks);
+        if (diverged) { /* the same on every rank: they hold the same sums */
             if (t->tty) fputs("\r\033[K", stderr);
             cli_error("train", "training diverged at step %d (loss or gradient not finite; try a lower --lr): "
                       "stopped without saving, %s keeps its previous contents", tr->step + 1, a->out);
             return EXIT_FAIL;
         }
-        show_progress(a, t, &s, elapsed, &last_print);
-        if (a->eval_every > 0 && tr->step % a->eval_every == 0 && tr->step < a->opt.steps)
+        if (tr->rank == 0) show_progress(a, t, &s, elapsed, &last_print);
+        if (tr->rank == 0 && a->eval_every > 0 && tr->step % a->eval_every == 0 && tr->step < a->opt.steps)
             run_eval(tr, &t->data, a->eval_batches, t->log, t->tty);
         if (a->save_every > 0 && tr->step % a->save_every == 0 && tr->step < a->opt.steps &&
             save(a->out, tr, &t->run, t->tty))
             return EXIT_FAIL;
     }
-    if (t->tty) fputc('\n', stderr);
+    if (t->tty && tr->rank == 0) fputc('\n', stderr);
     return 0;
 }
 
 /* The last checkpoint: after a signal, or after a final validation. */
 static int train_finish(const TrainArgs *a, Train *t) {
     MtpTrainer *tr = &t->tr;
-    if (g_interrupted) {
+    if (dist_any(t->stop || g_interrupted)) { /* a signal after the last step counts too, on every rank */
         if (save(a->out, tr, &t->run, 0)) return EXIT_FAIL;
+        if (tr->rank > 0) return EXIT_INTERRUPTED;
         fprintf(stderr, "mtp train: interrupted at step %d; saved %s (continue with --resume %s)\n", tr->step, a->out,
                 a->out);
         return EXIT_INTERRUPTED;
     }
-    if (tr->step > t->first_step) run_eval(tr, &t->data, a->eval_batches, t->log, 0);
+    if (tr->step > t->first_step && tr->rank == 0) run_eval(tr, &t->data, a->eval_batches, t->log, 0);
     if (save(a->out, tr, &t->run, 0)) return EXIT_FAIL;
+    if (tr->rank > 0) return 0;
     double elapsed = mtp_now() - t->t0;
     fprintf(stderr, "mtp train: saved %s at step %d (%.1f s, %.0f tok/s)\n", a->out, tr->step, elapsed,
             elapsed > 0 ? t->tokens_done / elapsed : 0.0);
+    if (tr->ranks > 1 && elapsed > 0)
+        fprintf(stderr, "mtp train: %d ranks: rank 0 waited %.2f s (%.1f%% of the run) for the gradients' sums\n",
+                tr->ranks, t->allreduce_s, 100.0 * t->allreduce_s / elapsed);
     return 0;
 }
 
 int cmd_train(int argc, char **argv) {
+    char err[256];
+    if (dist_init(err, sizeof err)) { /* mpirun started it: join the other ranks */
+        cli_error("train", "%s", err);
+        return EXIT_FAIL;
+    }
     TrainArgs a;
     int rc = train_parse(argc, argv, &a);
-    if (rc || a.help || (rc = train_check(&a))) return rc;
+    if (rc == 0 && !a.help) rc = train_check(&a);
     Train t = {0};
-    rc = a.resume ? train_resume(&a, &t) : train_new(&a, &t);
-    if (rc == 0) rc = train_open(&a, &t);
-    if (rc == 0) rc = train_run(&a, &t);
-    if (rc == 0) rc = train_finish(&a, &t);
+    if (rc == 0 && !a.help) rc = a.resume ? train_resume(&a, &t) : train_new(&a, &t);
+    if (rc == 0 && !a.help) rc = train_open(&a, &t);
+    if (rc == 0 && !a.help) rc = train_run(&a, &t);
+    if (rc == 0 && !a.help) rc = train_finish(&a, &t);
     if (t.log) fclose(t.log);
+    /* a failure on one rank (its message printed) ends them all: the others may be waiting for it */
+    if (rc && rc != EXIT_INTERRUPTED && dist_ranks() > 1) dist_abort(rc);
     mtp_trainer_free(&t.tr);
     ds_free(&t.data);
     cli_close_model(&t.cm);
+    dist_finalize();
     return rc;
 }

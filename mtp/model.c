@@ -176,8 +176,36 @@ static void take_inputs(MtpWorkspace *ws, const int32_t *tokens) {
  * forward-only pass). */
 static void passes(MtpWorkspace *ws, const TrunkWeights *tg, const HeadsWeights *hg, TrunkPass *tp, HeadsPass *hp) {
     const MtpModel *m = ws->model;
-    *tp = (TrunkPass){&m->cfg.trunk, &m->trunk, tg, &ws->trunk, &ws->scratch};
-    *hp = (HeadsPass){&m->cfg.trunk, &m->cfg.heads, &m->heads, hg, &ws->heads, &ws->scratch, ws->dz};
+    *tp = (TrunkPass){.c = &m->cfg.trunk, .w = &m->trunk, .dw = tg, .acts = &ws->trunk, .scratch = &ws->scratch};
+    *hp = (HeadsPass){.tc = &m->cfg.trunk, .hc = &m->cfg.heads, .w = &m->heads, .dw = hg, .acts = &ws->heads,
+                      .scratch = &ws->scratch, .dz = ws->dz};
+}
+
+/* The gradient views of a pass, for the ranges handed to ws->grads_ready. */
+typedef struct {
+    MtpWorkspace *ws;
+    float *grads;
+    const TrunkWeights *tg;
+    const HeadsWeights *hg;
+} ReadyCtx;
+
+/* Head i's weights are final after its backward; the last head's range runs on to the end of the
+ * buffer: the final norm and the unembedding, which every head adds into. */
+static void head_ready(void *ctx, int i) {
+    const ReadyCtx *r = ctx;
+    const MtpConfig *c = &r->ws->model->cfg;
+    const size_t n_params = r->ws->model->n_params;
+    float *g = c->heads.type == HEAD_TRANSFORMER ? r->hg->blocks[i].attn_norm : r->hg->lin[i];
+    size_t n = c->heads.type == HEAD_TRANSFORMER ? block_param_count(c->trunk.dim, c->trunk.ffn)
+                                                 : (size_t)c->trunk.dim * c->trunk.dim;
+    if (i == c->heads.n - 1) n = n_params - (size_t)(g - r->grads);
+    r->ws->grads_ready(r->ws->ready_ctx, g, n);
+}
+
+static void block_ready(void *ctx, int l) {
+    const ReadyCtx *r = ctx;
+    const TrunkConfig *c = &r->ws->model->cfg.trunk;
+    r->ws->grads_ready(r->ws->ready_ctx, r->tg->blocks[l].attn_norm, block_param_count(c->dim, c->ffn));
 }
 
 void mtp_forward_backward(MtpWorkspace *ws, float *grads, const int32_t *tokens, float grad_scale, HeadStats *stats) {
@@ -188,11 +216,17 @@ void mtp_forward_backward(MtpWorkspace *ws, float *grads, const int32_t *tokens,
     TrunkPass trunk;
     HeadsPass heads;
     passes(ws, &tg, &hg, &trunk, &heads);
+    ReadyCtx ready = {ws, grads, &tg, &hg};
+    if (ws->grads_ready) {
+        trunk.block_done = block_ready, trunk.done_ctx = &ready;
+        heads.head_done = head_ready, heads.done_ctx = &ready;
+    }
 
     take_inputs(ws, tokens);
     trunk_forward(&trunk, ws->inputs);
     heads_train(&heads, stats, trunk_output(&ws->trunk, trunk.c), tokens, grad_scale);
     trunk_backward(&trunk, ws->inputs, ws->dz);
+    if (ws->grads_ready) ws->grads_ready(ws->ready_ctx, tg.tok_emb, (size_t)ws->model->cfg.trunk.vocab * ws->model->cfg.trunk.dim);
 }
 
 void mtp_forward_eval(MtpWorkspace *ws, const int32_t *tokens, int32_t ignore_target, HeadStats *stats) {

@@ -75,6 +75,11 @@ typedef struct {
     BlockScratch scratch;
     float *dz;       /* (M, D) */
     int32_t *inputs; /* (B, T) */
+    /* optional: mtp_forward_backward calls it for each range of the gradient buffer whose
+       gradients are final, in the backward's order (heads, the trunk's blocks last to first, the
+       token embedding); the trainer starts their sum across ranks there */
+    void (*grads_ready)(void *ctx, float *g, size_t n);
+    void *ready_ctx;
 } MtpWorkspace;
 
 /* Sized for the current core precision: build it after mtp_core_init / mtp_core_set_precision. */
@@ -113,6 +118,10 @@ typedef struct {
     int step;             /* optimizer steps completed */
     MtpRng data_rng;      /* batch sampling: its state is the data position */
     uint64_t batches_drawn;
+    int rank, ranks;      /* data parallel (mtp/dist.h): this process's share of each step; 0 of 1 alone */
+    int overlap;          /* with ranks: sum each bucket of gradients (a block's) as soon as the last
+                             micro-batch's backward has made it final, overlapping the rest of the
+                             backward; 0: one blocking sum after it */
 } MtpTrainer;
 
 typedef struct {
@@ -121,13 +130,17 @@ typedef struct {
     double total_loss;          /* sum over heads of their mean */
     double grad_norm;           /* before clipping */
     float lr;
-    long tokens;                /* input tokens processed */
+    long tokens;                /* input tokens processed (by every rank) */
+    double allreduce_s;         /* waiting for the sum of the gradients across ranks (0 alone) */
 } MtpStepStats;
 
 int mtp_trainer_build(MtpTrainer *t, MtpModel *m, const MtpTrainOptions *o, char *err, size_t errlen);
 void mtp_trainer_free(MtpTrainer *t);
-/* One optimizer step (accum micro-batches) on batches sampled from the training split.
- * Returns -1, leaving the weights and optimizer state untouched, when the loss or the gradient is
+/* One optimizer step (accum micro-batches) on batches sampled from the training split. With R
+ * ranks (mpirun), rank r computes micro-batches r*accum .. r*accum+accum-1 of the accum*R that a
+ * single process with --accum accum*R would, every rank draws all of them (the data position is
+ * that run's), and the gradients and statistics are summed across ranks: every rank then applies
+ * the same update. Returns -1, leaving the weights and optimizer state untouched, when the loss or the gradient is
  * not finite (the run has diverged). */
 int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st);
 
@@ -148,6 +161,8 @@ typedef struct {
     char jsonl_question[64], jsonl_answer[64], jsonl_text[64]; /* "" = the default field */
     int skip_bad_lines;
     MtpPrecision precision;
+    int ranks;                    /* the data-parallel ranks (mpirun -np) that trained it; 0 or 1: one
+                                     process. Written only when > 1, so one process's files are as before */
 } MtpRunInfo;
 
 /* The corpus options of a run (its sources, split, seed, JSONL fields): fills o, whose JSONL field

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mtp/dist.h"
 #include "mtp/mtp.h"
 
 void mtp_train_options_default(MtpTrainOptions *o) {
@@ -51,6 +52,7 @@ int mtp_trainer_build(MtpTrainer *t, MtpModel *m, const MtpTrainOptions *o, char
         return -1;
     }
     mtp_rng_seed(&t->data_rng, o->seed ^ 0xD1B54A32D192ED03ull);
+    t->rank = dist_rank(), t->ranks = dist_ranks();
     return 0;
 }
 
@@ -84,24 +86,64 @@ static void adamw_update(MtpTrainer *t, float lr, float grad_scale) {
     }
 }
 
-int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
-    const MtpModel *m = t->model;
-    const int B = t->opt.batch, T = m->cfg.trunk.ctx, n = m->cfg.heads.n;
-    memset(st, 0, sizeof *st);
-    memset(t->grads, 0, m->n_params * sizeof(float));
-    HeadStats acc[HEADS_MAX] = {{0}};
-    for (int k = 0; k < t->opt.accum; k++) {
+/* A range of the gradients is final: start its sum across ranks, and let MPI move the earlier ones on. */
+static void start_sum(void *ctx, float *g, size_t n) {
+    (void)ctx;
+    dist_sum_start(g, n);
+    dist_progress();
+}
+
+/* This rank's micro-batches of a step, their gradients (scaled for the step's accum * ranks) added
+ * into t->grads and their statistics into acc. Every micro-batch of the step is drawn, on every
+ * rank: drawing is a copy, and it keeps the data position the same on all ranks. */
+static void local_batches(MtpTrainer *t, const DsCorpus *data, HeadStats *acc) {
+    const int B = t->opt.batch, T = t->model->cfg.trunk.ctx, n = t->model->cfg.heads.n;
+    const int A = t->opt.accum, total = A * t->ranks;
+    for (int k = 0; k < total; k++) {
         ds_corpus_sample(t->batch, data, B, T + 1, &t->data_rng);
         t->batches_drawn++;
+        if (k / A != t->rank) continue;
         HeadStats hs[HEADS_MAX];
-        mtp_forward_backward(&t->ws, t->grads, t->batch, 1.0f / t->opt.accum, hs);
+        const int last = k == t->rank * A + A - 1;
+        t->ws.grads_ready = t->ranks > 1 && t->overlap && last ? start_sum : NULL;
+        mtp_forward_backward(&t->ws, t->grads, t->batch, 1.0f / total, hs);
+        t->ws.grads_ready = NULL;
         for (int i = 0; i < n; i++) {
             acc[i].loss += hs[i].loss;
             acc[i].count += hs[i].count;
             acc[i].correct += hs[i].correct;
         }
     }
-    st->tokens = (long)t->opt.accum * B * T;
+}
+
+/* The sums over ranks of the gradients and of the statistics (nothing to do alone). */
+static double sum_across_ranks(MtpTrainer *t, HeadStats *acc) {
+    if (t->ranks == 1) return 0.0;
+    const int n = t->model->cfg.heads.n;
+    double v[3 * HEADS_MAX]; /* counts are exact in a double up to 2^53 */
+    for (int i = 0; i < n; i++) v[3 * i] = acc[i].loss, v[3 * i + 1] = acc[i].count, v[3 * i + 2] = acc[i].correct;
+    double waited;
+    if (t->overlap) {
+        waited = dist_sum_wait(); /* started during the backward */
+    } else {
+        double t0 = mtp_now();
+        dist_sum_floats(t->grads, t->model->n_params);
+        waited = mtp_now() - t0;
+    }
+    dist_sum_doubles(v, 3 * n);
+    for (int i = 0; i < n; i++) acc[i] = (HeadStats){v[3 * i], (long)v[3 * i + 1], (long)v[3 * i + 2]};
+    return waited;
+}
+
+int mtp_train_step(MtpTrainer *t, const DsCorpus *data, MtpStepStats *st) {
+    const MtpModel *m = t->model;
+    const int B = t->opt.batch, T = m->cfg.trunk.ctx, n = m->cfg.heads.n;
+    memset(st, 0, sizeof *st);
+    memset(t->grads, 0, m->n_params * sizeof(float));
+    HeadStats acc[HEADS_MAX] = {{0}};
+    local_batches(t, data, acc);
+    st->allreduce_s = sum_across_ranks(t, acc);
+    st->tokens = (long)t->opt.accum * t->ranks * B * T;
     for (int i = 0; i < n; i++) {
         st->loss[i] = acc[i].count ? acc[i].loss / acc[i].count : 0.0;
         st->accuracy[i] = acc[i].count ? (double)acc[i].correct / acc[i].count : 0.0;

@@ -94,8 +94,10 @@ void trunk_forward(const TrunkPass *p, const int32_t *tokens) {
 void trunk_backward(const TrunkPass *p, const int32_t *tokens, float *dz) {
     const TrunkActs *a = p->acts;
     const int D = p->c->dim, M = a->B * a->T;
-    for (int l = p->c->layers - 1; l >= 0; l--)
+    for (int l = p->c->layers - 1; l >= 0; l--) {
         block_backward(dz, &p->dw->blocks[l], a->res + (size_t)l * M * D, &a->blocks[l], &p->w->blocks[l], p->scratch);
+        if (p->block_done) p->block_done(p->done_ctx, l);
+    }
     // dtok_emb[tokens[m]] += dz[m]: split by columns so each row's sum runs in token order
     enum { COLS = 16 };
     int nblocks = (D + COLS - 1) / COLS;

@@ -196,6 +196,10 @@ typedef struct {
     const TrunkWeights *dw; /* gradients, added into by trunk_backward; NULL for a forward-only pass */
     TrunkActs *acts;        /* sized for the batch */
     BlockScratch *scratch;  /* shared with the heads */
+    /* optional: called by trunk_backward once block l's gradients are final (their sum across
+       data-parallel ranks can start while the blocks below run) */
+    void (*block_done)(void *ctx, int l);
+    void *done_ctx;
 } TrunkPass;
 
 /* Embeds tokens (B, T) and runs all blocks; z = trunk_output(). */
