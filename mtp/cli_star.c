@@ -46,6 +46,8 @@ static const char *STAR_HELP =
     "  --max-tokens N      stop a chain after N tokens (default: until the context is full)\n"
     "  --seed S            seed of the samples and of the fine-tuning (default 1)\n"
     "  --threads P         threads (default: all cores); --precision fp32 (default) or bf16\n"
+    "  --reference         a control for measuring: fine-tune on every training problem's\n"
+    "                      reference chain instead of sampled ones (supervised, same steps)\n"
     "\n"
     "PREFIX.jsonl: a line {\"type\":\"run\",...options} then per round {\"type\":\"round\",\"round\":N,\n"
     "\"problems\":P,\"solved\":S,\"new_solved\":N,\"chains_kept\":C,\"train_tokens\":T,\"steps\":S,\n"
@@ -56,7 +58,7 @@ typedef struct {
     const char *model_path, *out, *precision;
     CliData data;
     int rounds, samples, difficulty, problems, eval_limit, steps, batch, lookahead, max_tokens, threads, help;
-    int difficulty_given;
+    int difficulty_given, reference;
     float temperature, top_p, lr;
     uint64_t seed;
     MtpPrecision prec;
@@ -106,6 +108,7 @@ static int star_parse(int argc, char **argv, StarArgs *a) {
                      {"--seed", OPT_U64, &a->seed, 0, 0, 0},
                      {"--threads", OPT_INT, &a->threads, 1, 4096, 0},
                      {"--precision", OPT_STR, &a->precision, 0, 0, 0},
+                     {"--reference", OPT_FLAG, &a->reference, 0, 0, 0},
                      {0}};
     if (cli_parse("star", argc, argv, 2, opts, NULL, &a->help)) return EXIT_USAGE;
     if (a->help) return fputs(STAR_HELP, stdout), 0;
@@ -236,9 +239,32 @@ static int add_record(Star *s, int n_prompt, const int32_t *chain, int len) {
 }
 
 /* Step 1 and 2: K chains per training problem; the distinct right ones become records. */
+/* --reference: the problems' own chains (their text after the prompt) as the records. */
+static int reference_records(Star *s, RoundResult *res) {
+    size_t longest = 1;
+    for (int i = 0; i < s->n_train; i++)
+        if (s->train[i].len - s->train[i].prompt_len > longest) longest = s->train[i].len - s->train[i].prompt_len;
+    int32_t *chain = malloc(longest * sizeof *chain); /* at most a token per byte */
+    if (!chain) return cli_error("star", "out of memory"), EXIT_FAIL;
+    for (int i = 0; i < s->n_train; i++) {
+        const DsProblem *p = &s->train[i];
+        const int n = encode_prompt(s, p);
+        if (!n) continue;
+        size_t len = mtp_encode(s->cm.m.tokenizer, chain, (const uint8_t *)p->text + p->prompt_len,
+                                p->len - p->prompt_len);
+        if ((size_t)n + len >= (size_t)s->cm.m.cfg.trunk.ctx) continue; /* as sampling would be cut */
+        if (add_record(s, n, chain, (int)len)) return free(chain), cli_error("star", "out of memory"), EXIT_FAIL;
+        res->kept++, res->solved++;
+    }
+    free(chain);
+    res->train_tokens = (long)s->n_ft;
+    return 0;
+}
+
 static int star_collect(const StarArgs *a, Star *s, DecodeState *e, int r, RoundResult *res) {
     const int K = a->samples;
     s->n_ft = 0;
+    if (a->reference) return reference_records(s, res);
     const char *texts[K];
     int keep[K];
     for (int i = 0; i < s->n_train; i++) {
@@ -347,10 +373,10 @@ static void run_line(char *buf, size_t cap, const StarArgs *a, const Star *s) {
         snprintf(buf + n, cap - n,
                  "],\"difficulty\":%d,\"samples\":%d,\"problems\":%d,\"eval_limit\":%d,\"steps\":%d,\"lr\":%g,"
                  "\"batch\":%d,\"temperature\":%g,\"top_p\":%g,\"lookahead\":%d,\"max_tokens\":%d,\"seed\":%llu,"
-                 "\"precision\":\"%s\"}",
+                 "\"precision\":\"%s\",\"reference\":%s}",
                  s->dopt.difficulty, a->samples, a->problems, a->eval_limit, a->steps, a->lr, a->batch,
                  a->temperature, a->top_p, a->lookahead, a->max_tokens, (unsigned long long)a->seed,
-                 mtp_precision_name(a->prec));
+                 mtp_precision_name(a->prec), a->reference ? "true" : "false");
 }
 
 /* The problems with a right chain this round, as hex digits of 4 problems each (problem 4j+b is

@@ -8,6 +8,7 @@
 #    are refused (status 2) and nothing is written;
 #  - held-out problems never enter training: the training problems a run reports dropped are the
 #    training lines whose question is a held-out one (computed here from the file);
+#  - --reference (a supervised control): every training problem's own chain is kept;
 #  - errors, one line each: missing required options, data without problems.
 source "$(dirname "$0")/lib_cli.sh"
 
@@ -89,6 +90,13 @@ PY
 }
 check "the training problems dropped are exactly those with a held-out question" dropped_ok
 check "... and it says 60 training problems" grep -q "60 training problems" err.txt
+
+# --reference: the control fine-tunes on every training problem's own chain, no sampling
+expect_ok "$MTP" star --model m.ckpt --samples 2 --problems 30 --eval-limit 10 --steps 5 --threads 1 --rounds 1 --out ref --reference
+check "--reference: every training problem's chain kept, the run line says so" test "$(python3 -c '
+import json
+l = [json.loads(x) for x in open("ref.jsonl")]
+print(l[0]["reference"], l[2]["chains_kept"], l[2]["solved"])')" = "True 30 30"
 
 # errors
 expect_fail 2 "--rounds R is required" "$MTP" star --model m.ckpt --samples 2 --out x
