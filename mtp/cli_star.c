@@ -39,7 +39,8 @@ static const char *STAR_HELP =
     "  --problems N        training problems (default 256)\n"
     "  --eval-limit N      held-out problems measured each round (default 100)\n"
     "  --steps S           fine-tuning steps per round (default 100)\n"
-    "  --lr LR             fine-tuning learning rate, constant after 10 warmup steps (default 1e-4)\n"
+    "  --lr LR             fine-tuning learning rate, constant (default 1e-4); the AdamW moments\n"
+    "                      of the checkpoint go on when it has them, else 10 warmup steps first\n"
     "  --batch B           rows per fine-tuning step (default 8)\n"
     "  --temperature T     sampling temperature (default 0.7); --top-p P (default 1)\n"
     "  --lookahead K       tokens drafted per pass when sampling (default: all heads)\n"
@@ -84,6 +85,8 @@ typedef struct {
     size_t text_cap;
     int32_t *ft;                /* the fine-tuning records, one after the other */
     size_t n_ft, cap_ft;
+    MtpTrainer tr;              /* fine-tuning: built at the first round that trains, kept after */
+    int have_tr;
     char log_path[4096 + 16];
 } Star;
 
@@ -286,32 +289,45 @@ static int star_collect(const StarArgs *a, Star *s, DecodeState *e, int r, Round
     return 0;
 }
 
+/* The trainer of the fine-tuning, built once: it goes on with the checkpoint's AdamW moments and
+ * step when it has them (a trained model, or a round written by this command), so the first
+ * updates are as small as the run's last ones were; fresh moments start with 10 warmup steps. */
+static int star_trainer(const StarArgs *a, Star *s) {
+    if (s->have_tr) return 0;
+    MtpTrainOptions o;
+    mtp_train_options_default(&o);
+    o.steps = a->steps, o.batch = a->batch, o.accum = 1, o.lr = o.min_lr = a->lr;
+    o.warmup = a->steps < 10 ? a->steps : 10;
+    char err[1024];
+    if (mtp_trainer_build(&s->tr, &s->cm.m, &o, err, sizeof err)) return cli_error("star", "%s", err), EXIT_FAIL;
+    if (s->cm.x.has_train) {
+        mtp_trainer_restore(&s->tr, &s->cm.x);
+        mtp_checkpoint_extra_free(&s->cm.x); /* the moments now live in the trainer */
+    }
+    s->have_tr = 1;
+    return 0;
+}
+
 /* Step 3: S steps of the trainer on the records (a corpus of its own, drawn from as mtp train
  * draws from its training split). */
 static int star_finetune(const StarArgs *a, Star *s, int r, RoundResult *res) {
     const int T = s->cm.m.cfg.trunk.ctx;
     if (a->steps == 0 || s->n_ft < (size_t)T + 1) return 0; /* too few right chains to fill one window */
-    MtpTrainOptions o;
-    mtp_train_options_default(&o);
-    o.steps = a->steps, o.batch = a->batch, o.accum = 1, o.lr = o.min_lr = a->lr;
-    o.warmup = a->steps < 10 ? a->steps : 10;
-    o.seed = a->seed + (uint64_t)r; /* batch order: the same on a resumed run */
+    int rc = star_trainer(a, s);
+    if (rc) return rc;
+    /* batch order: from the seed and the round, so a resumed run draws the same */
+    mtp_rng_seed(&s->tr.data_rng, (a->seed + (uint64_t)r) ^ 0xD1B54A32D192ED03ull);
     DsCorpus c = {.train = s->ft, .n_train = s->n_ft, .n_parts = 0};
-    MtpTrainer tr;
-    char err[1024];
-    if (mtp_trainer_build(&tr, &s->cm.m, &o, err, sizeof err)) return cli_error("star", "%s", err), EXIT_FAIL;
     double loss = 0;
-    int rc = 0;
     for (int step = 0; step < a->steps && rc == 0; step++) {
         MtpStepStats st;
-        if (mtp_train_step(&tr, &c, &st)) {
+        if (mtp_train_step(&s->tr, &c, &st)) {
             cli_error("star", "round %d: fine-tuning diverged at step %d (loss or gradient not finite); try a "
                       "lower --lr", r, step + 1);
             rc = EXIT_FAIL;
         }
         loss += st.loss[0];
     }
-    mtp_trainer_free(&tr);
     res->steps = a->steps, res->loss = loss / a->steps; /* head 1's mean over the round's steps */
     return rc;
 }
@@ -485,7 +501,7 @@ static int star_round(const StarArgs *a, Star *s, int r, FILE *log) {
     res.seconds = mtp_now() - t0;
     char path[4096 + 32], err[1024];
     round_path(path, sizeof path, a->out, r);
-    if (r > 0 && mtp_checkpoint_save(path, &s->cm.m, NULL, &s->cm.x.run, err, sizeof err))
+    if (r > 0 && mtp_checkpoint_save(path, &s->cm.m, s->have_tr ? &s->tr : NULL, &s->cm.x.run, err, sizeof err))
         return cli_error("star", "%s", err), EXIT_FAIL;
     log_round(log, r, s, &res);
     if (ferror(log)) return cli_error("star", "writing %s failed", s->log_path), EXIT_FAIL;
@@ -508,7 +524,8 @@ static int star_open(StarArgs *a, Star *s, FILE **log) {
     const int last = last_round(a);
     char path[4096 + 32];
     round_path(path, sizeof path, a->out, last);
-    const CliOpen how = {.path = last ? path : a->model_path, .compute = 1, .threads = a->threads, .prec = a->prec};
+    const CliOpen how = {.path = last ? path : a->model_path, .train_state = 1, .compute = 1, .threads = a->threads,
+                         .prec = a->prec};
     int rc = cli_open_model("star", &how, &s->cm);
     if (rc || (rc = cli_lookahead("star", &a->lookahead, s->cm.m.cfg.heads.n)) ||
         (rc = cli_model_data("star", &a->data, &s->cm.x.run, &s->dopt)))
@@ -542,6 +559,7 @@ int cmd_star(int argc, char **argv) {
     free(s.prompt), free(s.chains), free(s.chain_len), free(s.text_len), free(s.texts), free(s.solved_ever);
     free(s.solved_now);
     free(s.ft);
+    if (s.have_tr) mtp_trainer_free(&s.tr);
     ds_problems_free(s.train, s.n_train);
     ds_problems_free(s.held, s.n_held);
     cli_close_model(&s.cm);
