@@ -16,8 +16,10 @@
 #      the picture; the time speculative sampling needs to reach single-head sampling's final
 #      accuracy, as a fraction of single-head's time;
 #   3. mtp star at the first such level with greedy accuracy 20-60%: R rounds (default 3); --star
-#      'PROBLEMS SAMPLES STEPS T' (default '256 8 100 0.7': training problems, samples per problem,
-#      fine-tuning steps per round, temperature); held-out greedy and majority after each round;
+#      'PROBLEMS SAMPLES STEPS T' (default '2048 4 40 0.5': training problems, samples per problem,
+#      fine-tuning steps per round of 16 rows at lr 1.5e-4, temperature: about one pass over the
+#      chains kept; RESULTS-reasoning.md has the settings tried); held-out greedy and majority after
+#      each round;
 #   4. GSM8K's held-out lines (../shared/data, when there) with gsm_bpe.mtp (answers_bench.sh
 #      --train trains it): greedy, majority@K and pass@K.
 # --train trains arith_r.mtp first: the reference shape of 5.1M parameters (dim 256, 6 layers,
@@ -30,7 +32,7 @@ BUILD=$ROOT/build
 MODELS=/tmp/mtp-models
 OUT=/tmp/mtp-reasoning
 TRAIN=0 LIMIT=100 SAMPLES=16 ROUNDS=3 THREADS=1 TEMPS="0.3 0.7"
-STAR_PROBLEMS=256 STAR_SAMPLES=8 STAR_STEPS=100 STAR_TEMP=0.7
+STAR_PROBLEMS=2048 STAR_SAMPLES=4 STAR_STEPS=40 STAR_TEMP=0.5
 while [ $# -gt 0 ]; do
   case $1 in
     --models) MODELS=$2; shift ;;
@@ -150,7 +152,7 @@ if [ -z "$STAR_LEVEL" ]; then
 else
   rm -f "$OUT"/star.round*.mtp "$OUT/star.jsonl"
   STAR=(star --model "$ARITH" --difficulty "$STAR_LEVEL" --rounds "$ROUNDS" --samples "$STAR_SAMPLES"
-        --problems "$STAR_PROBLEMS" --temperature "$STAR_TEMP" --eval-limit "$LIMIT" --steps "$STAR_STEPS" --lr 1e-4
+        --problems "$STAR_PROBLEMS" --temperature "$STAR_TEMP" --eval-limit "$LIMIT" --steps "$STAR_STEPS" --batch 16 --lr 1.5e-4
         --threads "$THREADS" --precision bf16 --out "$OUT/star")
   log "mtp ${STAR[*]}"
   "$MTP" "${STAR[@]}" 2>"$OUT/star.err"
